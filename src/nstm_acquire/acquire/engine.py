@@ -1,0 +1,71 @@
+"""An MDA engine that keeps the timing information every frame needs.
+
+pymmcore-plus's engine times a single snap *after* it returns and drops the metadata a
+Python camera attaches to a snapped frame. This subclass adds to every frame's metadata:
+
+* ``nstm_snap_call_s``: host ``perf_counter`` just before the snap was requested (single
+  snaps only): the software estimate of the exposure start;
+* ``nstm_runner_t0_s``: the runner's time zero (``perf_counter``), so ``runner_time_ms`` can be
+  put on the acquisition clock;
+* ``camera_metadata[<key>]`` for single snaps too, read from the camera's property of that
+  name when the camera exposes a hardware timestamp that way (the simulated camera does).
+
+Sequenced (hardware-triggered) bursts already carry the camera's per-frame metadata.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator, Iterable, Iterator
+from typing import Any
+
+from pymmcore_plus.mda import MDAEngine
+from useq import MDAEvent
+
+__all__ = ["TimestampingMDAEngine"]
+
+HARDWARE_TIMESTAMP_PROPERTY = "HardwareTimestamp-s"
+
+
+def _forward(gen: Iterable[Any], transform: Callable[[Any], Any]) -> Generator[Any, Any, None]:
+    """Re-yield ``gen``'s items through ``transform``, passing ``send`` values (cancel/pause) on."""
+    it: Iterator[Any] = iter(gen)
+    is_gen = isinstance(it, Generator)
+    try:
+        item = next(it)
+        while True:
+            signal = yield (transform(item) if item is not None else None)
+            item = it.send(signal) if is_gen else next(it)
+    except StopIteration:
+        return
+
+
+class TimestampingMDAEngine(MDAEngine):
+    """``MDAEngine`` that records when each snap was requested and the runner's time zero."""
+
+    timestamp_property: str = HARDWARE_TIMESTAMP_PROPERTY
+
+    def exec_event(self, event: MDAEvent) -> Iterable[Any]:
+        runner_t0 = event.metadata.get("runner_t0")
+
+        def add(payload: Any) -> Any:
+            _img, _event, meta = payload
+            meta["nstm_runner_t0_s"] = runner_t0
+            return payload
+
+        return _forward(super().exec_event(event), add)
+
+    def exec_single_event(self, event: MDAEvent) -> Iterator[Any]:
+        core = self.mmcore
+        t_call = time.perf_counter()
+        cam = core.getCameraDevice()
+        prop = self.timestamp_property
+        has_prop = bool(cam) and core.hasProperty(cam, prop)
+        for payload in super().exec_single_event(event):
+            img, ev, meta = payload
+            meta["nstm_snap_call_s"] = t_call
+            if has_prop:
+                cam_md = dict(meta.get("camera_metadata") or {})
+                cam_md[prop] = core.getProperty(cam, prop)
+                meta["camera_metadata"] = cam_md
+            yield payload

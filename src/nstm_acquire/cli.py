@@ -1,0 +1,276 @@
+"""The ``nstm-acquire`` command line.
+
+Sub-commands: ``demo``, ``acquire``, ``info`` (more are added by the reconstruction and
+live modules). Every user error ends the program with one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+__all__ = ["main"]
+
+COMMANDS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed as one line."""
+
+
+def _add_hardware_args(p: argparse.ArgumentParser) -> None:
+    from nstm_acquire.hardware.config import default_config_path
+
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help=f"hardware configuration YAML (default: {default_config_path()})",
+    )
+    p.add_argument("--modality", choices=["dpc", "sim2d", "sim3d"], default="dpc")
+    p.add_argument("--windows", type=int, default=4, help="number of windows (time points)")
+    p.add_argument("--interval", type=float, default=0.0, help="window start-to-start period, s (0: back to back)")
+    p.add_argument("--exposure-ms", type=float, default=None, help="exposure per shot, ms")
+    p.add_argument("--planes", type=int, default=None, help="sim3d: planes per stack (default 8)")
+    p.add_argument("--z-step", type=float, default=None, help="sim3d: plane spacing, µm")
+    p.add_argument("--plane-order", choices=["plane_major", "pattern_major"], default="plane_major")
+    sim = p.add_argument_group("simulated microscope")
+    sim.add_argument("--shape", type=int, nargs=2, metavar=("NY", "NX"), default=None, help="frame shape, pixels")
+    sim.add_argument("--motion", default=None, help="sample motion, e.g. 'translation:vx=5+swirl:omega=0.5,radius=10'")
+    sim.add_argument("--seed", type=int, default=None)
+    sim.add_argument("--fast", action="store_true", help="do not wait in real time (simulated clock runs ahead)")
+    sim.add_argument("--photons", type=float, default=None, help="photo-electrons per pixel at background / peak")
+    p.add_argument("--adapter-path", action="append", default=None, help="Micro-Manager adapter folder (real scopes)")
+
+
+def load_config_with_overrides(args: argparse.Namespace):
+    """The hardware configuration named by ``--config`` with the simulation overrides applied."""
+    from nstm_acquire.hardware.config import (
+        HardwareConfig,
+        SimulationConfig,
+        default_config_path,
+        load_hardware_config,
+        parse_hardware_config,
+    )
+
+    path = args.config or default_config_path()
+    cfg = load_hardware_config(path)
+    overrides = {k: getattr(args, k, None) for k in ("shape", "motion", "seed", "fast", "photons")}
+    if not any(v not in (None, False) for v in overrides.values()):
+        return cfg
+    if not cfg.simulated:
+        used = [k for k, v in overrides.items() if v not in (None, False)]
+        raise UserError(f"--{used[0]} applies to the simulated microscope only; {cfg.name} is a real one")
+    data = cfg.model_dump(mode="json", exclude={"source_path"})
+    sim = data.get("simulation") or SimulationConfig().model_dump(mode="json")
+    if args.shape:
+        sim["frame_shape"] = list(args.shape)
+    if args.seed is not None:
+        sim["seed"] = args.seed
+    if args.fast:
+        sim["timing"]["realtime"] = False
+    modality = args.modality
+    sample = sim["samples"].setdefault(modality, {})
+    if args.motion is not None:
+        sample["motion"] = args.motion
+    if args.photons is not None:
+        sample["photons"] = args.photons
+    data["simulation"] = sim
+    new: HardwareConfig = parse_hardware_config(data, source=Path(path).name)
+    return new.model_copy(update={"source_path": cfg.source_path})
+
+
+def _plan_from_args(args: argparse.Namespace):
+    from nstm_acquire.acquire.sequences import AcquisitionPlan
+
+    kw: dict = {
+        "modality": args.modality,
+        "n_windows": args.windows,
+        "window_interval_s": args.interval,
+        "exposure_ms": args.exposure_ms,
+        "plane_order": args.plane_order,
+    }
+    if args.modality == "sim3d":
+        kw["n_planes"] = args.planes or 8
+        if args.z_step is not None:
+            kw["z_step_um"] = args.z_step
+    elif args.planes not in (None, 1):
+        raise UserError(f"--planes {args.planes}: only --modality sim3d acquires several planes")
+    return AcquisitionPlan(**kw)
+
+
+class _Progress:
+    """One updating line on a terminal, plain lines otherwise."""
+
+    def __init__(self, stream=sys.stderr) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self._last = ""
+
+    def show(self, text: str) -> None:
+        if self.tty:
+            self.stream.write("\r" + text.ljust(len(self._last)))
+            self.stream.flush()
+        self._last = text
+
+    def done(self, text: str | None = None) -> None:
+        if text is not None:
+            self.show(text)
+        if self.tty:
+            self.stream.write("\n")
+        elif self._last:
+            self.stream.write(self._last + "\n")
+        self.stream.flush()
+
+
+def run_acquisition(args: argparse.Namespace, out: Path, overwrite: bool):
+    from nstm_acquire.acquire.controller import AcquisitionController
+    from nstm_acquire.hardware.microscope import open_microscope
+
+    cfg = load_config_with_overrides(args)
+    plan = _plan_from_args(args)
+    microscope = open_microscope(cfg, adapter_paths=args.adapter_path)
+    controller = AcquisitionController(microscope, plan, out, overwrite=overwrite)
+    progress = _Progress()
+    state = {"frames": 0, "windows": 0}
+
+    def on_frame(w: int, s: int, z: int, t: float) -> None:
+        state["frames"] += 1
+        progress.show(
+            f"acquiring {plan.modality}: frame {state['frames']}/{controller.summary.frames_expected}  "
+            f"windows {state['windows']}/{plan.n_windows}  t={t:7.3f} s"
+        )
+
+    def on_window(w: int) -> None:
+        state["windows"] += 1
+
+    controller.events.frame_stored.connect(on_frame)
+    controller.events.window_complete.connect(on_window)
+    controller.events.error.connect(lambda msg: print(f"\nerror: {msg}", file=sys.stderr))
+    try:
+        summary = controller.run()
+    finally:
+        progress.done()
+        microscope.close()
+    return summary
+
+
+def cmd_acquire(args: argparse.Namespace) -> int:
+    summary = run_acquisition(args, args.out, args.overwrite)
+    print(
+        f"{summary.store}: {summary.modality}, {summary.windows_complete} complete windows, "
+        f"{summary.frames_written}/{summary.frames_expected} frames in {summary.duration_s:.2f} s ({summary.status})"
+    )
+    return 0 if summary.status == "completed" else 1
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from nstm_acquire.store import StoreReader
+
+    reader = StoreReader(args.store)
+    print(format_info(reader))
+    return 0
+
+
+def format_info(reader) -> str:
+    """Human-readable summary of a store: modality, windows, timing statistics."""
+    t = reader.timing_summary()
+    a = reader.attrs
+    lines = [
+        f"store:            {reader.path}",
+        f"modality:         {a.modality}",
+        f"frames:           {t.get('frames_acquired')} acquired, shape {tuple(reader.frame_shape)}, "
+        f"{reader.n_shots} shots x {reader.n_planes} planes per window",
+        f"windows:          {len(reader.complete_windows())} complete",
+    ]
+    for key, label in (
+        ("frame_interval_mean_s", "frame interval"),
+        ("window_period_mean_s", "window period"),
+        ("exposure_mean_s", "exposure"),
+    ):
+        if t.get(key) is not None:
+            lines.append(f"{label + ':':<18}{1000 * t[key]:.3f} ms (mean)")
+    if t.get("frame_interval_min_s") is not None:
+        lines.append(
+            f"{'  spread:':<18}min {1000 * t['frame_interval_min_s']:.3f} / max "
+            f"{1000 * t['frame_interval_max_s']:.3f} / std {1000 * t['frame_interval_std_s']:.3f} ms"
+        )
+    acq = a.acquisition or {}
+    for key in ("hardware_config", "simulated", "timestamp_source", "status", "start_utc"):
+        if key in acq:
+            lines.append(f"{key + ':':<18}{acq[key]}")
+    return "\n".join(lines)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    out = args.out
+    args.windows = args.windows or 4
+    summary = run_acquisition(args, out, overwrite=True)
+    from nstm_acquire.store import StoreReader
+
+    print(format_info(StoreReader(out)))
+    print(f"\nOpen the raw frames in napari:  napari {out}/raw   (or: python -m napari {out})")
+    return 0 if summary.status == "completed" else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nstm-acquire",
+        description="Multi-shot DPC/SIM acquisition with motion-resolved NSTM reconstruction.",
+    )
+    from nstm_acquire import __version__
+
+    parser.add_argument("--version", action="version", version=f"nstm-acquire {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="acquire on the simulated microscope and summarise (the README's first command)")
+    _add_hardware_args(p)
+    p.add_argument("--out", type=Path, default=Path("runs/demo.zarr"))
+    p.set_defaults(func=cmd_demo, windows=None)
+
+    p = sub.add_parser("acquire", help="run a DPC or SIM acquisition into a Zarr store")
+    _add_hardware_args(p)
+    p.add_argument("--out", type=Path, required=True, help="output store, NAME.zarr")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    p.set_defaults(func=cmd_acquire)
+
+    p = sub.add_parser("info", help="summarise a store: modality, windows, timing")
+    p.add_argument("store", type=Path)
+    p.set_defaults(func=cmd_info)
+
+    for name, register in COMMANDS.items():
+        register(sub.add_parser(name))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from pydantic import ValidationError
+
+    from nstm_acquire.hardware.config import ConfigError
+
+    try:
+        from nstm_acquire.store import StoreError
+    except ImportError:  # pragma: no cover
+        StoreError = ConfigError  # type: ignore[misc,assignment]
+    try:
+        return int(args.func(args) or 0)
+    except (UserError, ConfigError, StoreError) as err:
+        print(f"nstm-acquire: {err}", file=sys.stderr)
+        return 2
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        print(f"nstm-acquire: {loc}: {first['msg'].removeprefix('Value error, ')}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nnstm-acquire: interrupted; frames acquired so far are in the store", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

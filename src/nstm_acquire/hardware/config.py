@@ -1,0 +1,320 @@
+"""Hardware configuration files (``hardware_configs/*.yaml``): schema, loading, validation.
+
+A hardware configuration describes one microscope: the Micro-Manager ``.cfg`` it loads (or
+``simulated: true``), the camera, and for each modality it can run (``dpc``, ``sim2d``,
+``sim3d``) the optics, the illumination and *how a pattern is set on the hardware*:
+
+* ``method: property`` -- one device property takes one value per shot (for example a
+  Python LED-array device's ``Pattern`` property); sequenceable properties give
+  hardware-triggered bursts;
+* ``method: preset`` -- one configuration-group preset per shot (defined in the ``.cfg``).
+
+Every problem is reported as one line naming the file and the field, for example
+``simulated.yaml: modalities.dpc.optics.na_detection: Input should be greater than 0``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from nstm_acquire.illumination import LedArrayGeometry
+from nstm_acquire.optics import Optics
+
+__all__ = [
+    "CameraConfig",
+    "ConfigError",
+    "DpcConfig",
+    "HardwareConfig",
+    "PatternControl",
+    "SimConfig",
+    "SimulationConfig",
+    "SimulatedTiming",
+    "load_hardware_config",
+    "default_config_path",
+]
+
+Modality = Literal["dpc", "sim2d", "sim3d"]
+
+
+class ConfigError(ValueError):
+    """A hardware configuration problem, one line per problem naming the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CameraConfig(_Strict):
+    """Camera settings shared by all modalities.
+
+    ``hardware_timestamp_key`` names the per-frame metadata key (sequenced bursts) or the
+    camera property (single snaps) that holds the exposure start on the camera's own clock,
+    in ``hardware_timestamp_unit``; without one the controller uses the host clock (see
+    ``docs/timing.md`` for the accuracy of each).
+    """
+
+    label: str = "Camera"
+    exposure_ms: float = Field(default=10.0, gt=0)
+    offset_adu: float = Field(default=0.0, ge=0)
+    gain_e_per_adu: float | None = Field(default=None, gt=0)
+    read_noise_e: float | None = Field(default=None, ge=0)
+    pixel_type: Literal["uint16", "float32"] = "uint16"
+    hardware_timestamp_key: str | None = None
+    hardware_timestamp_unit: Literal["s", "ms", "us"] = "s"
+
+
+class PatternControl(_Strict):
+    """How the illumination pattern of each shot is set.
+
+    ``method: property``: ``device``/``property`` take ``values[s]`` for shot ``s``.
+    ``method: preset``: configuration group ``group`` takes preset ``presets[s]``.
+    """
+
+    method: Literal["property", "preset"]
+    device: str | None = None
+    property: str | None = None
+    values: list[str] | None = None
+    group: str | None = None
+    presets: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> PatternControl:
+        if self.method == "property":
+            missing = [f for f in ("device", "property") if getattr(self, f) is None]
+            if missing:
+                raise ValueError(
+                    f"method 'property' needs {' and '.join(missing)} (the device label and "
+                    "property that select the pattern)"
+                )
+        else:
+            if self.group is None or not self.presets:
+                raise ValueError(
+                    "method 'preset' needs group (a configuration group of the .cfg) and "
+                    "presets (one preset name per shot)"
+                )
+        return self
+
+    def n_values(self) -> int | None:
+        """Number of per-shot values given, or None when they are derived (property names)."""
+        if self.method == "preset":
+            return len(self.presets or [])
+        return None if self.values is None else len(self.values)
+
+
+class DpcConfig(_Strict):
+    """LED-array DPC: optics, LED array geometry, the lit LEDs of every shot."""
+
+    optics: Optics
+    led_array_label: str = "LEDArray"
+    led_array: LedArrayGeometry
+    shots: Literal["half_circle"] | dict[str, list[int]] = "half_circle"
+    shot_names: list[str] = ["top", "bottom", "left", "right"]
+    pattern_control: PatternControl
+    exposure_ms: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _shot_names(self) -> DpcConfig:
+        if isinstance(self.shots, dict):
+            unknown = [n for n in self.shot_names if n not in self.shots]
+            if unknown:
+                raise ValueError(
+                    f"shot_names {unknown} are not keys of shots {sorted(self.shots)}; list the "
+                    "shots to acquire by their names in shots"
+                )
+        n = self.pattern_control.n_values()
+        if n is not None and n != len(self.shot_names):
+            raise ValueError(
+                f"pattern_control gives {n} values for {len(self.shot_names)} shots "
+                f"{self.shot_names}; give one per shot"
+            )
+        return self
+
+
+class SimConfig(_Strict):
+    """Structured illumination: optics (emission), excitation, pattern device, focus."""
+
+    optics: Optics
+    excitation_wavelength_um: float = Field(gt=0, lt=5)
+    n_orientations: int = Field(default=3, ge=1)
+    n_phases: int = Field(default=3, ge=3)
+    k_per_um: list[tuple[float, float]] | None = None
+    phase_rad: list[float] | None = None
+    modulation: list[list[float]] | None = None
+    pattern_device_label: str = "SIMPatterns"
+    pattern_control: PatternControl
+    focus_device: str = "Z"
+    exposure_ms: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _counts(self) -> SimConfig:
+        n_shots = self.n_orientations * self.n_phases
+        n = self.pattern_control.n_values()
+        if n is not None and n != n_shots:
+            raise ValueError(
+                f"pattern_control gives {n} values for {n_shots} shots "
+                f"({self.n_orientations} orientations x {self.n_phases} phases)"
+            )
+        for name in ("k_per_um", "phase_rad", "modulation"):
+            val = getattr(self, name)
+            if val is not None and len(val) != self.n_orientations:
+                raise ValueError(
+                    f"{name} has {len(val)} entries for n_orientations={self.n_orientations}; "
+                    "give one per orientation or leave it out to estimate it from the data"
+                )
+        return self
+
+
+class SimulatedTiming(_Strict):
+    """Timing of the simulated hardware, milliseconds.
+
+    ``realtime: true`` makes the simulated camera take as long as a real one (the clock is
+    the host clock); ``false`` runs as fast as the computer allows while the simulated
+    clock still advances by every exposure, readout and delay.
+    """
+
+    realtime: bool = True
+    readout_ms: float = Field(default=2.0, ge=0)
+    pattern_switch_ms: float = Field(default=0.5, ge=0)
+    jitter_ms: float = Field(default=0.0, ge=0)
+    exposure_subsamples: int = Field(default=3, ge=1, le=64)
+
+
+class SimulatedSample(_Strict):
+    """A synthetic sample of the simulated microscope for one modality."""
+
+    phantom: Literal["cells", "beads", "filaments"]
+    motion: str | dict[str, Any] | list[Any] = "static"
+    options: dict[str, Any] = {}
+    photons: float = Field(default=2000.0, gt=0, description="photo-electrons per pixel at background / mean")
+
+
+class SimulationConfig(_Strict):
+    """What the simulated microscope images and how its hardware behaves."""
+
+    frame_shape: tuple[int, int] = (128, 128)
+    seed: int = 0
+    samples: dict[Modality, SimulatedSample] = {
+        "dpc": SimulatedSample(phantom="cells"),
+        "sim2d": SimulatedSample(phantom="beads"),
+        "sim3d": SimulatedSample(phantom="beads", options={"z_range_um": (-1.0, 1.0)}),
+    }
+    timing: SimulatedTiming = SimulatedTiming()
+    render_upsample: int = Field(default=2, ge=1, le=4)
+    replay_frames: int = Field(
+        default=0, ge=0, description="if > 0, render this many frames once and replay them (throughput tests)"
+    )
+
+    @model_validator(mode="after")
+    def _shape(self) -> SimulationConfig:
+        if min(self.frame_shape) < 16:
+            raise ValueError(f"frame_shape {self.frame_shape} is too small; use at least 16 x 16 pixels")
+        return self
+
+
+class HardwareConfig(_Strict):
+    """One microscope: see ``hardware_configs/*.yaml`` for annotated examples."""
+
+    name: str
+    simulated: bool = False
+    micromanager_config: Path | None = None
+    camera: CameraConfig = CameraConfig()
+    shutter_label: str | None = None
+    dpc: DpcConfig | None = None
+    sim2d: SimConfig | None = None
+    sim3d: SimConfig | None = None
+    simulation: SimulationConfig | None = None
+    source_path: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _consistency(self) -> HardwareConfig:
+        if not any((self.dpc, self.sim2d, self.sim3d)):
+            raise ValueError("no modality configured: add at least one of dpc, sim2d, sim3d")
+        if not self.simulated and self.micromanager_config is None:
+            raise ValueError(
+                "micromanager_config: a real microscope needs the Micro-Manager .cfg to load "
+                "(or set simulated: true)"
+            )
+        if self.sim3d is not None and self.sim3d.n_phases < 5:
+            raise ValueError(
+                f"sim3d.n_phases={self.sim3d.n_phases}: three-beam 3D SIM has 5 orders to separate; "
+                "set n_phases: 5"
+            )
+        return self
+
+    def modality(self, name: str) -> DpcConfig | SimConfig:
+        """The configuration of one modality, or a ConfigError listing the configured ones."""
+        if name not in ("dpc", "sim2d", "sim3d"):
+            raise ConfigError(f"modality {name!r} is not one of dpc, sim2d, sim3d")
+        cfg = getattr(self, name)
+        if cfg is None:
+            raise ConfigError(
+                f"{self.name}: modality {name!r} is not configured; available: "
+                f"{', '.join(self.available_modalities())}"
+            )
+        return cfg
+
+    def available_modalities(self) -> list[str]:
+        return [m for m in ("dpc", "sim2d", "sim3d") if getattr(self, m) is not None]
+
+    def resolved_mm_config(self) -> Path | None:
+        """The ``.cfg`` path, relative paths taken from the YAML file's folder."""
+        if self.micromanager_config is None:
+            return None
+        p = Path(self.micromanager_config)
+        if not p.is_absolute() and self.source_path is not None:
+            p = self.source_path.parent / p
+        return p
+
+
+def _format_validation_error(source: str, err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"{source}: {loc or '(top level)'}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_hardware_config(data: dict[str, Any], source: str = "<config>") -> HardwareConfig:
+    """Validate a configuration mapping; raises :class:`ConfigError` naming every bad field."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of fields at the top level, got {type(data).__name__}")
+    try:
+        return HardwareConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(source, err)) from None
+
+
+def load_hardware_config(path: str | Path) -> HardwareConfig:
+    """Load and validate a YAML hardware configuration file."""
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(
+            f"{p}: no such hardware configuration; the examples are in hardware_configs/ "
+            "(hardware_configs/simulated.yaml runs without a microscope)"
+        )
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{p.name}: not valid YAML: {err}".replace("\n", " ")) from None
+    cfg = parse_hardware_config(data, source=p.name)
+    cfg = cfg.model_copy(update={"source_path": p.resolve()})
+    mm = cfg.resolved_mm_config()
+    if mm is not None and not mm.exists():
+        raise ConfigError(f"{p.name}: micromanager_config: {mm} does not exist")
+    return cfg
+
+
+def default_config_path() -> Path:
+    """``hardware_configs/simulated.yaml`` of a source checkout, or the packaged copy."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        cand = parent / "hardware_configs" / "simulated.yaml"
+        if cand.exists():
+            return cand
+    packaged = here.parent / "configs" / "simulated.yaml"
+    return packaged
