@@ -307,10 +307,8 @@ def test_every_file_write_leaves_a_consistent_store(
     out = StoreWriter.create(path, dpc_attrs(), S, Z, shape, compression=compression)
     reader = StoreReader(path)
     checks = []
-    original = writer_module._atomic_write
 
-    def write_then_check(file_path: Path, data: np.ndarray) -> None:
-        original(file_path, data)
+    def check() -> None:
         timestamps = reader.timestamps_s(refresh=True)
         exposures = reader.exposures_s()
         for w, s, z in np.argwhere(np.isfinite(timestamps)):
@@ -321,7 +319,15 @@ def test_every_file_write_leaves_a_consistent_store(
             assert exposures[w, s, z] == 0.01 * (1 + s)
         checks.append(int(np.isfinite(timestamps).sum()))
 
-    monkeypatch.setattr(writer_module, "_atomic_write", write_then_check)
+    def then_check(write):
+        def wrapped(*args):
+            write(*args)
+            check()
+
+        return wrapped
+
+    for name in ("_atomic_write", "_write_new", "_write_in_place"):
+        monkeypatch.setattr(writer_module, name, then_check(getattr(writer_module, name)))
     for w in range(3):
         for s in range(S):
             out.write_frame(

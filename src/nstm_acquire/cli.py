@@ -216,6 +216,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if summary.status == "completed" else 1
 
 
+def cmd_presets(args: argparse.Namespace) -> int:
+    from nstm_acquire.hardware.config import default_config_path, load_hardware_config
+    from nstm_acquire.hardware.presets import dpc_preset_lines
+
+    cfg = load_hardware_config(args.config or default_config_path())
+    dpc = cfg.modality("dpc")
+    print(f"# DPC presets for {cfg.name}: paste into the Micro-Manager .cfg")
+    for line in dpc_preset_lines(
+        dpc,  # type: ignore[arg-type]
+        group=args.group,
+        device=args.device,
+        prop=args.property,
+        separator=args.separator,
+        python_device=args.python_device,
+    ):
+        print(line)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nstm-acquire",
@@ -236,6 +255,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output store, NAME.zarr")
     p.add_argument("--overwrite", action="store_true", help="replace an existing store")
     p.set_defaults(func=cmd_acquire)
+
+    p = sub.add_parser("presets", help="print the .cfg presets that light each DPC shot's LEDs")
+    p.add_argument("--config", type=Path, default=None, help="hardware configuration YAML")
+    p.add_argument("--group", default="DPC", help="configuration group name")
+    p.add_argument("--device", default=None, help="LED array device label (default: dpc.led_array_label)")
+    p.add_argument("--property", default="LEDs", help="property taking the LED list (Illuminate: ManualLedList)")
+    p.add_argument("--separator", default=" ", help="between LED indices (Illuminate: '.')")
+    p.add_argument("--python-device", action="store_true", help="prefix lines with '#py ' (a Python device)")
+    p.set_defaults(func=cmd_presets)
 
     p = sub.add_parser("info", help="summarise a store: modality, windows, timing")
     p.add_argument("store", type=Path)

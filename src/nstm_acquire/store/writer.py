@@ -85,6 +85,21 @@ def _atomic_write(path: Path, data: np.ndarray) -> None:
         raise
 
 
+def _write_new(path: Path, data: np.ndarray) -> None:
+    """Write the bytes of ``data`` to a new file ``path`` (not atomic: see write_frame)."""
+    with open(path, "wb") as f:
+        f.write(data.data)
+
+
+def _write_in_place(path: Path, offset: int, data: np.ndarray) -> None:
+    """Overwrite ``data.nbytes`` bytes of the existing file ``path`` at ``offset``."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.pwrite(fd, data.tobytes(), offset)
+    finally:
+        os.close(fd)
+
+
 class StoreWriter:
     """Writes one acquisition store frame by frame. Create it with :meth:`create`.
 
@@ -127,6 +142,7 @@ class StoreWriter:
         self._lock = threading.Lock()
         self._closed = False
         self._direct_raw = compression == "none"
+        self._timing_files: set[tuple[str, int]] = set()
         self._check_chunk_keys()
 
     # ------------------------------------------------------------------ creation
@@ -423,20 +439,36 @@ class StoreWriter:
                     "check the acquisition's window/shot/plane counter)",
                 )
 
-            # 1. the frame
+            # 1. the frame (written in place: a frame is never overwritten, and readers only
+            #    read frames whose timestamp is finite, which is written after it)
             frame = np.ascontiguousarray(image, dtype=self._dtype)
             if self._direct_raw:
-                _atomic_write(self._chunk_path(RAW, f"c/{w}/{s}/{z}/0/0"), frame)
+                _write_new(self._chunk_path(RAW, f"c/{w}/{s}/{z}/0/0"), frame)
             else:
                 self._raw[w, s, z] = frame
             # 2. its exposure, 3. its timestamp (a finite timestamp means: frame present)
             self._exp_cache[w, s, z] = exposure_s
-            _atomic_write(self._chunk_path(EXPOSURE, f"c/{w}/0/0"), self._exp_cache[w])
+            self._write_timing(EXPOSURE, self._exp_cache, w, s, z)
             self._ts_cache[w, s, z] = timestamp_s
-            _atomic_write(self._chunk_path(TIMESTAMPS, f"c/{w}/0/0"), self._ts_cache[w])
+            self._write_timing(TIMESTAMPS, self._ts_cache, w, s, z)
 
             self._frames_written += 1
             self._n_windows_written = max(self._n_windows_written, w + 1)
+
+    def _write_timing(self, array_name: str, cache: np.ndarray, w: int, s: int, z: int) -> None:
+        """Put one float64 of window ``w``'s timing chunk on disk.
+
+        The window's first frame writes the whole (S, Z) chunk atomically (temporary file and
+        rename); later frames overwrite just their 8 aligned bytes in place, so the per-frame
+        cost stays constant and a concurrent reader sees either NaN or the value.
+        """
+        key = (array_name, w)
+        path = self._chunk_path(array_name, f"c/{w}/0/0")
+        if key not in self._timing_files:
+            _atomic_write(path, cache[w])
+            self._timing_files.add(key)
+            return
+        _write_in_place(path, 8 * (s * self._n_planes + z), cache[w, s, z : z + 1])
 
     def write_background(self, background: np.ndarray) -> None:
         """Store the sample-free frames ``background`` (S, Z, Y, X), in camera counts.

@@ -201,8 +201,9 @@ class SimulatedWorld:
     def set_modality(self, modality: str) -> None:
         self.config.modality(modality)  # raises a clear error if not configured
         with self._lock:
-            self.modality = modality
-            self._replay = None
+            if modality != self.modality:
+                self.modality = modality
+                self._replay = None
 
     def scene(self, modality: str | None = None) -> DpcScene | SimScene:
         """The (lazily built) scene of a modality; its ``sample`` is the ground truth."""

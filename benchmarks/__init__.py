@@ -1,0 +1,1 @@
+"""nstm-acquire benchmark suite: ``python -m benchmarks.run`` writes ``docs/benchmarks.md``."""
