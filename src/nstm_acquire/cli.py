@@ -35,7 +35,9 @@ def _add_hardware_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--interval", type=float, default=0.0, help="window start-to-start period, s (0: back to back)")
     p.add_argument("--exposure-ms", type=float, default=None, help="exposure per shot, ms")
     p.add_argument("--planes", type=int, default=None, help="sim3d: planes per stack (default 8)")
-    p.add_argument("--z-step", type=float, default=None, help="sim3d: plane spacing, µm")
+    p.add_argument("--z-step", type=float, default=None,
+                   help="sim3d: plane spacing, µm (default: the config's optics.z_step_um, else 0.25)")
+    p.add_argument("--z-centre", type=float, default=0.0, help="sim3d: focus position of the stack centre, µm")
     p.add_argument("--plane-order", choices=["plane_major", "pattern_major"], default="plane_major")
     sim = p.add_argument_group("simulated microscope")
     sim.add_argument("--shape", type=int, nargs=2, metavar=("NY", "NX"), default=None, help="frame shape, pixels")
@@ -83,7 +85,7 @@ def load_config_with_overrides(args: argparse.Namespace):
     return new.model_copy(update={"source_path": cfg.source_path})
 
 
-def _plan_from_args(args: argparse.Namespace):
+def _plan_from_args(args: argparse.Namespace, z_step_default: float | None = None):
     from nstm_acquire.acquire.sequences import AcquisitionPlan
 
     kw: dict = {
@@ -95,8 +97,11 @@ def _plan_from_args(args: argparse.Namespace):
     }
     if args.modality == "sim3d":
         kw["n_planes"] = args.planes or 8
+        kw["z_centre_um"] = args.z_centre
         if args.z_step is not None:
             kw["z_step_um"] = args.z_step
+        elif z_step_default is not None:
+            kw["z_step_um"] = z_step_default
     elif args.planes not in (None, 1):
         raise UserError(f"--planes {args.planes}: only --modality sim3d acquires several planes")
     return AcquisitionPlan(**kw)
@@ -131,7 +136,8 @@ def run_acquisition(args: argparse.Namespace, out: Path, overwrite: bool):
     from nstm_acquire.hardware.microscope import open_microscope
 
     cfg = load_config_with_overrides(args)
-    plan = _plan_from_args(args)
+    z_default = cfg.sim3d.optics.z_step_um if (args.modality == "sim3d" and cfg.sim3d) else None
+    plan = _plan_from_args(args, z_default)
     microscope = open_microscope(cfg, adapter_paths=args.adapter_path)
     controller = AcquisitionController(microscope, plan, out, overwrite=overwrite)
     progress = _Progress()
@@ -150,12 +156,19 @@ def run_acquisition(args: argparse.Namespace, out: Path, overwrite: bool):
     controller.events.frame_stored.connect(on_frame)
     controller.events.window_complete.connect(on_window)
     controller.events.error.connect(lambda msg: print(f"\nerror: {msg}", file=sys.stderr))
+    controller.start()  # acquisition in its own thread: Ctrl-C here cancels it cleanly
     try:
-        summary = controller.run()
+        try:
+            while not controller.wait(0.2):
+                pass
+        except KeyboardInterrupt:
+            print("\ninterrupted: stopping after the current event ...", file=sys.stderr)
+            controller.cancel()
+            controller.wait()
     finally:
         progress.done()
         microscope.close()
-    return summary
+    return controller.summary
 
 
 def cmd_acquire(args: argparse.Namespace) -> int:
@@ -164,7 +177,7 @@ def cmd_acquire(args: argparse.Namespace) -> int:
         f"{summary.store}: {summary.modality}, {summary.windows_complete} complete windows, "
         f"{summary.frames_written}/{summary.frames_expected} frames in {summary.duration_s:.2f} s ({summary.status})"
     )
-    return 0 if summary.status == "completed" else 1
+    return {"completed": 0, "canceled": 130}.get(summary.status, 1)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -199,7 +212,10 @@ def format_info(reader) -> str:
             f"{1000 * t['frame_interval_max_s']:.3f} / std {1000 * t['frame_interval_std_s']:.3f} ms"
         )
     acq = a.acquisition or {}
-    for key in ("hardware_config", "simulated", "timestamp_source", "status", "start_utc"):
+    for key in (
+        "hardware_config", "simulated", "timestamp_source", "frames_hardware_triggered",
+        "frames_host_clock_fallback", "status", "start_utc",
+    ):
         if key in acq:
             lines.append(f"{key + ':':<18}{acq[key]}")
     return "\n".join(lines)
@@ -235,6 +251,78 @@ def cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_windows(text: str | None) -> list[int] | None:
+    """``"0,2-4"`` -> ``[0, 2, 3, 4]``; None -> None (all complete windows)."""
+    if text is None:
+        return None
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if "-" in part:
+                a, b = part.split("-", 1)
+                out.extend(range(int(a), int(b) + 1))
+            elif part:
+                out.append(int(part))
+    except ValueError:
+        raise UserError(f"--windows {text!r}: give window indices like 0,2-4") from None
+    return out
+
+
+def nstm_config_from_args(args: argparse.Namespace):
+    """The NSTM configuration named by ``--preset`` with ``--steps`` etc. applied."""
+    from nstm_acquire.nstm.config import default_config, published_config
+
+    cfg = published_config() if args.preset == "published" else default_config()
+    changes: dict = {}
+    if args.steps is not None:
+        changes["max_steps"] = args.steps
+    if getattr(args, "sampling", None):
+        changes["scene_sampling"] = args.sampling
+    return cfg.with_fit(**changes) if changes else cfg
+
+
+def _add_nstm_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("reconstruction")
+    g.add_argument("--preset", choices=["default", "published"], default="default",
+                   help="default: fast, stops on convergence; published: the paper's 5000-step schedule")
+    g.add_argument("--steps", type=int, default=None, help="maximum optimisation steps per window")
+    g.add_argument("--sampling", choices=["grid", "network"], default=None,
+                   help="scene sampling (grid: fast; network: the published way)")
+    g.add_argument("--no-warm-start", action="store_true", help="fit every window from scratch")
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from nstm_acquire.reconstruct import StoreReconstructor
+
+    config = nstm_config_from_args(args)
+    rec = StoreReconstructor(
+        args.store, config, out=args.out, name=args.name, overwrite=args.overwrite,
+        warm_start=not args.no_warm_start,
+    )
+    windows = parse_windows(args.windows)
+    complete = rec.reader.complete_windows()
+    todo = complete if windows is None else windows
+    if not todo:
+        raise UserError(f"{args.store}: no complete window to reconstruct")
+    progress = _Progress()
+    limit = config.fit.max_steps
+
+    def show(w: int, step: int, metrics: dict) -> None:
+        progress.show(f"window {w} ({todo.index(w) + 1}/{len(todo)}): step {step}/{limit}  loss {metrics['loss']:.3e}")
+
+    for w in todo:
+        res = rec.run([w], progress=show)[0]
+        f = res.fit
+        progress.done(
+            f"window {w}: {f.steps} steps ({f.stop_reason}), loss {f.final_loss:.3e}, {f.wall_s:.1f} s"
+            + (" (warm start)" if f.warm_start else "")
+        )
+    target = args.out or args.store
+    print(f"wrote {target}/recon/{args.name}: {len(todo)} windows")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nstm-acquire",
@@ -255,6 +343,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output store, NAME.zarr")
     p.add_argument("--overwrite", action="store_true", help="replace an existing store")
     p.set_defaults(func=cmd_acquire)
+
+    p = sub.add_parser("reconstruct", help="NSTM-reconstruct the complete windows of a store (recon/<name>)")
+    p.add_argument("store", type=Path)
+    p.add_argument("--windows", default=None, help="windows to reconstruct, e.g. 0,2-4 (default: all complete)")
+    p.add_argument("--out", type=Path, default=None, help="write the reconstruction into this store instead")
+    p.add_argument("--name", default="nstm", help="group name under recon/")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing recon/<name>")
+    _add_nstm_args(p)
+    p.set_defaults(func=cmd_reconstruct)
 
     p = sub.add_parser("presets", help="print the .cfg presets that light each DPC shot's LEDs")
     p.add_argument("--config", type=Path, default=None, help="hardware configuration YAML")
@@ -296,7 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nstm-acquire: {loc}: {first['msg'].removeprefix('Value error, ')}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\nnstm-acquire: interrupted; frames acquired so far are in the store", file=sys.stderr)
+        print("\nnstm-acquire: interrupted", file=sys.stderr)
         return 130
 
 

@@ -60,6 +60,7 @@ class AcquisitionSummary:
     frames_written: int = 0
     frames_missing: int = 0
     frames_hardware_triggered: int = 0
+    frames_host_clock_fallback: int = 0
     windows_complete: int = 0
     duration_s: float = 0.0
     timestamp_source: str = ""
@@ -116,6 +117,7 @@ class AcquisitionController:
         self._lock = threading.Lock()
         self._failed = False
         self._cancel_requested = False
+        self._done = threading.Event()
 
     # ------------------------------------------------------------------ public
     def start(self) -> threading.Thread:
@@ -124,10 +126,12 @@ class AcquisitionController:
         self._thread.start()
         return self._thread
 
-    def wait(self, timeout: float | None = None) -> AcquisitionSummary:
-        if self._thread is not None:
-            self._thread.join(timeout)
-        return self.summary
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the run has finished (store closed); True if it has.
+
+        Safe to interrupt (Ctrl-C) and call again, unlike ``Thread.join``.
+        """
+        return self._done.wait(timeout)
 
     def cancel(self) -> None:
         """Stop after the current event; everything acquired so far stays in the store."""
@@ -267,7 +271,10 @@ class AcquisitionController:
             return "simulated camera hardware clock (exposure start)"
         if cam.hardware_timestamp_key:
             return f"camera hardware timestamp {cam.hardware_timestamp_key!r} (exposure start)"
-        return "host clock (snap request / buffer arrival minus exposure)"
+        return (
+            "host clock (single snaps: just before the snap request; hardware-triggered bursts: "
+            "ElapsedTime-ms at buffer arrival minus the exposure)"
+        )
 
     def _frame_time(self, event: Any, meta: dict) -> tuple[float, float]:
         """(exposure start on the acquisition clock, exposure duration), seconds."""
@@ -281,6 +288,13 @@ class AcquisitionController:
         key = cam.hardware_timestamp_key or ("HardwareTimestamp-s" if self.microscope.world is not None else None)
         hw = _float(cam_md.get(key)) if key else None
         if hw is None:
+            if key:  # a hardware clock was expected: say so (once), count the frames
+                if self.summary.frames_host_clock_fallback == 0:
+                    self._report(
+                        f"frame {dict(event.index)} has no camera timestamp {key!r}; using the host clock "
+                        "for such frames (see acquisition.frames_host_clock_fallback)"
+                    )
+                self.summary.frames_host_clock_fallback += 1
             return software, exposure_s
         hw *= _UNIT[cam.hardware_timestamp_unit] if cam.hardware_timestamp_key else 1.0
         if self.microscope.world is not None:
@@ -350,17 +364,23 @@ class AcquisitionController:
                     end_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(),
                     frames_written=self.summary.frames_written,
                     frames_expected=self.summary.frames_expected,
+                    frames_hardware_triggered=self.summary.frames_hardware_triggered,
+                    frames_host_clock_fallback=self.summary.frames_host_clock_fallback,
                     errors=list(self.summary.errors),
                 )
             with suppress(Exception):
                 self._writer.close()
+        self._done.set()
         self.events.finished.emit(self.summary)
 
     def _run_safely(self) -> None:
         try:
             self.run()
-        except Exception:  # reported through the error signal already
-            pass
+        except Exception as err:  # reported through the error signal already, unless early
+            if not self.summary.errors:
+                self._report(f"acquisition failed: {err}")
+        finally:
+            self._done.set()
 
 
 def _float(value: Any) -> float | None:

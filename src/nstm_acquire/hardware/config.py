@@ -18,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -77,7 +78,7 @@ class PatternControl(_Strict):
     method: Literal["property", "preset"]
     device: str | None = None
     property: str | None = None
-    values: list[str] | None = None
+    values: list[str | int | float] | None = None
     group: str | None = None
     presets: list[str] | None = None
 
@@ -110,14 +111,31 @@ class DpcConfig(_Strict):
 
     optics: Optics
     led_array_label: str = "LEDArray"
-    led_array: LedArrayGeometry
+    led_array: LedArrayGeometry | None = None
+    led_na: list[tuple[float, float]] | None = Field(
+        default=None,
+        description="explicit [na_y, na_x] of every LED in the controller's numbering, "
+        "instead of led_array (for arrays numbered other than row-major, or mirrored)",
+    )
     shots: Literal["half_circle"] | dict[str, list[int]] = "half_circle"
     shot_names: list[str] = ["top", "bottom", "left", "right"]
     pattern_control: PatternControl
     exposure_ms: float | None = Field(default=None, gt=0)
 
+    def led_na_array(self) -> np.ndarray:
+        """``(N, 2)`` illumination NA of every LED, in the controller's numbering."""
+        if self.led_na is not None:
+            return np.asarray(self.led_na, dtype=np.float64).reshape(-1, 2)
+        assert self.led_array is not None
+        return self.led_array.led_na()
+
     @model_validator(mode="after")
     def _shot_names(self) -> DpcConfig:
+        if (self.led_array is None) == (self.led_na is None):
+            raise ValueError(
+                "give exactly one of led_array (the array geometry) or led_na (every LED's "
+                "[na_y, na_x])"
+            )
         if isinstance(self.shots, dict):
             unknown = [n for n in self.shot_names if n not in self.shots]
             if unknown:

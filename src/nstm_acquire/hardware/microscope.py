@@ -52,7 +52,7 @@ def dpc_shots(cfg: DpcConfig) -> dict[str, list[int]]:
     """Lit LED indices of every named DPC shot (half circles from the geometry, or explicit)."""
     if isinstance(cfg.shots, dict):
         return {k: list(v) for k, v in cfg.shots.items()}
-    halves = dpc_half_circle_patterns(cfg.led_array.led_na(), cfg.optics.na_detection)
+    halves = dpc_half_circle_patterns(cfg.led_na_array(), cfg.optics.na_detection)
     unknown = [n for n in cfg.shot_names if n not in halves]
     if unknown:
         raise ConfigError(
@@ -69,7 +69,10 @@ class Microscope:
         self.config = config
         self.core = core
         self.world = world
-        self.core.mda.set_engine(TimestampingMDAEngine(core))
+        engine = TimestampingMDAEngine(core)
+        if config.camera.hardware_timestamp_key:
+            engine.timestamp_property = config.camera.hardware_timestamp_key
+        self.core.mda.set_engine(engine)
 
     @property
     def simulated(self) -> bool:
@@ -88,7 +91,7 @@ class Microscope:
     def _prepare_dpc(self, cfg: DpcConfig) -> ModalitySetup:
         shots = dpc_shots(cfg)
         names = list(cfg.shot_names)
-        led_na = cfg.led_array.led_na()
+        led_na = cfg.led_na_array()
         illum = DpcIllumination(led_na=led_na.tolist(), shots=[shots[n] for n in names])
         group, presets = self._pattern_group("dpc", cfg.pattern_control, names)
         return ModalitySetup(
@@ -109,6 +112,7 @@ class Microscope:
             "n_orientations": cfg.n_orientations,
             "n_phases": cfg.n_phases,
             "excitation_wavelength_um": cfg.excitation_wavelength_um,
+            "three_beam": modality == "sim3d",
         }
         if cfg.k_per_um is not None:
             illum["k_per_um"] = [list(k) for k in cfg.k_per_um]
@@ -119,7 +123,8 @@ class Microscope:
         if self.world is not None:
             # the simulator knows its true pattern; record it as the configured one
             true = self.world.scene(modality).illumination.to_store()
-            illum.update({k: v for k, v in true.items() if k in ("k_per_um", "phase_rad", "modulation")})
+            keep = ("k_per_um", "phase_rad", "modulation", "three_beam", "axial_k_per_um")
+            illum.update({k: v for k, v in true.items() if k in keep and v is not None})
         focus = cfg.focus_device
         if modality == "sim3d" and focus not in self.core.getLoadedDevices():
             raise ConfigError(f"{self.config.name}: sim3d.focus_device {focus!r} is not a loaded device")
@@ -204,7 +209,7 @@ def _build_simulated(config: HardwareConfig) -> Microscope:
     core.loadPyDevice(shutter, SimulatedShutter(world))
     if config.dpc is not None:
         shots = dpc_shots(config.dpc)
-        n_leds = len(config.dpc.led_array.led_na())
+        n_leds = len(config.dpc.led_na_array())
         core.loadPyDevice(config.dpc.led_array_label, SimulatedLEDArray(world, patterns=shots, n_leds=n_leds))
     sims = [c for c in (config.sim2d, config.sim3d) if c is not None]
     if sims:

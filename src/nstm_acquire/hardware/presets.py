@@ -19,7 +19,7 @@ def dpc_preset_lines(
     device: str | None = None,
     prop: str = "LEDs",
     separator: str = " ",
-    python_device: bool = True,
+    python_device: bool = False,
 ) -> list[str]:
     """``ConfigGroup`` lines, one per shot, setting ``device.prop`` to the shot's LED indices.
 

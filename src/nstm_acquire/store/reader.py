@@ -5,7 +5,7 @@ problem is one :class:`~nstm_acquire.store.layout.StoreError` line naming the st
 and the fix) and hands out complete windows.
 
 A window is complete when all its ``timestamps_s`` are finite. The writer stores each frame
-before its timestamp, and replaces chunk files atomically, so a window that reads as complete
+before its timestamp (see :mod:`nstm_acquire.store.writer`), so a window that reads as complete
 has all its frames, even while the acquisition is still running or after it crashed. Read
 order here follows from that: timestamps first, then frames.
 

@@ -1,17 +1,19 @@
 """Streaming writer of an acquisition store (FORMAT.md, version 1).
 
 The acquisition thread calls :meth:`StoreWriter.write_frame` once per camera frame. Each call
-writes, in this order and each as one atomic file replacement (write to a temporary file in
-the same directory, then rename):
+writes, in this order:
 
-1. the frame's chunk of ``raw`` (one frame per chunk);
-2. the window's chunk of ``exposure_s``;
-3. the window's chunk of ``timestamps_s``.
+1. the frame's chunk of ``raw`` (one frame per chunk), as a new file (a frame is never
+   overwritten, so the file needs no atomic replacement: nobody reads it before step 3);
+2. its exposure in the window's chunk of ``exposure_s``;
+3. its timestamp in the window's chunk of ``timestamps_s``.
 
 So a reader that sees a finite timestamp sees the frame and its exposure (FORMAT.md). The
-timing arrays are chunked one window per chunk, ``(1, S, Z)``: the writer keeps the values in
-memory and rewrites only the current window's small chunk, so the cost per frame does not grow
-with the number of windows, and a reader never sees a half-written chunk.
+timing arrays are chunked one window per chunk, ``(1, S, Z)`` (uncompressed float64): the
+window's first frame creates the chunk atomically (temporary file, then rename) with NaN for
+the frames still to come, and every later frame overwrites only its own 8 aligned bytes in
+place (``pwrite``). The cost per frame is constant, and a concurrent reader sees each value
+either as NaN or as written.
 
 Per-frame cost is kept minimal: no metadata is read or written per frame (W grows by doubling,
 so the array metadata is rewritten O(log W) times in a whole acquisition), and with
@@ -27,8 +29,8 @@ Optional store fields written here (for ``docs/format.md``):
   t has no unit because windows are not evenly spaced: their times are in ``timestamps_s``);
 * Zarr ``dimension_names`` on every array (see :mod:`nstm_acquire.store.layout`).
 
-Durability: chunk files are replaced atomically, so a crashed process leaves a readable store
-(complete windows up to the last timestamp). Files are not fsync'ed, so a power cut may lose
+Durability: a crashed process leaves a readable store (complete windows up to the last
+timestamp; a frame written without its timestamp counts as not acquired). Files are not fsync'ed, so a power cut may lose
 the frames still in the operating system's cache.
 """
 

@@ -24,12 +24,14 @@ class SimulatedClock:
         self._lock = threading.Lock()
         self._epoch = time.perf_counter()
         self._skipped = 0.0
+        self.generation = 0  # counts restarts, so devices can drop state from the old time base
 
     def restart(self) -> None:
         """Set time zero to now (the controller calls this when an acquisition starts)."""
         with self._lock:
             self._epoch = time.perf_counter()
             self._skipped = 0.0
+            self.generation += 1
 
     def now(self) -> float:
         """Current time in seconds."""

@@ -78,6 +78,7 @@ class SimulatedCamera(CameraDevice):
         self._exposure_ms = 10.0
         self._last_timestamp_s = float("nan")
         self._last_end_s = -np.inf
+        self._clock_generation = -1
         self.register_property(
             HARDWARE_TIMESTAMP_KEY,
             property_type=float,
@@ -110,6 +111,9 @@ class SimulatedCamera(CameraDevice):
             raise RuntimeError("SimulatedCamera was created without a SimulatedWorld")
         timing = world.sim.timing
         rng = np.random.default_rng()
+        if self._clock_generation != world.clock.generation:  # a new time base: forget the old
+            self._last_end_s = -np.inf
+            self._clock_generation = world.clock.generation
         count = 0
         limit = n if n is not None else 2**62
         while count < limit:

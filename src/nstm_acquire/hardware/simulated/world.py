@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from nstm_acquire.hardware.config import (
+    ConfigError,
     DpcConfig,
     HardwareConfig,
     SimConfig,
@@ -49,7 +50,7 @@ class DpcScene:
     def __init__(self, cfg: DpcConfig, sample_cfg: SimulatedSample, frame_shape: tuple[int, int], seed: int):
         self.optics = cfg.optics
         self.frame_shape = frame_shape
-        self.led_na = cfg.led_array.led_na()
+        self.led_na = cfg.led_na_array()
         self.photons = sample_cfg.photons
         field = _field_um(frame_shape, self.optics.pixel_size_um)
         if sample_cfg.phantom != "cells":
@@ -217,6 +218,15 @@ class SimulatedWorld:
         sample_cfg = self.sim.samples.get(m)  # type: ignore[call-overload]
         if sample_cfg is None:
             raise ValueError(f"simulation.samples has no sample for modality {m!r}")
+        try:
+            return self._make_scene(m, sample_cfg)
+        except TypeError as err:  # an unknown phantom option
+            raise ConfigError(
+                f"{self.config.name}: simulation.samples.{m}.options: {err} "
+                "(see docs/simulation.md for each phantom's options)"
+            ) from None
+
+    def _make_scene(self, m: str, sample_cfg: SimulatedSample) -> DpcScene | SimScene:
         cfg = self.config.modality(m)
         if m == "dpc":
             assert isinstance(cfg, DpcConfig)
@@ -260,7 +270,7 @@ class SimulatedWorld:
 
     def render(self, t_start_s: float, exposure_s: float) -> np.ndarray:
         """One noisy uint16 camera frame."""
-        if self.sim.replay_frames:
+        if self.sim.replay_frames and not self.blank:
             return self._render_replay()
         img = self.noise.apply(self.expected_photons(t_start_s, exposure_s), self._rng)
         self.frames_rendered += 1

@@ -1,0 +1,158 @@
+"""Every hyper-parameter of the NSTM, in one validated object.
+
+Two presets:
+
+* :func:`published_config` -- the network sizes and schedule of the published DPC demo
+  (Cao et al. 2024): scene grid 0.05 -> 0.4 cells/pixel, 8 levels, MLP 2 x 128 GELU; motion grid
+  1 -> ~1.2 % of the field, 2 cells in time, MLP 2 x 32 ELU; Adam (0.9, 0.99), scene lr 1e-3,
+  motion lr 1e-5, both decayed to 0.1x; coarse-to-fine over 80 % of 5000 steps; the scene
+  queried at the warped coordinates of every shot.
+* :func:`default_config` -- what nstm-acquire uses: same model family, chosen for speed and
+  for a quality that does not degrade with more steps (see ``docs/model.md`` and
+  ``docs/benchmarks.md`` for the measurements behind each choice).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "FitConfig",
+    "MotionNetConfig",
+    "NSTMConfig",
+    "SceneNetConfig",
+    "default_config",
+    "published_config",
+]
+
+Activation = Literal["gelu", "elu", "relu", "silu", "tanh"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SceneNetConfig(_Frozen):
+    """Time-independent scene network: hash grid over the output grid, then an MLP.
+
+    Resolutions are in grid cells per output pixel along each lateral axis (axial: per plane).
+    """
+
+    levels: int = Field(default=8, ge=1, le=32)
+    features: int = Field(default=2, ge=1, le=8)
+    log2_table_size: int = Field(default=16, ge=8, le=24)
+    base_cells_per_px: float = Field(default=0.05, gt=0)
+    finest_cells_per_px: float = Field(default=0.4, gt=0)
+    axial_base_cells_per_plane: float = Field(default=0.25, gt=0)
+    axial_finest_cells_per_plane: float = Field(default=1.0, gt=0)
+    hidden: int = Field(default=128, ge=1)
+    layers: int = Field(default=2, ge=0)
+    activation: Activation = "gelu"
+    margin_fraction: float = Field(
+        default=0.125, ge=0, le=1, description="padding of the scene grid on each side, fraction of the field"
+    )
+
+    @model_validator(mode="after")
+    def _order(self) -> SceneNetConfig:
+        if self.finest_cells_per_px < self.base_cells_per_px:
+            raise ValueError(
+                f"finest_cells_per_px={self.finest_cells_per_px} is below base_cells_per_px="
+                f"{self.base_cells_per_px}; the finest level must be at least as fine as the base"
+            )
+        return self
+
+
+class MotionNetConfig(_Frozen):
+    """Motion network: hash grid over (t, [z,] y, x), then an MLP giving a displacement in pixels.
+
+    Spatial resolutions are in cells across the whole field (the published DPC demo uses
+    1 -> 0.012 x the field size in pixels, i.e. about 3 cells across 256 pixels); temporal in
+    cells across the window.
+    """
+
+    levels: int = Field(default=8, ge=1, le=32)
+    features: int = Field(default=2, ge=1, le=8)
+    log2_table_size: int = Field(default=16, ge=8, le=24)
+    spatial_base_cells: float = Field(default=1.0, gt=0)
+    spatial_finest_cells: float | None = Field(
+        default=None, gt=0, description="None: 0.012 x the field size in pixels, at least 2"
+    )
+    temporal_base_cells: float = Field(default=1.0, gt=0)
+    temporal_finest_cells: float = Field(default=2.0, gt=0)
+    hidden: int = Field(default=32, ge=1)
+    layers: int = Field(default=2, ge=0)
+    activation: Activation = "elu"
+    output_scale: Literal["field", "pixel"] = Field(
+        default="field", description="network output unit: the field size (published) or one pixel"
+    )
+    stride_px: int = Field(
+        default=1, ge=1, le=64, description="evaluate the motion every stride pixels and interpolate"
+    )
+
+
+class FitConfig(_Frozen):
+    """Optimisation: Adam with separate scene and motion rates, coarse-to-fine, stopping."""
+
+    max_steps: int = Field(default=5000, ge=1)
+    coarse_to_fine_steps: int | None = Field(
+        default=None, ge=1, description="steps for alpha to reach 1; None: 0.8 x max_steps (published)"
+    )
+    lr_scene: float = Field(default=1e-3, gt=0)
+    lr_motion: float = Field(default=1e-5, gt=0)
+    lr_final_factor: float = Field(default=0.1, gt=0, le=1)
+    lr_decay_steps: int | None = Field(default=None, ge=1, description="None: max_steps")
+    adam_b1: float = Field(default=0.9, ge=0, lt=1)
+    adam_b2: float = Field(default=0.99, ge=0, lt=1)
+    adam_eps: float = Field(default=1e-15, gt=0)
+    loss_margin_px: int = Field(default=5, ge=0, description="border pixels left out of the data loss")
+    reg_scene: float = Field(default=1e-4, ge=0, description="L2 penalty on the scene (Tikhonov, as the baseline)")
+    scene_sampling: Literal["network", "grid"] = Field(
+        default="network",
+        description="network: query the scene network at every warped coordinate (published); "
+        "grid: evaluate it once per step on a padded grid and warp that image per shot",
+    )
+    exposure_subsamples: int = Field(
+        default=1, ge=1, le=16, description="render each shot at this many times within its exposure"
+    )
+    validation_fraction: float = Field(
+        default=0.0, ge=0, lt=0.5, description="held-out pixels for early stopping (0: off)"
+    )
+    eval_every: int = Field(default=25, ge=1)
+    patience: int = Field(default=8, ge=1, description="evaluations without improvement before stopping")
+    min_steps: int = Field(default=0, ge=0, description="never stop before this many steps")
+    warm_max_steps: int | None = Field(
+        default=None,
+        ge=1,
+        description="step limit of a warm-started fit (None: max_steps); it starts at full resolution (alpha 1)",
+    )
+    seed: int = 0
+
+    def c2f_steps(self) -> int:
+        return self.coarse_to_fine_steps or max(1, int(0.8 * self.max_steps))
+
+    def decay_steps(self) -> int:
+        return self.lr_decay_steps or self.max_steps
+
+
+class NSTMConfig(_Frozen):
+    """The whole model and fit configuration (stored with every reconstruction)."""
+
+    name: str = "custom"
+    scene: SceneNetConfig = SceneNetConfig()
+    motion: MotionNetConfig = MotionNetConfig()
+    fit: FitConfig = FitConfig()
+
+    def with_fit(self, **changes) -> NSTMConfig:
+        return self.model_copy(update={"fit": self.fit.model_copy(update=changes)})
+
+
+def published_config() -> NSTMConfig:
+    """The published DPC demo's numbers (5000 steps, all shots every step)."""
+    return NSTMConfig(name="published")
+
+
+def default_config() -> NSTMConfig:
+    """nstm-acquire's defaults (see docs/model.md for why each differs from the published)."""
+    return NSTMConfig(name="default")

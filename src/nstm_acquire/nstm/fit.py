@@ -1,0 +1,357 @@
+"""Fit an NSTM to one window of shots through any differentiable forward model.
+
+The forward-model interface is deliberately small (:class:`ForwardModel`): a JAX pytree with
+``render(scenes, shots) -> predictions`` where ``scenes`` is ``(K, C, *scene_shape)`` -- the
+scene at each of the K shots' times -- and ``shots`` the shot index of each (to pick its
+pattern / transfer function). Everything else (networks, warping, exposure integration,
+coarse-to-fine, optimiser, stopping) is shared by every modality.
+
+One compiled update serves every window of the same shape: the step is compiled once per
+(model structure, forward model type, array shapes) and reused (:func:`compiled_steps`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from nstm_acquire.nstm.config import NSTMConfig
+from nstm_acquire.nstm.model import NSTMModel, Params, TimeMap
+
+__all__ = [
+    "FitData",
+    "FitDivergedError",
+    "FitResult",
+    "ForwardModel",
+    "build_model",
+    "fit",
+    "render_scenes",
+]
+
+
+class ForwardModel(Protocol):
+    """A modality's differentiable measurement model (a JAX pytree)."""
+
+    channels: int  # scene channels C
+
+    def render(self, scenes: jax.Array, shots: jax.Array) -> jax.Array:
+        """Predicted measurements ``(K, *measurement_shape)`` of scenes ``(K, C, *scene_shape)``."""
+        ...
+
+
+class FitDivergedError(RuntimeError):
+    """The optimisation produced non-finite values and could not recover."""
+
+
+@dataclasses.dataclass
+class FitData:
+    """One window's measurements, prepared for fitting.
+
+    Attributes
+    ----------
+    measurements
+        ``(K, *measurement_shape)`` float32, in the forward model's units (DPC: image /
+        background - 1).
+    times_s
+        ``(K, n_sub)`` seconds on the acquisition clock: the times at which each shot's scene
+        is rendered (exposure midpoint, or several times across the exposure; averaged).
+    shots
+        ``(K,)`` int: the shot (pattern) index of each measurement.
+    """
+
+    measurements: np.ndarray
+    times_s: np.ndarray
+    shots: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.measurements = np.asarray(self.measurements, np.float32)
+        t = np.asarray(self.times_s, np.float64)
+        if t.ndim == 1:
+            t = t[:, None]
+        self.times_s = t
+        self.shots = np.asarray(self.shots, np.int32)
+        k = self.measurements.shape[0]
+        if t.shape[0] != k or self.shots.shape != (k,):
+            raise ValueError(
+                f"times_s {t.shape} and shots {self.shots.shape} must have one row per measurement ({k})"
+            )
+        if not np.all(np.isfinite(t)):
+            raise ValueError("times_s has non-finite values: the window is incomplete")
+        if not np.all(np.isfinite(self.measurements)):
+            raise ValueError("measurements contain NaN or infinite values")
+
+
+@dataclasses.dataclass
+class FitResult:
+    """The fitted networks and how the fit went."""
+
+    params: Params
+    model: NSTMModel
+    time_map: TimeMap
+    steps: int
+    best_step: int
+    final_loss: float
+    final_val_loss: float | None
+    wall_s: float
+    compile_s: float
+    stop_reason: str
+    warm_start: bool
+    history: list[dict[str, float]]
+
+    def info(self) -> dict[str, Any]:
+        """Per-window facts for the reconstruction's attributes."""
+        return {
+            "steps": self.steps,
+            "best_step": self.best_step,
+            "final_loss": self.final_loss,
+            "final_val_loss": self.final_val_loss,
+            "wall_s": self.wall_s,
+            "compile_s": self.compile_s,
+            "stop_reason": self.stop_reason,
+            "warm_start": self.warm_start,
+            "time_map": [self.time_map.t_start_s, self.time_map.t_end_s],
+        }
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_model(config_json: str, scene_shape: tuple, channels: int, motion_dims: int) -> NSTMModel:
+    return NSTMModel(NSTMConfig.model_validate_json(config_json), scene_shape, channels, motion_dims)
+
+
+def build_model(
+    config: NSTMConfig, scene_shape: tuple[int, ...], channels: int, motion_dims: int | None = None
+) -> NSTMModel:
+    """The (cached) model structure for a configuration and output grid."""
+    md = motion_dims or len(scene_shape)
+    return _cached_model(config.model_dump_json(), tuple(int(s) for s in scene_shape), int(channels), int(md))
+
+
+def _optimizer(config: NSTMConfig) -> optax.GradientTransformation:
+    f = config.fit
+
+    def adam(lr: float) -> optax.GradientTransformation:
+        schedule = optax.exponential_decay(
+            init_value=lr, transition_steps=f.decay_steps(), decay_rate=f.lr_final_factor
+        )
+        return optax.adam(schedule, b1=f.adam_b1, b2=f.adam_b2, eps=f.adam_eps)
+
+    labels = lambda params: {k: jax.tree_util.tree_map(lambda _: k, v) for k, v in params.items()}  # noqa: E731
+    return optax.multi_transform({"scene": adam(f.lr_scene), "motion": adam(f.lr_motion)}, labels)
+
+
+def _loss_terms(
+    model: NSTMModel,
+    forward: ForwardModel,
+    params: Params,
+    alpha: jax.Array,
+    tn: jax.Array,
+    shots: jax.Array,
+    y: jax.Array,
+    train_mask: jax.Array,
+    val_mask: jax.Array,
+    plan: Any,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    k = y.shape[0]
+    n_sub = tn.shape[0] // k
+    scenes, _ = model.scenes(params, tn, alpha, plan)
+    scenes = scenes.reshape(k, n_sub, *scenes.shape[1:]).mean(axis=1)  # exposure integration
+    pred = forward.render(scenes, shots)
+    resid2 = (pred - y) ** 2
+    data = jnp.sum(resid2 * train_mask) / jnp.maximum(jnp.sum(train_mask), 1.0) * k
+    reg = model.config.fit.reg_scene * jnp.mean(jnp.sum(scenes**2, axis=1)) * 1.0
+    val = jnp.sum(resid2 * val_mask) / jnp.maximum(jnp.sum(val_mask), 1.0) * k
+    return data + reg, {"loss": data + reg, "data": data, "val": val}
+
+
+@functools.lru_cache(maxsize=32)
+def compiled_steps(model: NSTMModel, chunk: int) -> tuple[Callable, optax.GradientTransformation]:
+    """A jitted function running ``chunk`` optimisation steps; cached per model structure."""
+    config = model.config
+    opt = _optimizer(config)
+    c2f = float(config.fit.c2f_steps())
+
+    def one_step(carry, _):
+        params, opt_state, step, alpha0, forward, data = carry
+        alpha = jnp.minimum(alpha0 + step.astype(jnp.float32) / c2f, 1.0)
+        (loss, metrics), grads = jax.value_and_grad(
+            lambda p: _loss_terms(model, forward, p, alpha, *data), has_aux=True
+        )(params)
+        finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree_util.tree_leaves(grads)]))
+        finite = finite & jnp.isfinite(loss)
+        updates, new_state = opt.update(grads, opt_state, params)
+        new_params = optax.apply_updates(params, updates)
+        params = jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new_params, params)
+        opt_state = jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new_state, opt_state)
+        metrics = {**metrics, "finite": finite.astype(jnp.float32)}
+        return (params, opt_state, step + 1, alpha0, forward, data), metrics
+
+    def run_chunk(params, opt_state, step, alpha0, forward, data):
+        (params, opt_state, step, _, _, _), metrics = jax.lax.scan(
+            one_step, (params, opt_state, step, alpha0, forward, data), None, length=chunk
+        )
+        last = jax.tree_util.tree_map(lambda m: m[-1], metrics)
+        last["n_finite"] = jnp.sum(metrics["finite"])
+        return params, opt_state, step, last
+
+    return jax.jit(run_chunk), opt
+
+
+def _masks(
+    shape: tuple[int, ...], margin: int, validation_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Training and held-out pixel masks ``shape`` = (K, *measurement_shape)."""
+    inner = np.zeros(shape, np.float32)
+    sl = [slice(None)] * (len(shape) - 2) + [slice(margin, shape[-2] - margin), slice(margin, shape[-1] - margin)]
+    inner[tuple(sl)] = 1.0
+    if validation_fraction <= 0:
+        return inner, np.zeros(shape, np.float32)
+    rng = np.random.default_rng(seed + 12345)
+    held = (rng.random(shape[-2:]) < validation_fraction).astype(np.float32)
+    held = np.broadcast_to(held, shape)
+    return inner * (1 - held), inner * held
+
+
+def fit(
+    model: NSTMModel,
+    forward: ForwardModel,
+    data: FitData,
+    init_params: Params | None = None,
+    callback: Callable[[int, dict[str, float]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    monitor: Callable[[int, Params, TimeMap], dict[str, float]] | None = None,
+) -> FitResult:
+    """Fit the NSTM to one window.
+
+    Parameters
+    ----------
+    model
+        Network structure (:func:`build_model`).
+    forward
+        The modality's forward model (pytree with ``render``).
+    data
+        Measurements, their times and shot indices.
+    init_params
+        Warm start (for example the previous window's fitted parameters); None: random.
+    callback
+        Called every ``eval_every`` steps with ``(step, metrics)``.
+    should_stop
+        Polled at the same points; True ends the fit early (stop reason ``"interrupted"``).
+    monitor
+        Called at the same points with ``(step, params, time_map)``; the numbers it returns are
+        added to that step's history (benchmarks use it to score against ground truth).
+    """
+    cfg = model.config.fit
+    t_start = time.perf_counter()
+    time_map = TimeMap.for_times(data.times_s)
+    tn = time_map.normalise(data.times_s.reshape(-1))
+    y = jnp.asarray(data.measurements)
+    train, val = _masks(tuple(y.shape), cfg.loss_margin_px, cfg.validation_fraction, cfg.seed)
+    plan = model.scene_plan() if cfg.scene_sampling == "grid" else None
+    arrays = (tn, jnp.asarray(data.shots), y, jnp.asarray(train), jnp.asarray(val), plan)
+    warm = init_params is not None
+    params = init_params if warm else model.init(jax.random.PRNGKey(cfg.seed))
+    # a warm start already has every level trained: start at full resolution
+    alpha0 = jnp.asarray(1.0 if warm else 0.0, jnp.float32)
+    max_steps = (cfg.warm_max_steps or cfg.max_steps) if warm else cfg.max_steps
+    chunk = cfg.eval_every
+    run_chunk, opt = compiled_steps(model, chunk)
+    opt_state = opt.init(params)
+    step = jnp.asarray(0, jnp.int32)
+    use_val = cfg.validation_fraction > 0
+    best_params, best_val, best_step, wait = params, np.inf, 0, 0
+    history: list[dict[str, float]] = []
+    stop_reason = "max_steps"
+    compile_s = 0.0
+    metrics: dict[str, float] = {"loss": float("nan"), "val": float("nan")}
+    n_done = 0
+    c2f = cfg.c2f_steps()
+    bad_chunks = 0
+    while n_done < max_steps:
+        t0 = time.perf_counter()
+        params, opt_state, step, last = run_chunk(params, opt_state, step, alpha0, forward, arrays)
+        last = jax.device_get(last)
+        if n_done == 0:
+            compile_s = time.perf_counter() - t0
+        n_done += chunk
+        metrics = {k: float(v) for k, v in last.items()}
+        metrics["step"] = n_done
+        if monitor is not None:
+            metrics.update(monitor(n_done, params, time_map))
+        history.append(metrics)
+        if metrics["n_finite"] < chunk:
+            bad_chunks += 1
+            if bad_chunks >= 3 or not np.isfinite(metrics["loss"]):
+                if not np.isfinite(best_val) and not warm and bad_chunks >= 3:
+                    raise FitDivergedError(
+                        f"the fit produced non-finite values at step {n_done} (loss {metrics['loss']}); "
+                        "lower fit.lr_scene / fit.lr_motion or check the measurements"
+                    )
+                stop_reason = "diverged"
+                break
+        else:
+            bad_chunks = 0
+        if callback is not None:
+            callback(n_done, metrics)
+        if use_val and (warm or n_done >= c2f):
+            if metrics["val"] < best_val * (1 - 1e-4):
+                best_val, best_params, best_step, wait = metrics["val"], params, n_done, 0
+            else:
+                wait += 1
+                if wait >= cfg.patience and n_done >= cfg.min_steps:
+                    stop_reason = "converged"
+                    break
+        if should_stop is not None and should_stop():
+            stop_reason = "interrupted"
+            break
+    if use_val and np.isfinite(best_val):
+        final_params, final_step = best_params, best_step
+    else:
+        final_params, final_step = params, n_done
+    return FitResult(
+        params=final_params,
+        model=model,
+        time_map=time_map,
+        steps=n_done,
+        best_step=final_step,
+        final_loss=metrics["loss"],
+        final_val_loss=(best_val if use_val and np.isfinite(best_val) else None),
+        wall_s=time.perf_counter() - t_start,
+        compile_s=compile_s,
+        stop_reason=stop_reason,
+        warm_start=warm,
+        history=history,
+    )
+
+
+def render_scenes(result: FitResult, times_s: np.ndarray, batch: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Scene and motion at any times (s): ``((T, C, *scene_shape), (T, D, *scene_shape))``."""
+    model = result.model
+    tn_all = np.asarray(result.time_map.normalise(np.asarray(times_s, np.float64).reshape(-1)))
+    scenes, motions = [], []
+    fn = _render_fn(model)
+    for i in range(0, len(tn_all), batch):
+        tn = tn_all[i : i + batch]
+        pad = batch - len(tn)
+        tn_p = np.concatenate([tn, np.repeat(tn[-1:], pad)]) if pad else tn
+        s, m = fn(result.params, jnp.asarray(tn_p, jnp.float32))
+        scenes.append(np.asarray(s)[: len(tn)])
+        motions.append(np.asarray(m)[: len(tn)])
+    return np.concatenate(scenes), np.concatenate(motions)
+
+
+@functools.lru_cache(maxsize=32)
+def _render_fn(model: NSTMModel) -> Callable:
+    plan = model.scene_plan() if model.config.fit.scene_sampling == "grid" else None
+
+    def render(params, tn):
+        return model.scenes(params, tn, 1.0, plan)
+
+    return jax.jit(render)
