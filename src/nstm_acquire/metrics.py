@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["correlation", "highpass", "nrmse", "relative_motion_error_px", "crop"]
+__all__ = ["correlation", "crop", "highpass", "nrmse", "relative_motion_error_px", "structure_mask"]
 
 
 def crop(a: np.ndarray, margin: int) -> np.ndarray:
@@ -53,14 +53,33 @@ def nrmse(estimate: np.ndarray, truth: np.ndarray) -> float:
     return float(np.sqrt(np.mean((e - t) ** 2)) / (np.std(t) + 1e-12))
 
 
-def relative_motion_error_px(estimate: np.ndarray, truth: np.ndarray, margin: int = 0) -> float:
+def relative_motion_error_px(
+    estimate: np.ndarray, truth: np.ndarray, margin: int = 0, mask: np.ndarray | None = None
+) -> float:
     """Mean end-point error (pixels) between motion fields, each relative to its shot mean.
 
     ``estimate``, ``truth``: ``(T, D, Y, X)`` displacements of the same convention. Returns the
-    mean over shots and pixels of ``|(e_k - mean_k e) - (t_k - mean_k t)|``.
+    mean over shots and pixels of ``|(e_k - mean_k e) - (t_k - mean_k t)|``, over the pixels
+    where ``mask`` ``(Y, X)`` is true (default all): motion is only observable where the
+    sample has structure, so scoring uses :func:`structure_mask`.
     """
     e = crop(np.asarray(estimate, np.float64), margin)
     t = crop(np.asarray(truth, np.float64), margin)
     e = e - e.mean(axis=0, keepdims=True)
     t = t - t.mean(axis=0, keepdims=True)
-    return float(np.mean(np.sqrt(np.sum((e - t) ** 2, axis=1))))
+    err = np.sqrt(np.sum((e - t) ** 2, axis=1))
+    if mask is not None:
+        m = crop(np.asarray(mask, bool), margin)
+        return float(np.mean(err[:, m])) if m.any() else float("nan")
+    return float(np.mean(err))
+
+
+def structure_mask(image: np.ndarray, fraction: float = 0.1, grow_px: int = 2) -> np.ndarray:
+    """Pixels where ``image`` ``(Y, X)`` has structure: gradient magnitude above ``fraction``
+    of its maximum, grown by ``grow_px`` pixels."""
+    gy, gx = np.gradient(np.asarray(image, np.float64))
+    mag = np.hypot(gy, gx)
+    m = mag > fraction * mag.max() if mag.max() > 0 else np.zeros(mag.shape, bool)
+    for _ in range(grow_px):
+        m = m | np.roll(m, 1, 0) | np.roll(m, -1, 0) | np.roll(m, 1, 1) | np.roll(m, -1, 1)
+    return m
