@@ -23,7 +23,7 @@ MARGIN = 6
 
 def small_config():
     """The default model with a CI-sized step budget (same for every case: compiled once)."""
-    return default_config().with_fit(max_steps=300, coarse_to_fine_steps=150, validation_fraction=0.0)
+    return default_config().with_fit(max_steps=200, validation_fraction=0.0)
 
 
 def run_case(motion: str, seed: int = 0):

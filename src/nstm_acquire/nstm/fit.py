@@ -179,7 +179,7 @@ def compiled_steps(model: NSTMModel, chunk: int) -> tuple[Callable, optax.Gradie
     c2f = float(config.fit.c2f_steps())
 
     def one_step(carry, _):
-        params, opt_state, step, alpha0, forward, data = carry
+        params, opt_state, step, (alpha0, lr_factor), forward, data = carry
         alpha = jnp.minimum(alpha0 + step.astype(jnp.float32) / c2f, 1.0)
         (loss, metrics), grads = jax.value_and_grad(
             lambda p: _loss_terms(model, forward, p, alpha, *data), has_aux=True
@@ -187,11 +187,12 @@ def compiled_steps(model: NSTMModel, chunk: int) -> tuple[Callable, optax.Gradie
         finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree_util.tree_leaves(grads)]))
         finite = finite & jnp.isfinite(loss)
         updates, new_state = opt.update(grads, opt_state, params)
+        updates = jax.tree_util.tree_map(lambda u: u * lr_factor, updates)
         new_params = optax.apply_updates(params, updates)
         params = jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new_params, params)
         opt_state = jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new_state, opt_state)
         metrics = {**metrics, "finite": finite.astype(jnp.float32)}
-        return (params, opt_state, step + 1, alpha0, forward, data), metrics
+        return (params, opt_state, step + 1, (alpha0, lr_factor), forward, data), metrics
 
     def run_chunk(params, opt_state, step, alpha0, forward, data):
         (params, opt_state, step, _, _, _), metrics = jax.lax.scan(
@@ -259,8 +260,12 @@ def fit(
     warm = init_params is not None
     params = init_params if warm else model.init(jax.random.PRNGKey(cfg.seed))
     # a warm start already has every level trained: start at full resolution
-    alpha0 = jnp.asarray(1.0 if warm else 0.0, jnp.float32)
+    alpha0 = (
+        jnp.asarray(1.0 if warm else 0.0, jnp.float32),
+        jnp.asarray(cfg.warm_lr_factor if warm else 1.0, jnp.float32),
+    )
     max_steps = (cfg.warm_max_steps or cfg.max_steps) if warm else cfg.max_steps
+    patience = cfg.warm_patience if warm else cfg.patience
     chunk = cfg.eval_every
     run_chunk, opt = compiled_steps(model, chunk)
     opt_state = opt.init(params)
@@ -305,7 +310,7 @@ def fit(
                 best_val, best_params, best_step, wait = metrics["val"], params, n_done, 0
             else:
                 wait += 1
-                if wait >= cfg.patience and n_done >= cfg.min_steps:
+                if wait >= patience and n_done >= cfg.min_steps:
                     stop_reason = "converged"
                     break
         if should_stop is not None and should_stop():
