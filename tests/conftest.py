@@ -4,6 +4,7 @@ import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("NSTM_ACQUIRE_COMPILE_CACHE", "0")  # tests never write to the user's cache
 
 import pytest  # noqa: E402
 

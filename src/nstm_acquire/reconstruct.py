@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from nstm_acquire.illumination import DpcIllumination
+from nstm_acquire.nstm.compile_cache import enable_compilation_cache
 from nstm_acquire.nstm.config import NSTMConfig, default_config
 from nstm_acquire.nstm.fit import FitResult, build_model, fit, render_scenes
 from nstm_acquire.nstm.model import Params
@@ -138,6 +139,7 @@ class StoreReconstructor:
         overwrite: bool = False,
         warm_start: bool = True,
     ) -> None:
+        enable_compilation_cache()
         self.reader = StoreReader(store)
         self.config = config or default_config()
         self.out = Path(out) if out is not None else Path(store)
