@@ -28,7 +28,9 @@ def small_config():
 
 def run_case(motion: str, seed: int = 0):
     cfg = simulated_config(frame_shape=(N, N))
-    win = simulate_dpc_window(cfg, shape=(N, N), motion=motion, exposure_s=0.03, seed=seed)
+    # small, dense cells so that the 32 µm field has structure everywhere
+    cells = {"n_cells": 12, "cell_radius_um": (4.0, 9.0)}
+    win = simulate_dpc_window(cfg, shape=(N, N), motion=motion, exposure_s=0.03, seed=seed, sample_options=cells)
     attrs = StoreAttributes.model_validate(
         {
             "format_version": 1,

@@ -76,7 +76,8 @@ def simulate_dpc_window(
     """One DPC window of ``config``'s simulated microscope imaging a moving cell sample.
 
     ``timestamps_s`` (S,) overrides the regular spacing ``t_start + s * frame_interval``
-    (default: exposure + 2.5 ms readout/switch). Noise: Poisson + read noise of the camera
+    (default: exposure + 2.5 ms readout/switch). ``sample_options`` update the configured
+    phantom options (``simulation.samples.dpc.options``). Noise: Poisson + read noise of the camera
     model (``noise_seed`` None: the same as ``seed``).
     """
     if config.dpc is None:
@@ -91,7 +92,9 @@ def simulate_dpc_window(
         interval = frame_interval_s if frame_interval_s is not None else exp + 0.0025
         timestamps_s = t_start_s + interval * np.arange(n)
     timestamps_s = np.asarray(timestamps_s, np.float64)
-    sample_cfg = SimulatedSample(phantom="cells", motion=motion, options=sample_options or {}, photons=photons)
+    configured = config.simulation.samples.get("dpc") if config.simulation is not None else None
+    options = {**(configured.options if configured is not None else {}), **(sample_options or {})}
+    sample_cfg = SimulatedSample(phantom="cells", motion=motion, options=options, photons=photons)
     scene = DpcScene(dpc, sample_cfg, shape, seed)
     noise = CameraNoise(
         gain_e_per_adu=config.camera.gain_e_per_adu or 0.5,

@@ -57,7 +57,10 @@ class DpcScene:
             raise ValueError(
                 f"simulation.samples.dpc.phantom={sample_cfg.phantom!r}: DPC images phase samples; use 'cells'"
             )
-        phantom = CellPhantom(field, seed=seed, **sample_cfg.options)
+        options = dict(sample_cfg.options)
+        # about one cell per 550 µm² (a confluent-ish culture), at least 4 in the field
+        options.setdefault("n_cells", max(4, int(round(field[0] * field[1] / 550.0))))
+        phantom = CellPhantom(field, seed=seed, **options)
         self.sample = MovingSample(phantom, motion_from_spec(sample_cfg.motion))
 
     def expected_photons(

@@ -1,0 +1,88 @@
+"""PNG figures of reconstructions: raw shots, conventional, NSTM, truth, motion.
+
+Used by ``nstm-acquire demo`` and the benchmarks. Matplotlib with the Agg backend (no
+display needed). Images are ``(Y, X)``; the motion is ``(2, Y, X)`` (dy, dx) in pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+__all__ = ["comparison_figure", "robust_limits"]
+
+
+def robust_limits(images: Sequence[np.ndarray], low: float = 0.5, high: float = 99.5) -> tuple[float, float]:
+    """Shared display range from percentiles of all ``images``."""
+    values = np.concatenate([np.asarray(i, np.float64).ravel() for i in images if i is not None])
+    lo, hi = np.percentile(values, [low, high])
+    return float(lo), float(hi) if hi > lo else float(lo + 1e-6)
+
+
+def _motion_quiver(ax, motion: np.ndarray, step: int) -> None:
+    dy, dx = motion
+    ny, nx = dy.shape
+    y, x = np.mgrid[step // 2 : ny : step, step // 2 : nx : step]
+    # the sample content at x came from x + d: draw where it moves, i.e. -d
+    ax.quiver(x, y, -dx[y, x], -dy[y, x], color="yellow", angles="xy", scale_units="xy", scale=0.25, width=0.004)
+
+
+def comparison_figure(
+    path: str | Path,
+    panels: Sequence[tuple[str, np.ndarray | None]],
+    motion: np.ndarray | None = None,
+    motion_on: int | None = None,
+    title: str | None = None,
+    pixel_size_um: float | None = None,
+    shared_range: Sequence[int] | None = None,
+    cmap: str = "gray",
+    quiver_step: int | None = None,
+) -> Path:
+    """One row of labelled images, optionally with the motion drawn as arrows on one panel.
+
+    Parameters
+    ----------
+    path
+        Output PNG.
+    panels
+        ``(label, image)`` pairs; ``None`` images are left blank.
+    motion
+        ``(2, Y, X)`` displacement (pixels) drawn on panel ``motion_on``, arrows x4 in length.
+    shared_range
+        Indices of panels sharing one display range (default: all but the first).
+    pixel_size_um
+        Adds a 10 µm scale bar to the first panel.
+    """
+    n = len(panels)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.5), squeeze=False)
+    axes = axes[0]
+    idx = list(range(1, n)) if shared_range is None else list(shared_range)
+    shared = robust_limits([panels[i][1] for i in idx if panels[i][1] is not None]) if idx else None
+    for i, (ax, (label, img)) in enumerate(zip(axes, panels)):
+        ax.set_title(label, fontsize=10)
+        ax.axis("off")
+        if img is None:
+            continue
+        lim = shared if i in idx else robust_limits([img])
+        ax.imshow(img, cmap=cmap, vmin=lim[0], vmax=lim[1], interpolation="nearest")
+        if motion is not None and motion_on == i:
+            _motion_quiver(ax, motion, quiver_step or max(4, img.shape[0] // 12))
+    if pixel_size_um and panels and panels[0][1] is not None:
+        ny, nx = panels[0][1].shape
+        bar = 10.0 / pixel_size_um
+        axes[0].plot([nx * 0.06, nx * 0.06 + bar], [ny * 0.93] * 2, color="white", lw=3)
+        axes[0].text(nx * 0.06, ny * 0.89, "10 µm", color="white", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
