@@ -180,6 +180,65 @@ def cmd_acquire(args: argparse.Namespace) -> int:
     return {"completed": 0, "canceled": 130}.get(summary.status, 1)
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    summary, worker, microscope, cfg = run_live_session(args, args.out, args.overwrite)
+    print(
+        f"{summary.store}: {summary.frames_written}/{summary.frames_expected} frames, "
+        f"{summary.windows_complete} windows acquired ({summary.status}), {len(worker.done)} reconstructed"
+        + (f", {len(worker.skipped)} skipped (policy newest)" if worker.skipped else "")
+    )
+    return 0 if summary.status == "completed" and not worker.skipped else 1
+
+
+def run_live_session(args: argparse.Namespace, out: Path, overwrite: bool):
+    """Acquisition plus near-live reconstruction with a one-line terminal display."""
+    from nstm_acquire.acquire.controller import AcquisitionController
+    from nstm_acquire.hardware.microscope import open_microscope
+    from nstm_acquire.live import ReconstructionWorker, run_live
+    from nstm_acquire.nstm.compile_cache import enable_compilation_cache
+
+    enable_compilation_cache()
+    cfg = load_config_with_overrides(args)
+    z_default = cfg.sim3d.optics.z_step_um if (args.modality == "sim3d" and cfg.sim3d) else None
+    plan = _plan_from_args(args, z_default)
+    microscope = open_microscope(cfg, adapter_paths=args.adapter_path)
+    controller = AcquisitionController(microscope, plan, out, overwrite=overwrite)
+    worker = ReconstructionWorker(out, nstm_config_from_args(args), policy=args.policy, warm_start=not args.no_warm_start)
+    progress = _Progress()
+    state = {"frames": 0, "fit": ""}
+
+    def show(*_: object) -> None:
+        lag = worker.lag_s()
+        progress.show(
+            f"frames {state['frames']}/{controller.summary.frames_expected} | windows "
+            f"{controller.summary.windows_complete}/{plan.n_windows} acquired, {len(worker.done)} "
+            f"reconstructed | waiting {worker.waiting} ({lag:.1f} s) | {state['fit']}"
+        )
+
+    def on_frame(*_: object) -> None:
+        state["frames"] += 1
+        show()
+
+    def on_progress(w: int, step: int, m: dict) -> None:
+        state["fit"] = f"window {w}: step {step} loss {m['loss']:.2e}"
+        show()
+
+    controller.events.frame_stored.connect(on_frame)
+    controller.events.error.connect(lambda msg: print(f"\nacquisition: {msg}", file=sys.stderr))
+    worker.events.progress.connect(on_progress)
+    worker.events.error.connect(lambda msg: print(f"\nreconstruction: {msg}", file=sys.stderr))
+    try:
+        run_live(controller, worker)
+    except KeyboardInterrupt:
+        progress.done()
+        print("interrupted: acquisition canceled; frames and finished windows are in the store", file=sys.stderr)
+        raise
+    finally:
+        progress.done()
+        microscope.close()
+    return controller.summary, worker, microscope, cfg
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from nstm_acquire.store import StoreReader
 
@@ -222,13 +281,15 @@ def format_info(reader) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    out = args.out
-    args.windows = args.windows or 4
-    summary = run_acquisition(args, out, overwrite=True)
+    from nstm_acquire.demo import demo_figure
     from nstm_acquire.store import StoreReader
 
+    out = args.out
+    summary, worker, microscope, cfg = run_live_session(args, out, overwrite=True)
     print(format_info(StoreReader(out)))
-    print(f"\nOpen the raw frames in napari:  napari {out}/raw   (or: python -m napari {out})")
+    figure = demo_figure(out, microscope.world, args.modality, out.with_suffix(".png"))
+    print(f"\nreconstructed {len(worker.done)} windows near-live; figure: {figure}")
+    print(f"open the store in napari:  napari {out}   (raw: {out}/raw, NSTM: {out}/recon/nstm/scene)")
     return 0 if summary.status == "completed" else 1
 
 
@@ -333,10 +394,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nstm-acquire {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("demo", help="acquire on the simulated microscope and summarise (the README's first command)")
+    p = sub.add_parser(
+        "demo", help="simulated microscope: acquire a moving sample, reconstruct near-live, save a figure"
+    )
     _add_hardware_args(p)
     p.add_argument("--out", type=Path, default=Path("runs/demo.zarr"))
-    p.set_defaults(func=cmd_demo, windows=None)
+    p.add_argument("--policy", choices=["all", "newest"], default="all")
+    _add_nstm_args(p)
+    p.set_defaults(func=cmd_demo, windows=6)
+
+    p = sub.add_parser("run", help="acquire and reconstruct every window near-live into one store")
+    _add_hardware_args(p)
+    p.add_argument("--out", type=Path, required=True, help="output store, NAME.zarr")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    p.add_argument("--policy", choices=["all", "newest"], default="all",
+                   help="when reconstruction falls behind: reconstruct all windows, or always the newest")
+    _add_nstm_args(p)
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("acquire", help="run a DPC or SIM acquisition into a Zarr store")
     _add_hardware_args(p)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from datetime import datetime, timezone
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -187,9 +188,16 @@ class StoreReconstructor:
         callback: Callable[[int, dict[str, float]], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
         on_preview: Callable[[int, np.ndarray], None] | None = None,
+        extra_info: dict[str, Any] | None = None,
     ) -> WindowResult:
-        """Reconstruct window ``w`` (conventional preview first, then the NSTM) and store it."""
+        """Reconstruct window ``w`` (conventional preview first, then the NSTM) and store it.
+
+        ``extra_info`` is added to the window's attributes (the live worker records when the
+        window completed and when its reconstruction started); the end time is added here.
+        """
         t0 = time.perf_counter()
+        if w >= self.reader.n_windows:  # the store grew since it was opened
+            self.reader.refresh()
         problem = self.builder.problem(self.reader.window(w))
         writer = self._open_writer(problem)
         writer.write_conventional(w, problem.conventional, info={"preview_wall_s": time.perf_counter() - t0})
@@ -205,6 +213,8 @@ class StoreReconstructor:
             should_stop=should_stop,
         )
         result.info["warm_start_from"] = self._last_window if warm else None
+        result.info.update(extra_info or {})
+        result.info["reconstruction_end_utc"] = datetime.now(timezone.utc).isoformat()
         writer.write_window(w, result.scene, result.times_s, result.motion, problem.conventional, info=result.info)
         self._params = result.fit.params
         self._last_window = w

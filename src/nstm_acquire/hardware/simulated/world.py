@@ -58,8 +58,9 @@ class DpcScene:
                 f"simulation.samples.dpc.phantom={sample_cfg.phantom!r}: DPC images phase samples; use 'cells'"
             )
         options = dict(sample_cfg.options)
-        # about one cell per 550 µm² (a confluent-ish culture), at least 4 in the field
-        options.setdefault("n_cells", max(4, int(round(field[0] * field[1] / 550.0))))
+        # about one cell per 400 µm² over the phantom's region (the field padded by 25 % on every
+        # side, 2.25x its area): a sub-confluent culture
+        options.setdefault("n_cells", max(6, int(round(2.25 * field[0] * field[1] / 400.0))))
         phantom = CellPhantom(field, seed=seed, **options)
         self.sample = MovingSample(phantom, motion_from_spec(sample_cfg.motion))
 
