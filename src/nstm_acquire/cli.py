@@ -239,6 +239,12 @@ def run_live_session(args: argparse.Namespace, out: Path, overwrite: bool):
     return controller.summary, worker, microscope, cfg
 
 
+def cmd_gui(args: argparse.Namespace) -> int:
+    from nstm_acquire.gui.app import run_gui
+
+    return run_gui(config=args.config, out_dir=args.out_dir)
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from nstm_acquire.store import StoreReader
 
@@ -435,6 +441,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--separator", default=" ", help="between LED indices (Illuminate: '.')")
     p.add_argument("--python-device", action="store_true", help="prefix lines with '#py ' (a Python device)")
     p.set_defaults(func=cmd_presets)
+
+    p = sub.add_parser("gui", help="open the acquisition and live-reconstruction panel")
+    p.add_argument("--config", type=Path, default=None, help="hardware configuration YAML (default: simulated)")
+    p.add_argument("--out-dir", type=Path, default=Path("runs"), help="folder for new stores")
+    p.set_defaults(func=cmd_gui)
 
     p = sub.add_parser("info", help="summarise a store: modality, windows, timing")
     p.add_argument("store", type=Path)

@@ -181,14 +181,14 @@ class ReconstructionWorker:
     def _reconstruct(self, w: int) -> None:
         from nstm_acquire.reconstruct import StoreReconstructor
 
-        if self._rec is None:
-            self._rec = StoreReconstructor(
-                self.store, self.config, name=self.name, overwrite=True, warm_start=self.warm_start
-            )
         self.current = w
         started = time.time()
         self.events.window_started.emit(w)
         try:
+            if self._rec is None:  # opened at the first window: the store exists by then
+                self._rec = StoreReconstructor(
+                    self.store, self.config, name=self.name, overwrite=True, warm_start=self.warm_start
+                )
             result = self._rec.reconstruct(
                 w,
                 callback=lambda step, m: self.events.progress.emit(w, step, m),
