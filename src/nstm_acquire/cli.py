@@ -363,6 +363,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     from nstm_acquire.reconstruct import StoreReconstructor
 
     config = nstm_config_from_args(args)
+    if args.scheduler is not None:
+        return _reconstruct_on_dask(args, config)
     rec = StoreReconstructor(
         args.store, config, out=args.out, name=args.name, overwrite=args.overwrite,
         warm_start=not args.no_warm_start,
@@ -387,6 +389,30 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         )
     target = args.out or args.store
     print(f"wrote {target}/recon/{args.name}: {len(todo)} windows")
+    return 0
+
+
+def _reconstruct_on_dask(args: argparse.Namespace, config) -> int:
+    from nstm_acquire.distributed import reconstruct_distributed
+
+    progress = _Progress()
+    done: list[int] = []
+
+    def on_window(r: dict) -> None:
+        done.append(r["window"])
+        info = r["info"]
+        progress.show(
+            f"window {r['window']} written ({len(done)} done): {info['steps']} steps, "
+            f"{info['wall_s']:.1f} s on worker {info['worker_pid']}"
+        )
+
+    written = reconstruct_distributed(
+        args.store, config, parse_windows(args.windows), scheduler=args.scheduler,
+        n_chunks=args.workers, out=args.out, name=args.name, overwrite=args.overwrite,
+        warm_start=not args.no_warm_start, on_window=on_window,
+    )
+    progress.done()
+    print(f"wrote {args.out or args.store}/recon/{args.name}: {len(written)} windows")
     return 0
 
 
@@ -430,6 +456,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="write the reconstruction into this store instead")
     p.add_argument("--name", default="nstm", help="group name under recon/")
     p.add_argument("--overwrite", action="store_true", help="replace an existing recon/<name>")
+    p.add_argument("--scheduler", default=None,
+                   help="Dask scheduler address, or 'local' for a local cluster (default: in this process)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="warm-start chains (tasks); default one per worker")
     _add_nstm_args(p)
     p.set_defaults(func=cmd_reconstruct)
 

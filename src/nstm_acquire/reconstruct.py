@@ -53,6 +53,9 @@ class WindowResult:
     conventional: np.ndarray
     fit: FitResult
     info: dict[str, Any]
+    channel_names: list[str] = dataclasses.field(default_factory=list)
+    pixel_size_um: float = 0.0
+    z_step_um: float | None = None
 
 
 def reconstruct_window(
@@ -71,7 +74,18 @@ def reconstruct_window(
     if len(problem.scene_shape) == 2:  # add the plane axis of FORMAT.md
         scene, motion = scene[:, :, None], motion[:, :, None]
     info = {**result.info(), **problem.info}
-    return WindowResult(window, scene, motion, problem.render_times_s, problem.conventional, result, info)
+    return WindowResult(
+        window,
+        scene,
+        motion,
+        problem.render_times_s,
+        problem.conventional,
+        result,
+        info,
+        channel_names=list(problem.channel_names),
+        pixel_size_um=problem.pixel_size_um,
+        z_step_um=problem.z_step_um,
+    )
 
 
 def reconstruct_dpc(
@@ -129,6 +143,9 @@ class StoreReconstructor:
         Replace an existing ``recon/<name>``.
     warm_start
         Start each window from the previous window's fitted networks.
+    write
+        Write results into the store (False: only return them, e.g. on a Dask worker whose
+        results the client writes).
     """
 
     def __init__(
@@ -139,8 +156,10 @@ class StoreReconstructor:
         name: str = "nstm",
         overwrite: bool = False,
         warm_start: bool = True,
+        write: bool = True,
     ) -> None:
         enable_compilation_cache()
+        self.write = write
         self.reader = StoreReader(store)
         self.config = config or default_config()
         self.out = Path(out) if out is not None else Path(store)
@@ -199,8 +218,9 @@ class StoreReconstructor:
         if w >= self.reader.n_windows:  # the store grew since it was opened
             self.reader.refresh()
         problem = self.builder.problem(self.reader.window(w))
-        writer = self._open_writer(problem)
-        writer.write_conventional(w, problem.conventional, info={"preview_wall_s": time.perf_counter() - t0})
+        writer = self._open_writer(problem) if self.write else None
+        if writer is not None:
+            writer.write_conventional(w, problem.conventional, info={"preview_wall_s": time.perf_counter() - t0})
         if on_preview is not None:
             on_preview(w, problem.conventional)
         warm = self.warm_start and self._params is not None
@@ -215,7 +235,8 @@ class StoreReconstructor:
         result.info["warm_start_from"] = self._last_window if warm else None
         result.info.update(extra_info or {})
         result.info["reconstruction_end_utc"] = datetime.now(timezone.utc).isoformat()
-        writer.write_window(w, result.scene, result.times_s, result.motion, problem.conventional, info=result.info)
+        if writer is not None:
+            writer.write_window(w, result.scene, result.times_s, result.motion, problem.conventional, info=result.info)
         self._params = result.fit.params
         self._last_window = w
         return result
