@@ -18,7 +18,7 @@ os.environ.setdefault("JAX_PLATFORMS", os.environ.get("NSTM_BENCH_PLATFORM", "cp
 
 from benchmarks.common import build_report  # noqa: E402
 
-CASES = ["acquisition"]
+CASES = ["acquisition", "dpc_quality", "dpc_speed", "dpc_published"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,118 @@
+"""DPC reconstruction speed and memory at 128, 256 and 512 pixels square.
+
+Each size runs in its own process (so peak memory is that size's alone):
+
+* cold fit of one window with the defaults: compilation, seconds/step, steps, wall, quality;
+* the same fit again (compiled: what every later cold window costs in a session);
+* a warm-started fit of the next window from the first one's networks;
+* steps and seconds for the defaults to reach a fixed quality (phase corr. 0.97);
+* the published configuration's compilation and seconds per step (50 steps, separate process).
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+
+from benchmarks.common import RESULTS, save_result
+from benchmarks.dpc_common import MOTIONS, public, run_nstm, window
+from nstm_acquire.nstm.config import default_config, published_config
+
+SIZES = [128, 256, 512]
+TARGET = 0.97
+
+
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def measure_defaults(n: int) -> dict:
+    motion = MOTIONS["translation"]
+    win1 = window(n, motion)
+    cold = run_nstm(default_config(), win1)
+    again = run_nstm(default_config(), window(n, motion, noise_seed=3))
+    t_next = float(win1.timestamps_s[-1] + win1.exposure_s[-1] + 0.0025)
+    win2 = window(n, motion, t_start_s=t_next, noise_seed=5)
+    warm = run_nstm(default_config(), win2, init_params=cold["_params"])
+    curve = run_nstm(default_config().with_fit(patience=1000, max_steps=400), win1, monitor_every=True)
+    reach = next((h["step"] for h in curve["history"] if h.get("corr", 0) >= TARGET), None)
+    warm_curve = run_nstm(default_config().with_fit(warm_patience=1000), win2, init_params=cold["_params"], monitor_every=True)
+    warm_reach = next((h["step"] for h in warm_curve["history"] if h.get("corr", 0) >= cold["corr"] - 0.005), None)
+    return {
+        "cold": public(cold),
+        "cold_compiled": public(again),
+        "warm": public(warm),
+        "steps_to_target": reach,
+        "seconds_to_target": None if reach is None else reach * again["s_per_step"],
+        "warm_steps_to_cold_quality": warm_reach,
+        "peak_mib": _peak_mib(),
+    }
+
+
+def measure_published(n: int) -> dict:
+    win = window(n, MOTIONS["translation"])
+    t0 = time.perf_counter()
+    res = run_nstm(published_config().with_fit(max_steps=50, eval_every=25), win)
+    return {
+        "compile_s": res["compile_s"],
+        "s_per_step": res["s_per_step"],
+        "wall_50_steps_s": time.perf_counter() - t0,
+        "estimated_5000_steps_min": (res["s_per_step"] * 5000 + res["compile_s"]) / 60,
+        "peak_mib": _peak_mib(),
+    }
+
+
+def _subprocess(kind: str, n: int) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.cases.dpc_speed", kind, str(n)],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def run(quick: bool = False) -> dict:
+    sizes = [64, 128] if quick else SIZES
+    numbers = {}
+    rows = []
+    for n in sizes:
+        d = _subprocess("defaults", n)
+        p = _subprocess("published", n)
+        numbers[n] = {"defaults": d, "published": p}
+        c, a, w = d["cold"], d["cold_compiled"], d["warm"]
+        rows.append(
+            f"| {n}x{n} | {c['compile_s']:.1f} | {a['s_per_step'] * 1000:.0f} | {c['steps']} ({c['best_step']}) | "
+            f"{c['wall_s']:.1f} | {a['wall_s']:.1f} | {c['corr']:.3f} | {w['steps']} | {w['wall_s']:.1f} | "
+            f"{w['corr']:.3f} | {d['steps_to_target'] or '-'} | {d['warm_steps_to_cold_quality'] or '-'} | "
+            f"{d['peak_mib']:.0f} | {p['s_per_step'] * 1000:.0f} | {p['estimated_5000_steps_min']:.0f} min | "
+            f"{p['peak_mib']:.0f} |"
+        )
+    md = "\n".join(
+        [
+            "## DPC reconstruction speed and memory",
+            "",
+            "`python -m benchmarks.run dpc_speed`. One four-shot window of the translating cell sample",
+            "(2.9 px within the window), defaults (`default_config()`), CPU. *Cold*: first fit in a fresh",
+            "process (compilation included; the persistent compilation cache is off here); *compiled*:",
+            f"another window in the same session; *warm*: the next window started from the previous",
+            f"one's networks. *To {TARGET}*: steps for the phase correlation to reach {TARGET}; *warm to",
+            "cold*: steps for the warm fit to come within 0.005 of the cold result. Peak memory: the",
+            "process's maximum resident size. Published: the published configuration's time per step",
+            "(50 steps measured) and the time its 5000-step schedule takes.",
+            "",
+            "| size | compile (s) | ms/step | cold steps (kept) | cold fit (s) | compiled fit (s) | cold corr | warm steps | warm fit (s) | warm corr | steps to 0.97 | warm steps to cold quality | peak MiB | published ms/step | published 5000 steps | published peak MiB |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            *rows,
+        ]
+    )
+    save_result("dpc_speed", numbers, md, order=25)
+    return numbers
+
+
+if __name__ == "__main__":
+    kind, size = sys.argv[1], int(sys.argv[2])
+    result = measure_defaults(size) if kind == "defaults" else measure_published(size)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    print(json.dumps(result, default=float))
