@@ -58,11 +58,12 @@ def report() -> dict:
         peak = max(ph, key=lambda h: h["corr"])
         reach = _first_step_reaching(ph, ours["corr"] - 0.01)
         pub_time = None if reach is None else reach * pub["s_per_step"] + pub["compile_s"]
+        speedup = "-" if pub_time is None else f"{pub_time / ours['wall_s']:.0f}x"
         rows.append(
             f"| {n} | {motion} | {peak['corr']:.3f} @ {peak['step']} | {ph[-1]['corr']:.3f} | "
             f"{pub['s_per_step']:.2f} | {pub['wall_s'] / 60:.0f} min | {ours['corr']:.3f} | {ours['steps']} | "
             f"{ours['wall_s']:.1f} s | {'-' if reach is None else reach} | "
-            f"{'-' if pub_time is None else f'{pub_time / ours['wall_s']:.0f}x'} |"
+            f"{speedup} |"
         )
         fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
         ax[0].plot([h["step"] for h in ph], [h["corr"] for h in ph], "o-", label="published schedule")

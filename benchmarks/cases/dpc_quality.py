@@ -19,12 +19,12 @@ from nstm_acquire.metrics import highpass
 from nstm_acquire.nstm.config import default_config
 
 
-def _figure(name: str, win, res) -> str:
+def _figure(name: str, win, res, spec: str) -> str:
     px, cut = win.optics.pixel_size_um, 0.1 * win.optics.cutoff_per_um
     hp = lambda a: highpass(a, px, cut)  # noqa: E731
     y = dpc_normalise(win.raw, win.background)
     motion = res["_motion"][0] - res["_motion"][-1]  # content moves from shot 0 to shot 3 by -this
-    path = FIGURES / f"dpc_{name}.png"
+    path = FIGURES / f"dpc_{name.replace(' ', '_')}.png"
     comparison_figure(
         path,
         [
@@ -38,10 +38,16 @@ def _figure(name: str, win, res) -> str:
         motion_on=4,
         shared_range=[1, 2, 3],
         pixel_size_um=px,
-        title=f"DPC, {name} ({MOTIONS[name]})",
+        title=f"DPC, {name} ({spec})",
         cmap="gray",
     )
     return path.name
+
+
+LARGE = {
+    "large translation": "translation:vx=250,vy=100",
+    "large swirl": "swirl:omega=15,radius=16",
+}
 
 
 def run(quick: bool = False) -> dict:
@@ -50,12 +56,12 @@ def run(quick: bool = False) -> dict:
     ablation = config.with_fit(coarse_to_fine_steps=1)
     numbers: dict = {"size": n, "config": config.model_dump(mode="json"), "cases": {}}
     rows, fig_rows = [], []
-    for name, motion in MOTIONS.items():
+    for name, motion in {**MOTIONS, **({} if quick else LARGE)}.items():
         win = window(n, motion)
         res = run_nstm(config, win)
         abl = run_nstm(ablation, win)
         numbers["cases"][name] = {"default": public(res), "no_coarse_to_fine": public(abl)}
-        fig = _figure(name, win, res)
+        fig = _figure(name, win, res, motion)
         rows.append(
             f"| {name} | {res['true_motion_px']:.1f} | {res['conventional']:.3f} | **{res['corr']:.3f}** "
             f"({min(res['corr_per_shot']):.3f}) | {res['epe_px']:.2f} | {abl['corr']:.3f} | {abl['epe_px']:.2f} | "
@@ -77,6 +83,10 @@ def run(quick: bool = False) -> dict:
             "| motion | true motion (px) | conventional | NSTM | NSTM EPE (px) | no c2f | no c2f EPE | steps | wall (s) |",
             "|---|---|---|---|---|---|---|---|---|",
             *rows,
+            "",
+            "Coarse-to-fine matters once the motion within a window is large: without it the large",
+            "translation (24 px) is not recovered at all (the fit locks onto a wrong alignment), as the",
+            "published paper reports; for motions of a few pixels it makes no difference here.",
             "",
             "Figures (raw shot, conventional phase, NSTM phase and truth at the first shot, all",
             "high-passed as scored; last panel: NSTM motion from shot 0 to shot 3, arrows show where",
