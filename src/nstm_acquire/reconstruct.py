@@ -68,7 +68,13 @@ def reconstruct_window(
 ) -> WindowResult:
     """Fit the NSTM to one window and render it at the problem's render times."""
     config = config or default_config()
-    model = build_model(config, problem.scene_shape, problem.channels, problem.motion_dims)
+    model = build_model(
+        config,
+        problem.scene_shape,
+        problem.channels,
+        problem.motion_dims,
+        nonnegative=bool(getattr(problem.forward, "nonnegative", False)),
+    )
     result = fit(model, problem.forward, problem.data, init_params, callback, should_stop)
     scene, motion = render_scenes(result, problem.render_times_s)
     if len(problem.scene_shape) == 2:  # add the plane axis of FORMAT.md

@@ -122,16 +122,24 @@ class FitResult:
 
 
 @functools.lru_cache(maxsize=32)
-def _cached_model(config_json: str, scene_shape: tuple, channels: int, motion_dims: int) -> NSTMModel:
-    return NSTMModel(NSTMConfig.model_validate_json(config_json), scene_shape, channels, motion_dims)
+def _cached_model(
+    config_json: str, scene_shape: tuple, channels: int, motion_dims: int, nonnegative: bool
+) -> NSTMModel:
+    return NSTMModel(NSTMConfig.model_validate_json(config_json), scene_shape, channels, motion_dims, nonnegative)
 
 
 def build_model(
-    config: NSTMConfig, scene_shape: tuple[int, ...], channels: int, motion_dims: int | None = None
+    config: NSTMConfig,
+    scene_shape: tuple[int, ...],
+    channels: int,
+    motion_dims: int | None = None,
+    nonnegative: bool = False,
 ) -> NSTMModel:
     """The (cached) model structure for a configuration and output grid."""
     md = motion_dims or len(scene_shape)
-    return _cached_model(config.model_dump_json(), tuple(int(s) for s in scene_shape), int(channels), int(md))
+    return _cached_model(
+        config.model_dump_json(), tuple(int(s) for s in scene_shape), int(channels), int(md), bool(nonnegative)
+    )
 
 
 def _optimizer(config: NSTMConfig) -> optax.GradientTransformation:

@@ -104,10 +104,17 @@ class NSTMModel:
         Scene channels ``C`` (DPC 2: absorption, phase; SIM 1: density).
     motion_dims
         Displacement components (2: dy, dx; 3: dz, dy, dx).
+    nonnegative
+        Pass the scene network's output through a softplus (fluorescence density >= 0).
     """
 
     def __init__(
-        self, config: NSTMConfig, scene_shape: tuple[int, ...], channels: int, motion_dims: int | None = None
+        self,
+        config: NSTMConfig,
+        scene_shape: tuple[int, ...],
+        channels: int,
+        motion_dims: int | None = None,
+        nonnegative: bool = False,
     ) -> None:
         if len(scene_shape) not in (2, 3):
             raise ValueError(f"scene_shape={scene_shape} must be (Y, X) or (Z, Y, X)")
@@ -116,6 +123,7 @@ class NSTMModel:
         self.ndim = len(self.scene_shape)
         self.channels = int(channels)
         self.motion_dims = int(motion_dims or self.ndim)
+        self.nonnegative = bool(nonnegative)
         sc, mc = config.scene, config.motion
         # ---- scene grid: output pixels, padded by a margin on each side
         lateral = self.scene_shape[-2:]
@@ -222,12 +230,15 @@ class NSTMModel:
     def scene_at_coords(self, params: Params, coords: jax.Array, weights: jax.Array) -> jax.Array:
         """Scene network at arbitrary coordinates ``(N, ndim)`` -> ``(N, C)``."""
         feats = encode(params["scene"]["tables"], coords, self.scene_encoding, weights)
-        return mlp_apply(params["scene"]["mlp"], feats, self.config.scene.activation)
+        return self._output(mlp_apply(params["scene"]["mlp"], feats, self.config.scene.activation))
+
+    def _output(self, out: jax.Array) -> jax.Array:
+        return jax.nn.softplus(out) if self.nonnegative else out
 
     def scene_on_padded_grid(self, params: Params, weights: jax.Array, plan: LookupPlan) -> jax.Array:
         """Scene network on the padded grid -> ``(C, *padded_shape)``."""
         feats = encode_planned(params["scene"]["tables"], plan, weights)
-        out = mlp_apply(params["scene"]["mlp"], feats, self.config.scene.activation)
+        out = self._output(mlp_apply(params["scene"]["mlp"], feats, self.config.scene.activation))
         return jnp.moveaxis(out.reshape(*self.padded_shape, self.channels), -1, 0)
 
     def template(self, params: Params, alpha: float = 1.0) -> jax.Array:

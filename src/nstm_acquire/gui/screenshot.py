@@ -1,0 +1,89 @@
+"""Make docs/figures/gui.png: a real run on the simulated microscope, grabbed from the panel.
+
+Run (no display needed)::
+
+    QT_QPA_PLATFORM=offscreen python -m nstm_acquire.gui.screenshot docs/figures/gui.png
+
+It acquires ``--windows`` DPC windows of the default simulated microscope (128 x 128 pixels,
+moving cells, real-time camera), reconstructs them near-live with the default NSTM
+configuration, waits until the last window's NSTM result is shown and saves ``widget.grab()``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+__all__ = ["grab_panel_after_run"]
+
+
+def grab_panel_after_run(
+    path: str | Path,
+    n_windows: int = 4,
+    size: tuple[int, int] = (1400, 760),
+    timeout_s: float = 600.0,
+    config: object | None = None,
+    nstm_config: object | None = None,
+) -> Path:
+    """Run ``n_windows`` DPC windows in a fresh panel, then save its picture to ``path`` (PNG).
+
+    ``size`` is the panel's (width, height) in pixels; ``config`` the hardware configuration
+    (default: the simulated one); ``nstm_config`` the NSTM configuration (default: default).
+    Raises RuntimeError if the run does not end within ``timeout_s`` seconds or fails.
+    """
+    from PyQt6.QtWidgets import QApplication
+
+    from nstm_acquire.gui.panel import NstmAcquirePanel
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    with tempfile.TemporaryDirectory(prefix="nstm-gui-") as tmp:
+        panel = NstmAcquirePanel(config=config, out_dir=tmp, nstm_config=nstm_config)
+        panel.resize(*size)
+        panel.show()
+        panel.modality_box.setCurrentText("dpc")
+        panel.windows_spin.setValue(n_windows)
+        panel.store_name_edit.setText("dpc-demo")
+        ended: list[object] = []
+        panel.run_finished.connect(ended.append)
+        if not panel.start():
+            raise RuntimeError("the panel could not start: " + panel.log.toPlainText().splitlines()[-1])
+        deadline = time.monotonic() + timeout_s
+        while not ended and time.monotonic() < deadline:
+            app.processEvents()
+            time.sleep(0.02)
+        if not ended:
+            panel.shutdown()
+            raise RuntimeError(f"the run did not end within {timeout_s} s")
+        summary = ended[0]
+        if getattr(summary, "status", None) != "completed":
+            raise RuntimeError(f"the run ended {getattr(summary, 'status', '?')}: {panel.log.toPlainText()}")
+        for _ in range(5):  # let the last repaints happen
+            app.processEvents()
+            time.sleep(0.02)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not panel.grab().save(str(path), "PNG"):
+            raise RuntimeError(f"could not write {path}")
+        panel.shutdown()
+        panel.deleteLater()
+        app.processEvents()
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path, nargs="?", default=Path("docs/figures/gui.png"))
+    parser.add_argument("--windows", type=int, default=4)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    path = grab_panel_after_run(args.out, n_windows=args.windows)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
