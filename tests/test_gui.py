@@ -140,7 +140,7 @@ def test_compose_pixmap_keeps_the_aspect_and_draws_arrows_only_with_motion(qapp)
     shift = np.zeros((2, 20, 40))
     shift[1] = 0.5  # half a pixel to the right everywhere
     arrows, gain = compose_pixmap(image, (0.0, 1.0), displacement=shift, min_display_px=200)
-    step = max(4, round(40 / 12))  # the default: about 12 arrows across, at least 4 px apart
+    step = max(4, round(40 / 10))  # the default: about 10 arrows across, at least 4 px apart
     assert gain == pytest.approx(min(10.0, 0.9 * step / 0.5))
     yellow = _yellow(rgb(arrows))
     assert yellow.sum() > 50
@@ -254,7 +254,7 @@ def test_a_two_window_dpc_run_shows_frames_reconstructions_and_status(qtbot, mak
     panel.time_slider.setValue(n_times - 1)
     panel.motion_check.setChecked(True)
     assert _yellow(rgb(panel.recon_view.pixmap())).sum() > 20
-    assert "arrows: motion since" in panel.recon_caption.text()
+    assert f"motion since {recon.times_s(1)[0]:.3f} s" in panel.recon_caption.text()
 
 
 def test_stop_cancels_a_long_run_cleanly(qtbot, make_panel, tmp_path):
@@ -312,7 +312,7 @@ def test_a_pause_that_cannot_take_effect_is_explained(qtbot, make_panel):
     panel.windows_spin.setValue(40)
     panel.store_name_edit.setText("burst")
     assert panel.start()
-    qtbot.waitUntil(lambda: panel._run is not None and panel._run.frames > 0, timeout=20_000)
+    qtbot.waitUntil(lambda: panel.controller.summary.frames_written > 0, timeout=20_000)
     panel.pause_button.click()
     qtbot.waitUntil(lambda: "can be stopped but not paused" in panel.log.toPlainText(), timeout=10_000)
     assert panel.status_fields["acquisition"].text() == "pause requested…"
@@ -325,13 +325,13 @@ def test_closing_the_window_during_a_run_stops_it(qtbot, make_panel):
     panel.windows_spin.setValue(200)
     panel.store_name_edit.setText("closed")
     assert panel.start()
-    controller = panel._run.controller
-    worker = panel._run.worker
+    controller, worker = panel.controller, panel.worker
     qtbot.waitUntil(lambda: controller.summary.frames_written > 0, timeout=20_000)
     panel.close()
-    assert controller.wait(0) and worker.join(0)
+    assert controller.wait(0), "the acquisition was still running after the window closed"
     assert panel.last_summary.status == "canceled"
     assert not panel.is_running
+    assert worker.join(60), "the reconstruction thread did not end"  # a compile in progress ends first
 
 
 def test_errors_are_shown_in_the_status_area_not_raised(qtbot, make_panel, tmp_path):

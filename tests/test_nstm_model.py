@@ -86,8 +86,10 @@ def test_upsample_linear_reproduces_linear_fields():
 
 
 def test_time_map_puts_the_window_on_minus_one_to_one():
-    tm = TimeMap.for_times(np.array([[10.0, 10.02], [10.1, 10.12]]))
+    tm = TimeMap.for_times(np.array([[10.0, 10.02], [10.1, 10.12]]), margin=0.0)
     np.testing.assert_allclose(tm.normalise(np.array([10.0, 10.06, 10.12])), [-1, 0, 1], atol=1e-6)
+    padded = TimeMap.for_times(np.array([10.0, 10.12]))  # default: a quarter span either side
+    np.testing.assert_allclose(padded.normalise(np.array([9.97, 10.06, 10.15])), [-1, 0, 1], atol=1e-5)
     with pytest.raises(ValueError, match="incomplete window"):
         TimeMap.for_times(np.array([0.0, np.nan]))
 

@@ -239,6 +239,53 @@ def run_live_session(args: argparse.Namespace, out: Path, overwrite: bool):
     return controller.summary, worker, microscope, cfg
 
 
+def cmd_render(args: argparse.Namespace) -> int:
+    from nstm_acquire.stored import StoredReconstruction, write_tiff_stack
+
+    rec = StoredReconstruction(args.store, args.name)
+    times = _times_or_default(args.times, rec)
+    scenes, _, which = rec.render(times)
+    names = rec.reader.attrs.get("channels") or [str(c) for c in range(scenes.shape[1])]
+    channel = names.index(args.channel) if args.channel in names else int(args.channel or 0)
+    out = write_tiff_stack(args.out, scenes, times, channel, rec.pixel_size_um)
+    print(f"wrote {out}: {len(times)} times x {scenes.shape[2]} planes of {names[channel]} "
+          f"({times[0]:.3f}-{times[-1]:.3f} s, windows {sorted(set(which.tolist()))})")
+    return 0
+
+
+def _times_or_default(text: str | None, rec):
+    import numpy as np
+
+    from nstm_acquire.stored import parse_times
+
+    try:
+        if text:
+            return parse_times(text)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    shots = rec.reader.times_s()  # the exposure midpoints of every reconstructed shot
+    return np.linspace(float(np.min(shots)), float(np.max(shots)), 50)
+
+
+def cmd_trajectory(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from nstm_acquire.stored import StoredReconstruction, write_trajectories_csv
+
+    rec = StoredReconstruction(args.store, args.name)
+    try:
+        points = np.array([[float(v) for v in p.split(",")] for p in args.points.split(";") if p.strip()])
+        assert points.ndim == 2 and points.shape[1] == 2
+    except (ValueError, AssertionError):
+        raise UserError(f"--points {args.points!r}: give y,x pixel pairs separated by ';', e.g. '40,52;80,31'") from None
+    times = _times_or_default(args.times, rec)
+    tracks = rec.trajectories(points, times)
+    out = write_trajectories_csv(args.out, tracks, times, rec.pixel_size_um)
+    moved = np.linalg.norm(tracks[:, -1] - tracks[:, 0], axis=-1)
+    print(f"wrote {out}: {len(points)} points x {len(times)} times; moved " + ", ".join(f"{m:.2f}" for m in moved) + " px")
+    return 0
+
+
 def cmd_gui(args: argparse.Namespace) -> int:
     from nstm_acquire.gui.app import run_gui
 
@@ -471,6 +518,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--separator", default=" ", help="between LED indices (Illuminate: '.')")
     p.add_argument("--python-device", action="store_true", help="prefix lines with '#py ' (a Python device)")
     p.set_defaults(func=cmd_presets)
+
+    p = sub.add_parser("render", help="render a stored reconstruction at any times into a TIFF stack")
+    p.add_argument("store", type=Path)
+    p.add_argument("--times", default=None, help="seconds: t1,t2,... or start:stop:step (default: 50 across the run)")
+    p.add_argument("--channel", default=None, help="channel name or index (DPC: phase_rad, absorption; SIM: density)")
+    p.add_argument("--name", default="nstm")
+    p.add_argument("--out", type=Path, required=True, help="output .tif (ImageJ hyperstack, T x Z x Y x X)")
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("trajectory", help="export the motion trajectories of chosen points as CSV")
+    p.add_argument("store", type=Path)
+    p.add_argument("--points", required=True, help="y,x output-grid pixels at the first time, ';'-separated")
+    p.add_argument("--times", default=None, help="seconds: t1,t2,... or start:stop:step")
+    p.add_argument("--name", default="nstm")
+    p.add_argument("--out", type=Path, required=True, help="output .csv")
+    p.set_defaults(func=cmd_trajectory)
 
     p = sub.add_parser("gui", help="open the acquisition and live-reconstruction panel")
     p.add_argument("--config", type=Path, default=None, help="hardware configuration YAML (default: simulated)")

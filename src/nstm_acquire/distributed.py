@@ -39,7 +39,9 @@ def reconstruct_chunk(store: str, config_json: str, windows: list[int], warm_sta
 
     Runs on a Dask worker (or in-process). Nothing is written.
     """
-    from nstm_acquire.reconstruct import StoreReconstructor
+    from jax.flatten_util import ravel_pytree
+
+    from nstm_acquire.reconstruct import StoreReconstructor, model_description
 
     rec = StoreReconstructor(store, NSTMConfig.model_validate_json(config_json), warm_start=warm_start, write=False)
     out = []
@@ -56,6 +58,8 @@ def reconstruct_chunk(store: str, config_json: str, windows: list[int], warm_sta
                 "channel_names": r.channel_names,
                 "pixel_size_um": r.pixel_size_um,
                 "z_step_um": r.z_step_um,
+                "network": ravel_pytree(r.fit.params)[0],
+                "model": model_description(r.fit.model),
             }
         )
     return out
@@ -77,6 +81,7 @@ def _writer_for(result: dict, out: Path, name: str, overwrite: bool, config: NST
         channel_names=result["channel_names"],
     )
     writer.set_config({"nstm": config.model_dump(mode="json"), "source_store": str(store), "distributed": True})
+    writer.set_attributes(model=result["model"])
     return writer
 
 
@@ -118,6 +123,7 @@ def reconstruct_distributed(
             if writer is None:
                 writer = _writer_for(r, out_path, name, overwrite, config, store)
             writer.write_window(r["window"], r["scene"], r["times_s"], r["motion"], r["conventional"], info=r["info"])
+            writer.write_network(r["window"], r["network"])
             written.append(r["window"])
             if on_window is not None:
                 on_window(r)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from jax.flatten_util import ravel_pytree
 
 from nstm_acquire.illumination import DpcIllumination
 from nstm_acquire.nstm.compile_cache import enable_compilation_cache
@@ -56,6 +57,16 @@ class WindowResult:
     channel_names: list[str] = dataclasses.field(default_factory=list)
     pixel_size_um: float = 0.0
     z_step_um: float | None = None
+
+
+def model_description(model: Any) -> dict[str, Any]:
+    """What rebuilds an :class:`~nstm_acquire.nstm.model.NSTMModel` (with its NSTM config)."""
+    return {
+        "scene_shape": list(model.scene_shape),
+        "channels": model.channels,
+        "motion_dims": model.motion_dims,
+        "nonnegative": model.nonnegative,
+    }
 
 
 def reconstruct_window(
@@ -180,6 +191,7 @@ class StoreReconstructor:
             background=self.reader.background(),
         )
         self._writer: ReconWriter | None = None
+        self._model_written = False
         self._params: Params | None = None
         self._last_window: int | None = None
 
@@ -243,6 +255,10 @@ class StoreReconstructor:
         result.info["reconstruction_end_utc"] = datetime.now(timezone.utc).isoformat()
         if writer is not None:
             writer.write_window(w, result.scene, result.times_s, result.motion, problem.conventional, info=result.info)
+            writer.write_network(w, ravel_pytree(result.fit.params)[0])
+            if not self._model_written:
+                writer.set_attributes(model=model_description(result.fit.model))
+                self._model_written = True
         self._params = result.fit.params
         self._last_window = w
         return result

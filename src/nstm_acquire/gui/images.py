@@ -156,7 +156,7 @@ def compose_pixmap(
     The image is enlarged by an integer factor (nearest neighbour, so pixels stay honest) until
     its longer side is at least ``min_display_px``; arrows and the scale bar are drawn at that
     size. ``displacement`` ``(2, y, x)`` (dy, dx) in image pixels adds arrows every
-    ``arrow_step`` pixels (default: about 12 across), magnified by :func:`arrow_gain`.
+    ``arrow_step`` pixels (default: about 10 across, at least 4 pixels apart), magnified by :func:`arrow_gain`.
     ``pixel_size_um`` adds a scale bar (bottom left). Returns ``(pixmap, gain)``; the gain is 0
     without arrows.
     """
@@ -175,7 +175,7 @@ def compose_pixmap(
     try:
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         if displacement is not None:
-            step = arrow_step or max(4, round(max(ny, nx) / 12))
+            step = arrow_step or max(4, round(max(ny, nx) / 10))
             origins, vectors = arrow_field(displacement, step)
             gain = arrow_gain(vectors, step, max_gain=max_gain)
             if gain > 0:
@@ -189,8 +189,8 @@ def compose_pixmap(
 
 def _draw_arrows(painter: QPainter, origins: np.ndarray, vectors: np.ndarray, factor: int) -> None:
     """Arrows from pixel centres along ``vectors`` (image px), at ``factor`` display px per px."""
-    shadow = QPen(QColor(0, 0, 0, 150), 3.0)
-    pen = QPen(QColor(255, 215, 0, 235), 1.6)
+    shadow = QPen(QColor(0, 0, 0, 130), 3.0)
+    pen = QPen(QColor(255, 215, 0, 220), 1.5)
     for p in (shadow, pen):
         p.setCapStyle(Qt.PenCapStyle.RoundCap)
     segments = []

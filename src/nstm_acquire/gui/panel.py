@@ -99,6 +99,7 @@ class _Run:
     n_windows: int
     n_planes: int
     pixel_size_um: float
+    frame_width: int
     started_wall: float = field(default_factory=time.time)
     frames: int = 0
     complete_times: dict[int, float] = field(default_factory=dict)
@@ -117,6 +118,7 @@ class _Run:
     pause_frames_seen: int = 0
     pause_time: float = 0.0
     pause_noted: bool = False
+    recon_errors: int = 0
 
 
 @dataclass
@@ -213,6 +215,7 @@ class NstmAcquirePanel(QWidget):
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         self.config_edit = QLineEdit()
         self.config_edit.setReadOnly(True)
+        self.config_edit.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.config_button = QPushButton("Browse…")
         self.config_button.setToolTip("choose a hardware configuration YAML (hardware_configs/)")
         self.config_button.clicked.connect(self._browse_config)
@@ -466,9 +469,9 @@ class NstmAcquirePanel(QWidget):
         self._hardware_config, self._microscope, self._owns_microscope = cfg, microscope, owned
         self._setups = {}
         where = cfg.source_path if cfg.source_path is not None else "(given in code)"
-        self.config_edit.setText(f"{cfg.name} ({Path(where).name})" if cfg.source_path is not None else cfg.name)
+        self.config_edit.setText(Path(where).name if cfg.source_path is not None else f"{cfg.name} (in memory)")
         self.config_edit.setCursorPosition(0)
-        self.config_edit.setToolTip(str(where))
+        self.config_edit.setToolTip(f"{cfg.name}: {where}")
         self.modality_box.blockSignals(True)
         self.modality_box.clear()
         self.modality_box.addItems(cfg.available_modalities())
@@ -583,6 +586,16 @@ class NstmAcquirePanel(QWidget):
         """True from Start until acquisition and reconstruction have both ended."""
         return self._run is not None
 
+    @property
+    def controller(self) -> Any:
+        """The running :class:`~nstm_acquire.acquire.controller.AcquisitionController` (None when idle)."""
+        return None if self._run is None else self._run.controller
+
+    @property
+    def worker(self) -> Any:
+        """The running :class:`~nstm_acquire.live.ReconstructionWorker` (None when idle)."""
+        return None if self._run is None else self._run.worker
+
     def start(self) -> bool:
         """Start acquiring and reconstructing with the current settings; False if it cannot.
 
@@ -625,6 +638,7 @@ class NstmAcquirePanel(QWidget):
             n_windows=plan.n_windows,
             n_planes=plan.n_planes,
             pixel_size_um=float(setup.optics.pixel_size_um),
+            frame_width=int(core.getImageWidth()),  # read before the acquisition thread uses the core
         )
         # the bridge first, so the GUI hears of a window before the worker can finish it
         self._bridge.attach(controller, worker, core.mda)
@@ -641,13 +655,15 @@ class NstmAcquirePanel(QWidget):
         self.pause_button.setChecked(False)
         self.pause_button.setText("Pause")
         self.pause_button.blockSignals(False)
+        if not self._timer.isActive():  # stopped by an earlier shutdown()
+            self._timer.start()
         worker.start()
         controller.start()
         expected = plan.n_windows * setup.n_shots * plan.n_planes
         self._message(
-            f"started {modality}: {plan.n_windows} windows x {setup.n_shots} shots"
+            f"started {modality}: {_n(plan.n_windows, 'window')} x {_n(setup.n_shots, 'shot')}"
             + (f" x {plan.n_planes} planes" if plan.n_planes > 1 else "")
-            + f" = {expected} frames -> {store_path}"
+            + f" = {_n(expected, 'frame')} -> {store_path}"
         )
         self._set_buttons()
         self._update_status()
@@ -767,7 +783,7 @@ class NstmAcquirePanel(QWidget):
         status = summary.status if summary.status != "running" else "failed"
         self._message(
             f"acquisition {status}: {summary.frames_written}/{summary.frames_expected} frames, "
-            f"{summary.windows_complete} complete windows in {summary.duration_s:.2f} s",
+            f"{_n(summary.windows_complete, 'complete window')} in {summary.duration_s:.2f} s",
             error=status not in ("completed", "canceled"),
         )
         self._show_paused(False)
@@ -793,9 +809,10 @@ class NstmAcquirePanel(QWidget):
             summary.status = "failed"
         self.last_summary = summary
         not_done = len(run.complete_times) - len(run.done)
+        later = not_done > 0 and not run.recon_errors
         self._message(
             f"run ended: {len(run.done)} of {len(run.complete_times)} acquired windows reconstructed"
-            + (f"; reconstruct the rest with: nstm-acquire reconstruct {run.store_path}" if not_done > 0 else "")
+            + (f"; reconstruct the rest later with: nstm-acquire reconstruct {run.store_path}" if later else "")
         )
         self._run = None
         self._set_buttons()
@@ -924,7 +941,7 @@ class NstmAcquirePanel(QWidget):
                 scene=conv[None],
                 times_s=None,
                 motion=None,
-                pixel_size_um=run.pixel_size_um * self._frame_width(run) / conv.shape[-1],
+                pixel_size_um=run.pixel_size_um * run.frame_width / conv.shape[-1],
                 note="conventional (static-sample) preview; NSTM fitting…",
             ),
             run.modality,
@@ -969,7 +986,7 @@ class NstmAcquirePanel(QWidget):
                 scene=scene,
                 times_s=np.asarray(result.times_s, dtype=np.float64).reshape(-1),
                 motion=np.asarray(result.motion),
-                pixel_size_um=run.pixel_size_um * self._frame_width(run) / scene.shape[-1],
+                pixel_size_um=run.pixel_size_um * run.frame_width / scene.shape[-1],
                 note=note,
             ),
             run.modality,
@@ -982,6 +999,8 @@ class NstmAcquirePanel(QWidget):
             run.skipped.append(w)
 
     def _on_reconstruction_error(self, message: str) -> None:
+        if self._run is not None:
+            self._run.recon_errors += 1
         self._message(f"reconstruction: {message}", error=True)
 
     def _on_reconstruction_finished(self) -> None:
@@ -991,11 +1010,6 @@ class NstmAcquirePanel(QWidget):
         run.worker_finished = True
         self._set_buttons()
         self._maybe_finish()
-
-    def _frame_width(self, run: _Run) -> int:
-        if run.reader is not None:
-            return int(run.reader.frame_shape[1])
-        return int(self._microscope.core.getImageWidth())
 
     # ==================================================== reconstruction view
     def _reset_recon_controls(self) -> None:
@@ -1067,11 +1081,11 @@ class NstmAcquirePanel(QWidget):
         channel = self.channel_box.currentText()
         arrows = ""
         if displacement is not None:
-            arrows = f"; arrows: motion since t = {recon.times_s[0]:.3f} s, x{gain:.1f}" if gain > 0 else "; no motion"
+            arrows = f"; arrows ×{gain:.1f}: motion since {recon.times_s[0]:.3f} s" if gain > 0 else "; no motion"
         plane = f", plane {z}" if recon.scene.shape[2] > 1 else ""
         self.recon_caption.setText(
             f"window {recon.window}: {recon.note}\n"
-            f"{channel}{plane}, display {limits[0]:.3g} … {limits[1]:.3g}{arrows}"
+            f"{channel}{plane} {limits[0]:.3g} … {limits[1]:.3g}{arrows}"
         )
 
 
@@ -1093,6 +1107,11 @@ def _psygnal_core_signals() -> Iterator[None]:
     finally:
         if before is None:
             os.environ.pop(key, None)
+
+
+def _n(count: int, noun: str) -> str:
+    """``"1 window"``, ``"2 windows"``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _one_line(err: BaseException) -> str:

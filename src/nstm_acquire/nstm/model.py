@@ -74,14 +74,17 @@ class TimeMap:
     t_end_s: float
 
     @classmethod
-    def for_times(cls, times_s: np.ndarray) -> TimeMap:
+    def for_times(cls, times_s: np.ndarray, margin: float = 0.25) -> TimeMap:
+        """The window's shot times plus ``margin`` x their span on each side (so the motion can
+        be evaluated a little before the first and after the last shot, e.g. to join windows)."""
         t = np.asarray(times_s, dtype=np.float64)
         t0, t1 = float(np.min(t)), float(np.max(t))
         if not np.isfinite([t0, t1]).all():
             raise ValueError("times_s contains NaN or infinite values (an incomplete window?)")
-        if t1 - t0 < 1e-9:  # a single time: any span works
-            t1 = t0 + 1.0
-        return cls(t0, t1)
+        span = t1 - t0
+        if span < 1e-9:  # a single time: any span works
+            return cls(t0 - 0.5, t0 + 0.5)
+        return cls(t0 - margin * span, t1 + margin * span)
 
     def normalise(self, times_s: np.ndarray) -> jax.Array:
         """Times (s, any float) -> ``[-1, 1]`` over the window; computed in float64 so hours

@@ -403,6 +403,22 @@ class ReconWriter:
         self._save_attrs("windows")
 
     @_locked
+    def write_network(self, w: int, flat: np.ndarray) -> None:
+        """Store window ``w``'s fitted network parameters, flattened to one float32 vector.
+
+        Optional array ``network/<w>`` (nstm-acquire extension): with the group's ``config`` it
+        lets a later session render the scene at any time and follow points through the motion
+        (``nstm-acquire render`` / ``trajectory``). Replaces an earlier vector of that window.
+        """
+        flat = np.ascontiguousarray(np.asarray(flat, dtype=np.float32).ravel())
+        net = self._group.require_group("network")
+        key = str(int(w))
+        if key in net:
+            del net[key]
+        arr = net.create_array(key, shape=flat.shape, chunks=flat.shape, dtype="<f4", compressors=None)
+        arr[:] = flat
+
+    @_locked
     def set_config(self, config: dict[str, Any]) -> None:
         """Store the full reconstruction configuration (every hyper-parameter) as ``config``."""
         if not isinstance(config, dict):
@@ -472,6 +488,12 @@ class ReconReader:
     def config(self) -> dict[str, Any]:
         """Full reconstruction configuration."""
         return dict(self._attrs.get("config", {}))
+
+    def network(self, w: int) -> np.ndarray | None:
+        """Window ``w``'s flattened network parameters (see ``ReconWriter.write_network``), or None."""
+        if "network" not in self._group or str(int(w)) not in self._group["network"]:
+            return None
+        return np.asarray(self._group["network"][str(int(w))][:])
 
     def windows_info(self) -> dict[int, dict[str, Any]]:
         """Per-window attributes, keyed by window index."""
