@@ -214,3 +214,18 @@ def test_democamera_cfg_runs_the_real_hardware_path(open_scope, tmp_path):
     led = scope.core.getProperty("LEDArray", "LEDs")
     assert [int(i) for i in led.split(",")] == reader.attrs.illumination["shots"][3]
     assert "host clock" in reader.attrs.acquisition["timestamp_source"]
+
+
+def test_a_run_that_cannot_start_still_finishes_with_an_error(fast_sim, open_scope, tmp_path):
+    scope = open_scope(fast_sim())
+    (tmp_path / "exists.zarr").mkdir()
+    (tmp_path / "exists.zarr" / "zarr.json").write_text("{}")
+    controller = AcquisitionController(scope, AcquisitionPlan(modality="dpc"), tmp_path / "exists.zarr")
+    finished, errors = [], []
+    controller.events.finished.connect(finished.append)
+    controller.events.error.connect(errors.append)
+    with pytest.raises(Exception, match="already exists"):
+        controller.run()
+    assert [s.status for s in finished] == ["error"]
+    assert errors and "already exists" in errors[0]
+    assert controller.wait(0)

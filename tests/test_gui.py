@@ -342,10 +342,10 @@ def test_errors_are_shown_in_the_status_area_not_raised(qtbot, make_panel, tmp_p
     panel.store_name_edit.setText("taken")
     with qtbot.waitSignal(panel.run_finished, timeout=60_000) as finished:
         assert panel.start()
-    assert finished.args[0].status == "failed"
+    assert finished.args[0].status == "error"
     log = panel.log.toPlainText()
     assert "ERROR: acquisition:" in log and "already exists" in log
-    assert panel.status_fields["acquisition"].text() == "failed"
+    assert panel.status_fields["acquisition"].text() == "error"
     assert panel.start_button.isEnabled()
 
     # an output folder below a regular file cannot be created

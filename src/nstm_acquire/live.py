@@ -130,11 +130,12 @@ class ReconstructionWorker:
     @property
     def waiting(self) -> int:
         """Windows submitted and neither reconstructed nor skipped yet (including the current one)."""
-        return len(self._submitted) - len(self.done) - len(self.skipped)
+        return len(list(self._submitted)) - len(self.done) - len(self.skipped)
 
     def lag_s(self) -> float:
         """How long the oldest window not yet reconstructed has been waiting, seconds."""
-        pending = [t for w, t in self._submitted.items() if w not in self.done and w not in self.skipped]
+        finished = set(self.done) | set(self.skipped)
+        pending = [t for w, t in list(self._submitted.items()) if w not in finished]
         return time.time() - min(pending) if pending else 0.0
 
     # ----------------------------------------------------------------- thread

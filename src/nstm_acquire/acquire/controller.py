@@ -146,7 +146,21 @@ class AcquisitionController:
         return self._thread is not None and self._thread.is_alive()
 
     def run(self) -> AcquisitionSummary:
-        """Acquire (blocking). Raises on failure, after closing the store."""
+        """Acquire (blocking). Raises on failure, after closing the store.
+
+        ``finished`` is emitted exactly once, also when the run fails before it starts (for
+        example when the store cannot be created).
+        """
+        try:
+            return self._run()
+        except BaseException as err:
+            if not self._done.is_set():  # failed before the store was set up
+                if not self.summary.errors:
+                    self._report(f"acquisition could not start: {err}")
+                self._finish("error")
+            raise
+
+    def _run(self) -> AcquisitionSummary:
         core = self.microscope.core
         setup = self.microscope.prepare(self.plan.modality)
         self.setup = setup

@@ -8,6 +8,7 @@ pattern, the optics and illumination description for the store.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -260,6 +261,9 @@ def open_microscope(
     """Create the core and devices for a hardware configuration (object or YAML path)."""
     if not isinstance(config, HardwareConfig):
         config = load_hardware_config(config)
+    # pymmcore-plus picks Qt signals for a core made while a QApplication runs, which needs
+    # qtpy; our signals are connected thread-safely ourselves, so use psygnal unless told
+    os.environ.setdefault("PYMM_SIGNALS_BACKEND", "psygnal")
     if config.simulated and config.micromanager_config is None:
         return _build_simulated(config)
     return _build_real(config, adapter_paths)
