@@ -354,7 +354,7 @@ def test_errors_are_shown_in_the_status_area_not_raised(qtbot, make_panel, tmp_p
     panel.store_name_edit.setText("x")
     with qtbot.waitSignal(panel.run_finished, timeout=60_000) as finished:
         assert panel.start()
-    assert finished.args[0].status == "failed"
+    assert finished.args[0].status == "error"
     assert panel.log.toPlainText().count("ERROR: acquisition:") == 2
 
     # settings refused before anything starts
