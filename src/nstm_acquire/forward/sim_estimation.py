@@ -8,41 +8,55 @@ pattern's true modulation (the OTF and camera-pixel attenuation are divided out)
 
 Method (in the spirit of fairSIM; written from the equations)
 -------------------------------------------------------------
-1. The frames of orientation ``d`` are tapered at the edges (a cosine edge over
-   ``edge_taper`` of each side, so that sub-pixel frequency shifts are exact for the
-   windowed, compactly supported image) and the orders are separated with the known phase
-   steps: ``b_m = (1/N) Σ_p D_p exp(-i 2π m p / N)``. Order ``m`` then holds
+1. The orders of orientation ``d`` are separated with the known phase steps:
+   ``b_m = (1/N) Σ_p D_p exp(-i 2π m p / N)``. Order ``m`` then holds
    ``c_m e^{i m φ} H_m(q) ρ̃(q - m k_m)`` (``c_0 = 1``, two-beam ``c_1 = m/2``; three-beam
    ``c_1 = m1/2`` at ``k/2``, ``c_2 = m2/2`` at ``k``), ``H_m`` the order's transfer (OTF times
    the camera pixel integration; three-beam: the 3D transfer of :mod:`.sim_otf` over the whole
    stack, order 1 with its axial modulation).
-2. With ``Y1(q) = b_m(q) H_0(q - k)`` and ``Y0(q) = b_0(q - k) H_m(q)`` both equal
-   ``H_0(q - k) H_m(q) ρ̃(q - k)`` up to the factor ``a = c_m e^{i m φ}`` when ``k`` is the true
-   shift, so the normalised cross-correlation ``|<Y1, Y0>| / (|Y1| |Y0|)`` reaches its maximum
-   (1 without noise) there. Its numerator is the Fourier transform at ``k`` of the real-space
-   product of the two OTF-weighted bands on a 2x finer grid (no aliasing), so the coarse search
-   is one FFT; the denominators are FFT correlations of ``|b|²`` with ``H²``.
+2. With ``Y1(q) = b_m(q) H_0(q - k)`` and ``Y0(q) = b_0(q - k) H_m(q)``, both equal
+   ``a H_0(q - k) H_m(q) ρ̃(q - k)`` (resp. without ``a = c_m e^{i m φ}``) when ``k`` is the
+   true shift, so the normalised cross-correlation ``|<Y1, Y0>| / (|Y1| |Y0|)`` reaches its
+   maximum (1 without noise) there. Its numerator is the Fourier transform at ``k`` of the
+   real-space product of the two OTF-weighted bands on a 2x finer grid (no aliasing), so the
+   coarse search is one FFT; the denominators are FFT correlations of ``|b|²`` with ``H²``.
    The lowest frequencies of ``b_0`` (``|q| < low_frequency_cut`` of the cut-off: background and
-   out-of-focus haze that the pattern does not modulate) are left out.
-3. Coarse peak: on the integer frequency grid, in a ring around the expected ``|k|`` (configured
-   ``k_per_um``, else ``expected``'s, else ``expected_fraction_of_cutoff``), or over the whole
-   passband ``[0.1, 0.98] × 2NA/λ`` when nothing is expected. Sub-pixel refinement: Nelder-Mead
-   on the normalised correlation, the numerator an exact direct DFT at the off-grid ``k``.
-4. ``a = <Y1, Y0> / <Y0, Y0>`` at the refined ``k`` (computed with an exact real-space phase ramp
-   on the 2x grid): modulation ``2|a|``, phase ``arg a / m``. Three-beam: ``k`` from order 2
-   (the finest), then order 1 at ``k/2`` (axial frequency ``axial_k_per_um`` or the beam
-   geometry's) gives ``φ`` and ``m1``; order 2 gives ``m2`` and a consistency check
-   ``arg a_2 ≈ 2 φ``.
+   haze that the pattern does not modulate) are left out.
+3. Coarse peak, on edge-tapered frames (``edge_taper``): on the integer frequency grid, in a ring
+   around the expected ``|k|`` (configured ``k_per_um``, else ``expected``'s, else
+   ``expected_fraction_of_cutoff``), or over the whole passband ``[0.1, 0.98] × 2NA/λ`` when
+   nothing is expected; then sub-pixel by Nelder-Mead with an exact direct DFT at the off-grid
+   ``k``.
+4. Refinement without the taper's bias (a taper does not commute with the blur): in real space
+   ``Y1 = a Y0`` point by point at the true shift, so ``Y1 conj(Y0)`` at ``k + δ`` carries the
+   phase ramp ``exp(-i 2π δ·r)``; ``δ`` maximises the modulus of the Fourier transform of that
+   product weighted by an interior window (which excludes the field edges, where the periodic
+   FFT of non-periodic frames is wrong). A few passes converge to the exact shift on
+   noise-free data (tested to 1e-4 of a frequency pixel).
+5. ``a = <Y1, Y0>_w / <Y0, Y0>_w`` at the refined ``k``: modulation ``2|a|``, phase ``arg a``.
+   Three-beam: ``k`` from order 2 (the finest), then order 1 at ``k/2`` (axial frequency
+   ``axial_k_per_um`` or the beam geometry's) gives ``φ`` and ``m1``; order 2 gives ``m2`` and a
+   consistency check ``arg a_2 ≈ 2 φ``. Finally each shot's own pattern phase is measured (shot
+   minus order 0, correlated with the shifted order 0) and compared with ``φ + 2π p / N``.
 
-Plausibility (motion during a window breaks the separation, and estimators then lock on
-spurious peaks): an orientation is implausible when ``|k|`` is off the expected value by more
-than ``k_tolerance``, its angle (mod π) is more than ``angle_tolerance_rad`` off the expected
-one, the orientations disagree (``|k|`` spread beyond ``k_tolerance`` / 2 about their median,
-angles not ``π / n`` apart), a fringe contrast is below ``min_contrast`` (two-beam ``m``;
-three-beam ``m1 / (4/3)`` and ``m2 / (2/3)``, the equal-beam values), the correlation peak is not
-``min_peak_to_background`` above the correlation background, or (three-beam) the order phases
-disagree by more than 30°. :func:`resolve_sim_parameters` turns an estimate and the configured
-values into the illumination to reconstruct with, or a :class:`SimParameterError`.
+Plausibility (motion breaks the separation; a public fairSIM port on a vibrating sample
+locked onto a spurious peak and reconstructed anyway). An orientation is implausible when
+
+* ``|k|`` is more than ``k_tolerance`` off the expected value, or its angle (mod π) more than
+  ``angle_tolerance_rad`` off the expected one;
+* the orientations disagree: ``|k|`` more than ``k_tolerance / 2`` from their median, or an
+  angle not a multiple of ``π / n`` away from the others;
+* a fringe contrast (two-beam ``m``; three-beam ``m1 / (4/3)``, ``m2 / (2/3)``, the
+  equal-beam values) is below ``min_contrast`` or above ``max_contrast`` (a pattern above full
+  contrast would be negative: what order-0 leakage from a moving sample produces), or more
+  than ``modulation_tolerance`` off the configured modulation when one is given;
+* the correlation peak is less than ``min_peak_to_background`` times the RMS of the
+  correlation over the rest of the search ring;
+* a shot's pattern phase deviates more than ``phase_step_tolerance_rad`` from the phase steps,
+  or (three-beam) the phases of orders 1 and 2 disagree by more than 30°.
+
+:func:`resolve_sim_parameters` turns an estimate and the configured values into the
+illumination to reconstruct with, or a :class:`SimParameterError`.
 
 Orientation indices are 0-based, as in the shot index ``s = d * n_phases + p``.
 """
@@ -57,7 +71,7 @@ from typing import Any, Literal
 import numpy as np
 from scipy.optimize import minimize
 
-from nstm_acquire.forward.sim_otf import lateral_cutoff_per_um, order_transfer
+from nstm_acquire.forward.sim_otf import OrderTransfer, lateral_cutoff_per_um
 from nstm_acquire.optics import Optics
 from nstm_acquire.sim_illumination import (
     IDEAL_THREE_BEAM_MODULATION,
@@ -179,37 +193,6 @@ def _angle_difference(a: float, b: float) -> float:
     return min(d, math.pi - d)
 
 
-# ----------------------------------------------------------------------------- transfer
-class _Transfer:
-    """Order transfers on the camera's frequencies: two-beam per plane (in focus), three-beam 3D.
-
-    Values carry a leading axis: three-beam the ``Z`` axial-frequency bins (normalised to unit
-    DC), two-beam a single entry that broadcasts over the planes.
-    """
-
-    def __init__(self, optics: Optics, three_beam: bool, n_planes: int, z_step_um: float | None):
-        self.optics = optics
-        self.three_beam = three_beam
-        self.n_planes = n_planes
-        self.z_step_um = z_step_um
-        self.camera_pixel_um = optics.pixel_size_um
-
-    def __call__(self, qy: np.ndarray, qx: np.ndarray, axial_k_per_um: float = 0.0) -> np.ndarray:
-        if self.three_beam:
-            out = order_transfer(
-                qy,
-                qx,
-                self.optics,
-                n_planes=self.n_planes,
-                z_step_um=self.z_step_um,
-                axial_k_per_um=axial_k_per_um,
-                camera_pixel_um=self.camera_pixel_um,
-            )
-            return out / self.n_planes
-        out = order_transfer(qy, qx, self.optics, camera_pixel_um=self.camera_pixel_um)
-        return out[None]
-
-
 def _band_spectra(bands: np.ndarray, three_beam: bool) -> np.ndarray:
     """Lateral (two-beam) or 3D (three-beam) FFT of real-space bands ``(M+1, Z, Y, X)``."""
     axes = (-3, -2, -1) if three_beam else (-2, -1)
@@ -221,6 +204,11 @@ def _correlate_fft(a: np.ndarray, c: np.ndarray) -> np.ndarray:
     fa = np.fft.fft2(a)
     fc = np.fft.fft2(c)
     return np.fft.ifft2(np.sum(fa * np.conj(fc), axis=tuple(range(a.ndim - 2)))).real
+
+
+def _bilinear_form(ey: np.ndarray, matrix: np.ndarray, ex: np.ndarray) -> complex:
+    """``ey @ matrix @ ex`` without BLAS (small products: BLAS threading costs ms on busy hosts)."""
+    return complex(np.sum(np.sum(matrix * ex[None, :], axis=1) * ey))
 
 
 def _quadratic_interpolant(values: np.ndarray, iy: int, ix: int):
@@ -252,8 +240,11 @@ class SimEstimate:
     * ``modulation[d]``: two-beam ``(m,)``, three-beam ``(m1, m2)``, OTF- and pixel-corrected;
     * ``correlation[d]``: normalised cross-correlation of the separated bands at the estimated
       shift, in ``[0, 1]`` (1 = noise-free, static);
-    * ``peak_to_background[d]``: coarse correlation peak over the RMS of the correlation in the
-      rest of the search region;
+    * ``peak_to_background[d]``: correlation peak over the RMS of the correlation in the rest
+      of the search region;
+    * ``phase_step_error_rad[d]``: largest deviation of a shot's measured pattern phase from
+      ``phase_rad[d] + 2π p / n_phases`` (phase-stepping errors; noise and the sample's own
+      cross-correlations add a floor of a few to ~30 degrees, see ``phase_step_tolerance_rad``);
     * ``plausible[d]`` and ``orientation_problems[d]`` (one-line messages; empty when plausible);
     * ``expected_k_magnitude_per_um[d]``: the ``|k|`` the checks compared with (``None``: none).
 
@@ -266,6 +257,7 @@ class SimEstimate:
     modulation: tuple[tuple[float, ...], ...]
     correlation: tuple[float, ...]
     peak_to_background: tuple[float, ...]
+    phase_step_error_rad: tuple[float, ...]
     plausible: tuple[bool, ...]
     orientation_problems: tuple[tuple[str, ...], ...]
     expected_k_magnitude_per_um: tuple[float | None, ...]
@@ -300,6 +292,7 @@ class SimEstimate:
             "modulation": [[float(v) for v in m] for m in self.modulation],
             "correlation": [float(c) for c in self.correlation],
             "peak_to_background": [float(r) for r in self.peak_to_background],
+            "phase_step_error_rad": [float(e) for e in self.phase_step_error_rad],
             "plausible": [bool(p) for p in self.plausible],
             "problems": self.problems,
             "notes": list(self.notes),
@@ -315,6 +308,7 @@ class _OrientationResult:
     correlation: float
     peak_to_background: float
     order_phase_mismatch: float | None
+    phase_step_error: float
 
 
 class _Estimator:
@@ -337,7 +331,7 @@ class _Estimator:
         _, self.nz, self.ny, self.nx = raw.shape
         self.pixel = optics.pixel_size_um
         self.cutoff = lateral_cutoff_per_um(optics)
-        self.transfer = _Transfer(optics, ill.three_beam, self.nz, z_step_um)
+        self.transfer = OrderTransfer(optics, ill.three_beam, self.nz, z_step_um)
         self.edge_taper = edge_taper
         self.taper = edge_taper_window((self.ny, self.nx), edge_taper)
         # camera frequency grid and the 2x grid
@@ -357,14 +351,42 @@ class _Estimator:
         self.step = 1.0 / (self.ny * self.pixel), 1.0 / (self.nx * self.pixel)  # frequency pixel
 
     # -------------------------------------------------------------- per orientation
-    def spectra(self, d: int) -> tuple[np.ndarray, np.ndarray]:
-        """Order spectra of orientation ``d`` from tapered frames (search) and plain frames."""
+    def spectra(self, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Spectra of orientation ``d``: orders from tapered frames (search), orders from the
+        plain frames, and every plain frame (``(N, Zk, Y, X)``)."""
         n = self.ill.n_phases
-        bands = separate_orders(self.raw[d * n : (d + 1) * n], self.n_orders)
+        frames = self.raw[d * n : (d + 1) * n]
+        bands = separate_orders(frames, self.n_orders)
         return (
             _band_spectra(bands * self.taper, self.three_beam),
             _band_spectra(bands, self.three_beam),
+            _band_spectra(frames, self.three_beam),
         )
+
+    def shot_phase_errors(
+        self, d: int, shots: np.ndarray, plain: np.ndarray, k: tuple[float, float], phase: float
+    ) -> np.ndarray:
+        """Deviation (rad) of every shot's measured pattern phase from ``phase + 2π p / N``.
+
+        Shot ``p`` minus the widefield band holds the pattern orders with phases ``m ψ_p``;
+        its correlation with the widefield band shifted by the fundamental's frequency
+        (two-beam ``k``, three-beam ``k/2`` with order 1's transfer) measures ``ψ_p`` in the
+        camera frame. Errors of the
+        phase stepping show up directly; a sample that changes between shots decorrelates the
+        shots from the widefield band, which scatters the measured phases.
+        """
+        n = shots.shape[0]
+        b_0 = plain[0] * self.low_mask
+        if self.three_beam:  # the fundamental (order 1, at k/2, axially modulated) is strongest
+            shift = (k[0] / 2.0, k[1] / 2.0)
+            axial = self.axial_k(d, math.hypot(*k))
+        else:
+            shift, axial = k, 0.0
+        errors = np.empty(n)
+        for p in range(n):
+            a_p, _ = self.coefficient(shots[p] - plain[0], b_0, shift, axial)
+            errors[p] = _wrap(float(np.angle(a_p)) - phase - 2.0 * math.pi * p / n)
+        return errors
 
     def axial_k(self, d: int, k_mag: float) -> float:
         if not self.three_beam:
@@ -376,25 +398,27 @@ class _Estimator:
         )
 
     def coarse_maps(
-        self, b_m: np.ndarray, b_0: np.ndarray, h_m: np.ndarray, h_0_fine: np.ndarray,
-        h_m_fine: np.ndarray,
+        self, b_m: np.ndarray, b_0: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Numerator product (real space), correlation numerator, D1, D0 maps on the 2x grid.
+        """Correlation of the finest order with order 0 for every integer shift (2x grid).
 
         ``b_m``, ``b_0``: band spectra ``(Zk, Y, X)`` (``b_0`` with the low frequencies removed);
-        ``h_m``: order m's transfer on the camera grid; ``h_*_fine``: transfers on the 2x grid.
+        both orders have the plain transfer ``H`` (two-beam order 1, three-beam order 2).
+        Returns the real-space product ``g_m conj(g_0)`` (``g = F⁻¹[b H]`` on the 2x grid,
+        summed over the axial frequencies), the numerator ``Σ_q b_m H(q) conj(b_0 H)(q - k)``
+        and the denominators ``D1(k) = Σ |b_m(q)|² H(q - k)²``, ``D0(k) = Σ |b_0(q)|² H(q + k)²``
+        as maps over ``k`` in FFT order.
         """
-        h_0 = self.h0_camera
-        g_m = np.fft.ifft2(embed_spectrum(b_m * h_m, self.fine_shape))
-        g_0 = np.fft.ifft2(embed_spectrum(b_0 * h_0, self.fine_shape))
+        h_fine = self.transfer(self.fqy, self.fqx) * self.raw_band
+        g_m = np.fft.ifft2(embed_spectrum(b_m * self.h0_camera, self.fine_shape))
+        g_0 = np.fft.ifft2(embed_spectrum(b_0 * self.h0_camera, self.fine_shape))
         product = np.sum(g_m * np.conj(g_0), axis=0)
         n2 = self.fine_shape[0] * self.fine_shape[1]
         numerator = np.fft.fft2(product) * n2
         pow_m = np.abs(embed_spectrum(b_m, self.fine_shape)) ** 2
         pow_0 = np.abs(embed_spectrum(b_0, self.fine_shape)) ** 2
-        # D1(k) = Σ |b_m(q)|² H_0(q - k)²;  D0(k) = Σ |b_0(q)|² H_m(q + k)²
-        h0sq = np.broadcast_to((h_0_fine * self.low_mask_fine) ** 2, pow_m.shape)
-        hmsq = np.broadcast_to(h_m_fine**2, pow_0.shape)
+        h0sq = np.broadcast_to((h_fine * self.low_mask_fine) ** 2, pow_m.shape)
+        hmsq = np.broadcast_to(h_fine**2, pow_0.shape)
         d1 = _correlate_fft(pow_m, h0sq)
         d0 = _correlate_fft(hmsq, pow_0)
         return product, numerator, d1, d0
@@ -455,7 +479,7 @@ class _Estimator:
             def negative(offset: np.ndarray) -> float:
                 ey = np.exp(-2j * np.pi * float(offset[0]) * sy * yv)
                 ex = np.exp(-2j * np.pi * float(offset[1]) * sx * xv)
-                return -abs(ey @ product @ ex)
+                return -abs(_bilinear_form(ey, product, ex))
 
             res = minimize(
                 negative,
@@ -484,17 +508,15 @@ class _Estimator:
 
     def search(
         self, d: int, spectra: np.ndarray, ring: tuple[float, float]
-    ) -> tuple[tuple[float, float], float, float]:
+    ) -> tuple[tuple[float, float], float]:
         """Coarse + sub-pixel search of the finest order's shift ``k`` in the ring (cycles/µm).
 
-        Returns ``(k, normalised correlation at k, peak-to-background)``.
+        Returns ``(k, peak-to-background)``: the peak is the
+        sub-pixel maximum, the background the RMS of the correlation over the rest of the ring
+        (more than 3 frequency pixels from the peak).
         """
-        m = self.n_orders
-        b_m = spectra[m]
-        b_0 = spectra[0] * self.low_mask
-        h_fine = self.transfer(self.fqy, self.fqx) * self.raw_band
         product, numerator, d1, d0 = self.coarse_maps(
-            b_m, b_0, self.h0_camera, h_fine, h_fine
+            spectra[self.n_orders], spectra[0] * self.low_mask
         )
         scale = np.sqrt(np.maximum(d1, 0.0) * np.maximum(d0, 0.0))
         floor = 1e-9 * scale.max() if scale.max() > 0 else 1.0
@@ -514,7 +536,6 @@ class _Estimator:
         dist = np.hypot(self.fqy - k0[0], self.fqx - k0[1])
         away = region & (dist > 3.0 * max(self.step))
         background = float(np.sqrt(np.mean(ncc[away] ** 2))) if away.any() else 0.0
-        ptb = peak / background if background > 0 else math.inf
         # sub-pixel: exact DFT numerator, quadratic interpolants of the smooth denominators
         d1f = _quadratic_interpolant(d1, iy, ix)
         d0f = _quadratic_interpolant(d0, iy, ix)
@@ -527,7 +548,7 @@ class _Estimator:
             dy, dx = float(offset[0]), float(offset[1])
             ey = ey0 * np.exp(-2j * np.pi * dy * sy * self.fy[:, 0])
             ex = ex0 * np.exp(-2j * np.pi * dx * sx * self.fx[0])
-            num = abs(ey @ product @ ex) * n2
+            num = abs(_bilinear_form(ey, product, ex)) * n2
             den = math.sqrt(max(d1f(dy, dx), 1e-300) * max(d0f(dy, dx), 1e-300))
             return -num / den
 
@@ -539,26 +560,34 @@ class _Estimator:
             method="Nelder-Mead",
             options={"initial_simplex": simplex, "xatol": 1e-4, "fatol": 1e-12, "maxiter": 400},
         )
-        off = res.x if np.all(np.abs(res.x) <= 1.0) else np.zeros(2)
+        inside = bool(np.all(np.abs(res.x) <= 1.0))
+        off = res.x if inside else np.zeros(2)
         k = (k0[0] + float(off[0]) * sy, k0[1] + float(off[1]) * sx)
-        return k, peak, ptb
+        peak = max(peak, -float(res.fun)) if inside else peak
+        ptb = peak / background if background > 0 else math.inf
+        return k, ptb
 
     def estimate_orientation(self, d: int, ring: tuple[float, float]) -> _OrientationResult:
-        tapered, plain = self.spectra(d)
-        k, _, ptb = self.search(d, tapered, ring)
+        tapered, plain, shots = self.spectra(d)
+        k, ptb = self.search(d, tapered, ring)
         m = self.n_orders
         b_0 = plain[0] * self.low_mask
         k = self.refine(plain[m], b_0, k)
         if not self.three_beam:
             a, corr = self.coefficient(plain[1], b_0, k, 0.0)
-            return _OrientationResult(k, float(np.angle(a)), (2.0 * abs(a),), corr, ptb, None)
-        kz = self.axial_k(d, math.hypot(*k))
-        a2, corr = self.coefficient(plain[2], b_0, k, 0.0)
-        half = (k[0] / 2.0, k[1] / 2.0)
-        a1, _ = self.coefficient(plain[1], b_0, half, kz)
-        phase = float(np.angle(a1))
-        mismatch = abs(_wrap(float(np.angle(a2)) - 2.0 * phase))
-        return _OrientationResult(k, phase, (2.0 * abs(a1), 2.0 * abs(a2)), corr, ptb, mismatch)
+            phase = float(np.angle(a))
+            modulation: tuple[float, ...] = (2.0 * abs(a),)
+            mismatch = None
+        else:
+            kz = self.axial_k(d, math.hypot(*k))
+            a2, corr = self.coefficient(plain[2], b_0, k, 0.0)
+            half = (k[0] / 2.0, k[1] / 2.0)
+            a1, _ = self.coefficient(plain[1], b_0, half, kz)
+            phase = float(np.angle(a1))
+            mismatch = abs(_wrap(float(np.angle(a2)) - 2.0 * phase))
+            modulation = (2.0 * abs(a1), 2.0 * abs(a2))
+        step_error = float(np.max(np.abs(self.shot_phase_errors(d, shots, plain, k, phase))))
+        return _OrientationResult(k, phase, modulation, corr, ptb, mismatch, step_error)
 
     @property
     def h0_camera(self) -> np.ndarray:
@@ -605,7 +634,10 @@ def estimate_sim_parameters(
     k_tolerance: float = 0.1,
     angle_tolerance_rad: float = math.radians(5.0),
     min_contrast: float = 0.3,
+    max_contrast: float = 1.1,
+    modulation_tolerance: float = 0.5,
     min_peak_to_background: float = 3.0,
+    phase_step_tolerance_rad: float = math.radians(40.0),
     edge_taper: float = 0.1,
     low_frequency_cut: float = 0.05,
 ) -> SimEstimate:
@@ -640,11 +672,21 @@ def estimate_sim_parameters(
     angle_tolerance_rad
         Largest plausible deviation (rad) of a pattern angle (mod π) from the expected angle,
         and of the angles between orientations from multiples of ``π / n_orientations``.
-    min_contrast
-        Smallest plausible fringe contrast (two-beam ``m``; three-beam ``m1/(4/3)``,
-        ``m2/(2/3)``).
+    min_contrast, max_contrast
+        Plausible range of the fringe contrast (two-beam ``m``; three-beam ``m1/(4/3)``,
+        ``m2/(2/3)``); above 1 the pattern would be negative, which happens when motion
+        leaks order 0 into the separated bands.
+    modulation_tolerance
+        Largest plausible relative deviation of a modulation from the configured one (or
+        ``expected``'s) when that is known.
     min_peak_to_background
         Smallest plausible ratio of the correlation peak to the correlation background.
+    phase_step_tolerance_rad
+        Largest plausible deviation (rad) of a shot's measured pattern phase from the
+        ``2π p / n_phases`` steps. With ``n_phases = 2M + 1`` the per-shot phase can only be
+        measured against the sample's own random cross-correlations, so it has a
+        sample-dependent floor: a few degrees for dense 2D samples, up to ~30° for sparse 3D
+        bead samples.
     edge_taper
         Fraction of each image side tapered to 0 (cosine) before the Fourier transforms.
     low_frequency_cut
@@ -721,9 +763,27 @@ def estimate_sim_parameters(
             ring = (_FULL_SEARCH[0] * cutoff, _FULL_SEARCH[1] * cutoff)
         results.append(est.estimate_orientation(d, ring))
 
+    if ill.modulation is not None:
+        expected_modulation = ill.modulation
+    elif expected is not None and expected.modulation is not None:
+        expected_modulation = expected.modulation
+    else:
+        expected_modulation = None
     problems, notes = _check_plausibility(
-        results, ill, mags, vecs, k_tolerance, angle_tolerance_rad, min_contrast,
-        min_peak_to_background,
+        results,
+        ill,
+        mags,
+        vecs,
+        expected_modulation,
+        _Tolerances(
+            k_tolerance,
+            angle_tolerance_rad,
+            min_contrast,
+            max_contrast,
+            modulation_tolerance,
+            min_peak_to_background,
+            phase_step_tolerance_rad,
+        ),
     )
     return SimEstimate(
         three_beam=ill.three_beam,
@@ -732,6 +792,7 @@ def estimate_sim_parameters(
         modulation=tuple(tuple(float(v) for v in r.modulation) for r in results),
         correlation=tuple(float(r.correlation) for r in results),
         peak_to_background=tuple(float(r.peak_to_background) for r in results),
+        phase_step_error_rad=tuple(float(r.phase_step_error) for r in results),
         plausible=tuple(not p for p in problems),
         orientation_problems=tuple(tuple(p) for p in problems),
         expected_k_magnitude_per_um=tuple(mags),
@@ -739,25 +800,36 @@ def estimate_sim_parameters(
     )
 
 
+@dataclass(frozen=True)
+class _Tolerances:
+    k: float
+    angle: float
+    min_contrast: float
+    max_contrast: float
+    modulation: float
+    min_ptb: float
+    phase_step: float
+
+
 def _check_plausibility(
     results: list[_OrientationResult],
     ill: SimIllumination,
     mags: list[float | None],
     vecs: list[tuple[float, float] | None],
-    k_tolerance: float,
-    angle_tolerance: float,
-    min_contrast: float,
-    min_ptb: float,
+    expected_modulation: tuple[tuple[float, ...], ...] | None,
+    tol: _Tolerances,
 ) -> tuple[list[list[str]], list[str]]:
     n = len(results)
     problems: list[list[str]] = [[] for _ in range(n)]
     notes: list[str] = []
     k_est = [math.hypot(*r.k) for r in results]
     angles = [_axis_angle(*r.k) for r in results]
+    ideal = IDEAL_THREE_BEAM_MODULATION if ill.three_beam else (1.0,)
+    names = ("m1", "m2") if ill.three_beam else ("m",)
     for d, r in enumerate(results):
         if mags[d] is not None:
             off = abs(k_est[d] - mags[d]) / mags[d]
-            if off > k_tolerance:
+            if off > tol.k:
                 problems[d].append(
                     f"orientation {d}: estimated k = {k_est[d]:.3f} cycles/µm is {100 * off:.0f} % "
                     f"off the expected {mags[d]:.3f}"
@@ -765,7 +837,7 @@ def _check_plausibility(
         if vecs[d] is not None:
             exp_angle = _axis_angle(*vecs[d])
             diff = _angle_difference(angles[d], exp_angle)
-            if diff > angle_tolerance:
+            if diff > tol.angle:
                 problems[d].append(
                     f"orientation {d}: estimated pattern angle {math.degrees(angles[d]):.1f}° is "
                     f"{math.degrees(diff):.1f}° off the expected {math.degrees(exp_angle):.1f}°"
@@ -775,18 +847,35 @@ def _check_plausibility(
                     f"orientation {d}: the estimated k points opposite to the configured one "
                     "(the phase steps run the other way round); the estimate follows the data"
                 )
-        ideal = IDEAL_THREE_BEAM_MODULATION if ill.three_beam else (1.0,)
-        names = ("m1", "m2") if ill.three_beam else ("m",)
-        for name, m, full in zip(names, r.modulation, ideal, strict=True):
-            if m / full < min_contrast:
+        for j, (name, m, full) in enumerate(zip(names, r.modulation, ideal, strict=True)):
+            if m / full < tol.min_contrast:
                 problems[d].append(
                     f"orientation {d}: estimated modulation {name} = {m:.2f} is below the "
-                    f"plausible minimum {min_contrast * full:.2f}"
+                    f"plausible minimum {tol.min_contrast * full:.2f}"
                 )
-        if r.peak_to_background < min_ptb:
+            elif m / full > tol.max_contrast:
+                problems[d].append(
+                    f"orientation {d}: estimated modulation {name} = {m:.2f} is above the physical "
+                    f"maximum {full:.2f} (the separated orders are not those of a static sample)"
+                )
+            elif expected_modulation is not None and expected_modulation[d][j] > 0:
+                ref = expected_modulation[d][j]
+                dev = abs(m - ref) / ref
+                if dev > tol.modulation:
+                    problems[d].append(
+                        f"orientation {d}: estimated modulation {name} = {m:.2f} is "
+                        f"{100 * dev:.0f} % off the expected {ref:.2f}"
+                    )
+        if r.peak_to_background < tol.min_ptb:
             problems[d].append(
                 f"orientation {d}: the correlation peak is not clearly above the background "
-                f"(peak/background {r.peak_to_background:.1f} < {min_ptb:g})"
+                f"(peak/background {r.peak_to_background:.1f} < {tol.min_ptb:g})"
+            )
+        if r.phase_step_error > tol.phase_step:
+            problems[d].append(
+                f"orientation {d}: the shots' pattern phases deviate up to "
+                f"{math.degrees(r.phase_step_error):.0f}° from the 2π/{ill.n_phases} steps (phase "
+                "stepping off, or the sample changed between shots)"
             )
         if r.order_phase_mismatch is not None and r.order_phase_mismatch > _PHASE_CONSISTENCY_RAD:
             problems[d].append(
@@ -797,7 +886,7 @@ def _check_plausibility(
         median = float(np.median(k_est))
         for d in range(n):
             spread = abs(k_est[d] - median) / median
-            if spread > k_tolerance / 2.0:
+            if spread > tol.k / 2.0:
                 problems[d].append(
                     f"orientation {d}: estimated k = {k_est[d]:.3f} cycles/µm differs by "
                     f"{100 * spread:.0f} % from the other orientations' median {median:.3f}"
@@ -810,7 +899,7 @@ def _check_plausibility(
                     continue
                 diff = _angle_difference(angles[d], angles[e])
                 nearest = min(abs(diff - j * step) for j in range(1, n // 2 + 1))
-                if nearest > angle_tolerance:
+                if nearest > tol.angle:
                     bad += 1
             if bad > (n - 1) / 2.0:
                 problems[d].append(
@@ -872,7 +961,9 @@ def resolve_sim_parameters(
     est_values = {
         "k_per_um": [list(k) for k in estimate.k_per_um],
         "phase_rad": list(estimate.phase_rad),
-        "modulation": [list(m) for m in estimate.modulation],
+        # Noise can push an estimated depth slightly above 1; a pattern cannot be deeper
+        # than 1 (the raw estimate stays in the report).
+        "modulation": [[min(max(float(v), 0.0), 1.0) for v in m] for m in estimate.modulation],
     }
     chosen: dict[str, list[Any]] = {f: [None] * nd for f in fields}
     source: dict[str, list[str]] = {f: [""] * nd for f in fields}

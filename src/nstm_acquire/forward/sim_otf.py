@@ -60,6 +60,7 @@ __all__ = [
     "otf_3d",
     "three_beam_order_otfs",
     "order_transfer",
+    "OrderTransfer",
 ]
 
 _DEFAULT_TABLE = 1024
@@ -375,3 +376,47 @@ def order_transfer(
     if camera_pixel_um is not None:
         out = out * pixel_transfer_at(qy, qx, camera_pixel_um)
     return out
+
+
+class OrderTransfer:
+    """Transfers of the separated SIM bands at arbitrary lateral frequencies, camera pixel included.
+
+    ``OrderTransfer(optics, three_beam, n_planes, z_step_um)(q_y, q_x, axial_k_per_um)``
+    returns an array with a leading axis:
+
+    * two-beam: length 1, the in-focus OTF times the camera pixel integration
+      (``optics.pixel_size_um``); it broadcasts over the planes of a stack, each treated as in
+      focus;
+    * three-beam: the ``n_planes`` axial-frequency bins (FFT order) of :func:`order_transfer`
+      for a stack ``z_step_um`` apart, **divided by** ``n_planes`` so that order 0 has unit DC;
+      ``axial_k_per_um`` is order 1's axial modulation (0 for orders 0 and 2).
+    """
+
+    def __init__(
+        self, optics: Optics, three_beam: bool, n_planes: int, z_step_um: float | None
+    ) -> None:
+        _check_optics(optics)
+        if three_beam and z_step_um is None:
+            raise ValueError("three-beam transfers need z_step_um (the stack's plane spacing, µm)")
+        self.optics = optics
+        self.three_beam = bool(three_beam)
+        self.n_planes = int(n_planes)
+        self.z_step_um = z_step_um
+        self.camera_pixel_um = optics.pixel_size_um
+
+    def __call__(
+        self, q_y: np.ndarray, q_x: np.ndarray, axial_k_per_um: float = 0.0
+    ) -> np.ndarray:
+        if self.three_beam:
+            out = order_transfer(
+                q_y,
+                q_x,
+                self.optics,
+                n_planes=self.n_planes,
+                z_step_um=self.z_step_um,
+                axial_k_per_um=axial_k_per_um,
+                camera_pixel_um=self.camera_pixel_um,
+            )
+            return out / self.n_planes
+        out = order_transfer(q_y, q_x, self.optics, camera_pixel_um=self.camera_pixel_um)
+        return out[None]
