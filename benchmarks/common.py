@@ -76,7 +76,9 @@ def build_report() -> Path:
     """Rebuild ``docs/benchmarks.md`` from every result file."""
     results = []
     for p in sorted(RESULTS.glob("*.json")):
-        results.append(json.loads(p.read_text()))
+        payload = json.loads(p.read_text())
+        if "case" in payload:  # other files are a case's partial runs (e.g. dpc_published_runs)
+            results.append(payload)
     results.sort(key=lambda r: (r.get("order", 50), r["case"]))
     lines = [
         "# Benchmarks",

@@ -77,3 +77,56 @@ def simulate_3d(
         for i in range(nz):
             out[s, i] = noisy(imager.image(rho, s, (i - nz // 2) * z_step_um) * 400.0, rng)
     return out
+
+
+def simulate_moving_2d(
+    ill: SimIllumination,
+    phantom,
+    motion,
+    n: int = 64,
+    photons: float = 300.0,
+    shot_interval_s: float = 0.012,
+    exposure_s: float = 0.01,
+    seed: int = 1,
+) -> tuple[np.ndarray, np.ndarray, MovingSample]:
+    """Noisy frames ``(S, 1, n, n)`` of a moving sample, each averaged over its exposure
+    (3 sub-samples), exposure starts ``(S, 1)`` s, and the moving sample (the truth)."""
+    sample = MovingSample(phantom, motion)
+    imager = SimImager(OPTICS, ill, (2 * n, 2 * n), OPTICS.pixel_size_um / 2)
+    rng = np.random.default_rng(seed)
+    starts = np.arange(ill.n_shots) * shot_interval_s
+    frames = []
+    for s in range(ill.n_shots):
+        image = 0.0
+        for f in (1 / 6, 3 / 6, 5 / 6):
+            rho = sample.on_grid(starts[s] + f * exposure_s, (n, n), OPTICS.pixel_size_um, upsample=2)
+            image = image + imager.image(rho, s) / 3
+        frames.append(noisy(image * photons, rng))
+    return np.array(frames)[:, None], starts[:, None], sample
+
+
+def simulate_moving_3d(
+    ill: SimIllumination,
+    phantom,
+    motion,
+    nz: int,
+    z_step_um: float,
+    n: int = 32,
+    photons: float = 400.0,
+    frame_interval_s: float = 0.005,
+    seed: int = 3,
+) -> tuple[np.ndarray, np.ndarray, MovingSample]:
+    """Noisy z stacks ``(S, nz, n, n)`` of a moving 3D sample, shot by shot (each shot's stack
+    acquired plane after plane, focal plane ``i`` at ``(i - nz // 2) * z_step_um``); frame
+    start times ``(S, nz)`` s (instantaneous exposures) and the moving sample (the truth)."""
+    planes = (np.arange(nz) - nz // 2) * z_step_um
+    sample = MovingSample(phantom, motion)
+    imager = SimImager(OPTICS, ill, (2 * n, 2 * n), OPTICS.pixel_size_um / 2, z_um=planes)
+    rng = np.random.default_rng(seed)
+    times = (np.arange(ill.n_shots * nz) * frame_interval_s).reshape(ill.n_shots, nz)
+    out = np.empty((ill.n_shots, nz, n, n), np.float32)
+    for s in range(ill.n_shots):
+        for i in range(nz):
+            rho = sample.on_grid(times[s, i], (n, n), OPTICS.pixel_size_um, upsample=2, z_um=planes)
+            out[s, i] = noisy(imager.image(rho, s, float(planes[i])) * photons, rng)
+    return out, times, sample

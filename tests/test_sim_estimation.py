@@ -266,3 +266,17 @@ def test_estimation_rejects_bad_input_with_the_fix():
     far = ill.replace(k_per_um=[[0.0, 4.8]] * 3)
     with pytest.raises(ValueError, match="orientation 0: the expected .k. = 4.8"):
         estimate_sim_parameters(np.ones((9, 1, 32, 32)), OPTICS, far)
+
+
+def test_a_spurious_peak_in_one_orientation_is_searched_again_around_the_others():
+    # a sparse 6.4 µm field: the full search of orientation 2 locks onto a low-frequency
+    # peak of the sample (|k| ~ 1 cycle/µm); the others find the pattern, so orientation 2 is
+    # searched again on their ring and recovered
+    ill = illumination(False)
+    phantom = BeadPhantom(
+        (6.4, 6.4), n_beads=20, diameter_um=0.1, seed=3, pair_separations_um=(0.15, 0.2, 0.25), n_pairs_each=2
+    )
+    raw = simulate_2d(ill, phantom, n=64)
+    est = estimate_sim_parameters(raw, OPTICS, unknown(ill))
+    assert any(note.startswith("orientation 2: searched again") for note in est.notes), est.notes
+    assert_matches_truth(est, ill, 64)

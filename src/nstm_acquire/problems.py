@@ -16,10 +16,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from nstm_acquire.forward.dpc import DpcForward, dpc_normalise
+from nstm_acquire.forward.sim import Sim2DForward, Sim3DForward, lateral_order_fields, sim_patterns_2d
+from nstm_acquire.forward.sim_estimation import estimate_sim_parameters, resolve_sim_parameters
+from nstm_acquire.forward.sim_otf import camera_pixel_transfer, otf_2d, three_beam_order_otfs
+from nstm_acquire.forward.sim_wiener import wiener_sim_2d, wiener_sim_3d
 from nstm_acquire.illumination import DpcIllumination
 from nstm_acquire.nstm.config import NSTMConfig
 from nstm_acquire.nstm.fit import FitData
 from nstm_acquire.optics import Optics
+from nstm_acquire.sim_illumination import SimIllumination
 from nstm_acquire.store import StoreAttributes, WindowData
 
 __all__ = ["ProblemBuilder", "WindowProblem", "exposure_sample_times"]
@@ -82,6 +87,8 @@ class ProblemBuilder:
         config: NSTMConfig,
         background: np.ndarray | None = None,
         tikhonov_reg: float = 1e-4,
+        sim_parameters: str = "fallback",
+        upsample: int = 2,
     ) -> None:
         self.attrs = attrs
         self.modality = attrs.modality
@@ -91,17 +98,101 @@ class ProblemBuilder:
         self.background = background
         self.tikhonov_reg = tikhonov_reg
         self.optics: Optics = attrs.optics
+        self.sim_parameters = sim_parameters
+        self.upsample = int(upsample)
+        self.sim_report: dict[str, Any] | None = None
         if self.modality == "dpc":
             self.illumination = DpcIllumination.from_store(attrs.illumination)
             self.forward = DpcForward.for_illumination(self.frame_shape, self.optics, self.illumination)
-        else:
-            raise ValueError(
-                f"modality {self.modality!r} cannot be reconstructed yet (supported: dpc)"
-            )
+        else:  # SIM: the pattern is resolved from the first window (estimated or configured)
+            self.configured = SimIllumination.from_store(attrs.illumination, modality=self.modality)
+            self.forward = None
 
     def problem(self, window: WindowData) -> WindowProblem:
         """The fitting problem of one complete window."""
-        return self._dpc(window)
+        if self.modality == "dpc":
+            return self._dpc(window)
+        return self._sim(window)
+
+    # ------------------------------------------------------------------ SIM
+    def _resolve_illumination(self, raw: np.ndarray) -> SimIllumination:
+        """Estimate the pattern from the first window; check it; keep it for the others."""
+        if self.sim_report is None:
+            z_step = self.optics.z_step_um
+            estimate = estimate_sim_parameters(raw, self.optics, self.configured, z_step_um=z_step)
+            self.illumination, self.sim_report = resolve_sim_parameters(
+                estimate, self.configured, policy=self.sim_parameters  # type: ignore[arg-type]
+            )
+        return self.illumination
+
+    def _sim_forward(self, ill: SimIllumination) -> Any:
+        u = self.upsample
+        fine = (self.frame_shape[0] * u, self.frame_shape[1] * u)
+        fine_px = self.optics.pixel_size_um / u
+        cam_px = self.optics.pixel_size_um
+        if self.modality == "sim2d":
+            transfer = otf_2d(fine, fine_px, self.optics) * camera_pixel_transfer(fine, fine_px, cam_px)
+            return Sim2DForward(
+                jnp.asarray(sim_patterns_2d(ill, fine, fine_px)), jnp.asarray(transfer, jnp.float32), u
+            )
+        n = self.optics.immersion_index
+        kz = float(np.mean([ill.axial_k_for_orientation(d, n) for d in range(ill.n_orientations)]))
+        # pad z by half the stack so the axial convolution does not wrap round (exact for a
+        # sample inside the stack; forward/sim.py)
+        pad = self.n_planes // 2
+        otfs = three_beam_order_otfs(
+            (self.n_planes + 2 * pad, *fine), fine_px, self.optics.z_step_um, self.optics, kz, camera_pixel_um=cam_px
+        )
+        return Sim3DForward(
+            jnp.asarray(lateral_order_fields(ill, fine, fine_px, n)),
+            jnp.asarray(otfs[:2], jnp.float32),
+            u,
+            pad,
+        )
+
+    def _sim(self, window: WindowData) -> WindowProblem:
+        raw = window.raw  # (S, Z, Y, X)
+        ill = self._resolve_illumination(raw)
+        if self.forward is None:
+            self.forward = self._sim_forward(ill)
+        scale = float(np.mean(raw))
+        if not scale > 0:
+            raise ValueError(f"window {window.index} is dark (mean {scale:.3g} counts): nothing to reconstruct")
+        y = raw / scale
+        ts, exp = window.timestamps_s, window.exposure_s
+        mid = ts + 0.5 * exp  # (S, Z)
+        u = self.upsample
+        if self.modality == "sim2d":
+            times = exposure_sample_times(ts[:, 0], exp[:, 0], self.config.fit.exposure_subsamples)
+            data = FitData(y[:, 0], times, np.arange(raw.shape[0]))
+            conv = wiener_sim_2d(raw[:, 0], self.optics, ill, upsample=u)[None, None]
+            scene_shape: tuple[int, ...] = (self.frame_shape[0] * u, self.frame_shape[1] * u)
+            render, z_step, motion_dims = mid[:, 0], None, 2
+        else:
+            # the 3D speed-up: every (orientation, phase) stack is one volume at one time, the
+            # mean of its planes' exposure times (docs/model.md)
+            t_stack = ts.mean(axis=1)
+            times = exposure_sample_times(t_stack, exp.mean(axis=1), self.config.fit.exposure_subsamples)
+            data = FitData(y, times, np.arange(raw.shape[0]))
+            conv = wiener_sim_3d(raw, self.optics, ill, self.optics.z_step_um, upsample=u)[None]
+            scene_shape = (self.n_planes, self.frame_shape[0] * u, self.frame_shape[1] * u)
+            render, z_step, motion_dims = mid.mean(axis=1), self.optics.z_step_um, 3
+        order = np.argsort(render, kind="stable")
+        if np.any(order != np.arange(len(order))):
+            raise ValueError("SIM shots were not acquired in shot order; reorder the store's shots")
+        return WindowProblem(
+            forward=self.forward,
+            data=data,
+            scene_shape=scene_shape,
+            channels=1,
+            channel_names=["density"],
+            motion_dims=motion_dims,
+            render_times_s=render,
+            conventional=np.asarray(conv, np.float32) / scale,
+            pixel_size_um=self.optics.pixel_size_um / u,
+            z_step_um=z_step,
+            info={"normalisation": f"raw / {scale:.6g}", "sim_parameters": self.sim_report},
+        )
 
     # ------------------------------------------------------------------ DPC
     def _dpc(self, window: WindowData) -> WindowProblem:

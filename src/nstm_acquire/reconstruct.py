@@ -27,6 +27,7 @@ from nstm_acquire.nstm.config import NSTMConfig, default_config
 from nstm_acquire.nstm.fit import FitResult, build_model, fit, render_scenes
 from nstm_acquire.nstm.model import Params
 from nstm_acquire.optics import Optics
+from nstm_acquire.sim_illumination import SimIllumination
 from nstm_acquire.problems import ProblemBuilder, WindowProblem
 from nstm_acquire.store import ReconWriter, StoreAttributes, StoreReader, WindowData
 
@@ -34,6 +35,7 @@ __all__ = [
     "StoreReconstructor",
     "WindowResult",
     "reconstruct_dpc",
+    "reconstruct_sim",
     "reconstruct_window",
 ]
 
@@ -140,6 +142,50 @@ def reconstruct_dpc(
     bg = None if background is None else np.asarray(background, np.float32)[:, None]
     builder = ProblemBuilder(attrs, raw.shape[-2:], 1, config or default_config(), background=bg)
     problem = builder.problem(WindowData(index=0, raw=raw[:, None], timestamps_s=ts, exposure_s=ex))
+    return reconstruct_window(problem, config)
+
+
+def reconstruct_sim(
+    raw: np.ndarray,
+    timestamps_s: np.ndarray,
+    exposure_s: np.ndarray,
+    optics: Optics,
+    illumination: SimIllumination,
+    config: NSTMConfig | None = None,
+    sim_parameters: str = "fallback",
+    upsample: int = 2,
+) -> WindowResult:
+    """SIM from arrays: ``raw`` ``(S, Z, Y, X)`` counts (offset removed), times ``(S, Z)`` in s.
+
+    Shot ``s = d * n_phases + p``; ``Z = 1`` for two-beam 2D SIM (``illumination.three_beam``
+    False), the stack's planes ``optics.z_step_um`` µm apart for three-beam 3D SIM. Missing
+    ``k_per_um`` / ``phase_rad`` / ``modulation`` are estimated from the window and checked
+    (``sim_parameters``: ``"fallback"``, ``"error"``, ``"estimate"`` or ``"configured"``,
+    :func:`~nstm_acquire.forward.sim_estimation.resolve_sim_parameters`); the report is in
+    ``result.info["sim_parameters"]``.
+    """
+    raw = np.asarray(raw, np.float32)
+    if raw.ndim != 4:
+        raise ValueError(f"raw has shape {raw.shape}; give (S, Z, Y, X) frames of one window (Z = 1 for 2D SIM)")
+    modality = "sim3d" if illumination.three_beam else "sim2d"
+    if modality == "sim2d" and raw.shape[1] != 1:
+        raise ValueError(f"raw has {raw.shape[1]} planes but the illumination is two-beam (2D SIM): give Z = 1")
+    ts = np.asarray(timestamps_s, np.float64).reshape(raw.shape[:2])
+    ex = np.broadcast_to(np.asarray(exposure_s, np.float64), raw.shape[:2]).copy()
+    attrs = StoreAttributes.model_validate(
+        {
+            "format_version": 1,
+            "modality": modality,
+            "optics": optics.to_store(),
+            "illumination": illumination.to_store(),
+            "camera": {"offset_adu": 0.0},
+            "acquisition": {},
+        }
+    )
+    builder = ProblemBuilder(
+        attrs, raw.shape[-2:], raw.shape[1], config or default_config(), sim_parameters=sim_parameters, upsample=upsample
+    )
+    problem = builder.problem(WindowData(index=0, raw=raw, timestamps_s=ts, exposure_s=ex))
     return reconstruct_window(problem, config)
 
 

@@ -64,19 +64,21 @@ def sim_patterns_2d(ill: SimIllumination, fine_shape: tuple[int, int], fine_pixe
 def lateral_order_fields(
     ill: SimIllumination, fine_shape: tuple[int, int], fine_pixel_um: float, immersion_index: float
 ) -> np.ndarray:
-    """Three-beam lateral factors ``(S, 3, Yf, Xf)`` complex64 for orders 0, 1, 2.
+    """Three-beam lateral factors ``(S, 2, Yf, Xf)`` complex64, grouped by axial transfer.
 
-    The real part of ``field[s, m] * (h_m ⊛ ρ)``-style products gives order ``m``'s term:
-    order 0 is 1; order ``m > 0`` is ``a_m exp(i (2π m k/2·r + m ψ_s))``, whose real part is the
-    pattern's ``a_m cos(...)`` (the axial ``cos(2π kz z)`` is in that order's OTF).
+    Order ``m``'s lateral factor is ``a_m exp(i (2π m k/2·r + m ψ_s))`` (order 0: 1); its real
+    part is the pattern's ``a_m cos(...)``. Orders 0 and 2 share the widefield 3D transfer and
+    are summed into group 0; order 1 (axially modulated, its own transfer) is group 1. Since
+    the transfers are those of real PSFs, ``Re ifftn(Σ_g OTF_g fftn(ρ field_g))`` is the stack.
     """
     y = np.arange(fine_shape[0])[:, None] * fine_pixel_um
     x = np.arange(fine_shape[1])[None, :] * fine_pixel_um
-    out = np.zeros((ill.n_shots, 3, *fine_shape), np.complex64)
+    out = np.zeros((ill.n_shots, 2, *fine_shape), np.complex64)
     for s in range(ill.n_shots):
         for term in pattern_orders(ill, s, immersion_index):
             ky, kx = term.k_per_um
-            out[s, term.order] = term.amplitude * np.exp(1j * (2 * np.pi * (ky * y + kx * x) + term.phase_rad))
+            group = 1 if term.order == 1 else 0
+            out[s, group] += term.amplitude * np.exp(1j * (2 * np.pi * (ky * y + kx * x) + term.phase_rad))
     return out
 
 
@@ -108,15 +110,27 @@ class Sim2DForward:
         return jnp.real(jnp.fft.ifft2(folded))
 
 
-@functools.partial(jax.tree_util.register_dataclass, data_fields=["orders", "otf"], meta_fields=["upsample"])
+@functools.partial(
+    jax.tree_util.register_dataclass, data_fields=["orders", "otf"], meta_fields=["upsample", "z_pad"]
+)
 @dataclasses.dataclass(frozen=True)
 class Sim3DForward:
-    """Three-beam 3D SIM: ``orders`` ``(S, 3, Yf, Xf)`` complex; ``otf`` ``(3, Z, Yf, Xf)`` real,
-    per order (0, 1, 2), axial frequency first, FFT order, camera pixel transfer included."""
+    """Three-beam 3D SIM: ``orders`` ``(S, 2, Yf, Xf)`` complex (:func:`lateral_order_fields`);
+    ``otf`` ``(2, Z + 2 z_pad, Yf, Xf)`` real: the widefield 3D transfer (orders 0 and 2) and
+    order 1's, axial frequency first, FFT order, camera pixel transfer included
+    (:func:`nstm_acquire.forward.sim_otf.three_beam_order_otfs`, unnormalised).
+
+    ``z_pad`` empty planes are added above and below the stack before the axial FFT and the
+    rendered stack is cropped back, so light from one end of the stack does not wrap round to
+    the other: with ``z_pad >= Z / 2`` the axial convolution is exactly the linear one for a
+    sample inside the stack (the simulated microscope's image formation). The fluorescence
+    outside the acquired stack is taken as zero.
+    """
 
     orders: jax.Array
     otf: jax.Array
     upsample: int
+    z_pad: int = 0
 
     channels = 1
     channel_names = ("density",)
@@ -124,9 +138,13 @@ class Sim3DForward:
 
     def render(self, scenes: jax.Array, shots: jax.Array) -> jax.Array:
         rho = scenes[:, 0]  # (K, Z, Yf, Xf)
-        fields = self.orders[shots]  # (K, 3, Yf, Xf)
-        emission = rho[:, None] * fields[:, :, None]  # (K, 3, Z, Yf, Xf)
+        p = self.z_pad
+        if p:
+            rho = jnp.pad(rho, ((0, 0), (p, p), (0, 0), (0, 0)))
+        fields = self.orders[shots]  # (K, 2, Yf, Xf)
+        emission = rho[:, None] * fields[:, :, None]  # (K, 2, Z + 2p, Yf, Xf)
         spectrum = jnp.fft.fftn(emission, axes=(-3, -2, -1))
-        total = jnp.sum(spectrum * self.otf[None], axis=1)  # (K, Z, Yf, Xf)
+        total = jnp.sum(spectrum * self.otf[None], axis=1)  # (K, Z + 2p, Yf, Xf)
         folded = fold_spectrum(total, self.upsample) * (self.upsample**2)  # pixel collects u x u
-        return jnp.real(jnp.fft.ifftn(folded, axes=(-3, -2, -1)))
+        stack = jnp.real(jnp.fft.ifftn(folded, axes=(-3, -2, -1)))
+        return stack[:, p : stack.shape[1] - p] if p else stack

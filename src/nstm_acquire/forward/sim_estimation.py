@@ -549,8 +549,8 @@ class _Estimator:
             ey = ey0 * np.exp(-2j * np.pi * dy * sy * self.fy[:, 0])
             ex = ex0 * np.exp(-2j * np.pi * dx * sx * self.fx[0])
             num = abs(_bilinear_form(ey, product, ex)) * n2
-            den = math.sqrt(max(d1f(dy, dx), 1e-300) * max(d0f(dy, dx), 1e-300))
-            return -num / den
+            den = math.sqrt(max(d1f(dy, dx), 0.0)) * math.sqrt(max(d0f(dy, dx), 0.0))
+            return -num / den if den > floor else 0.0
 
         start = np.zeros(2)
         simplex = np.array([[0.0, 0.0], [0.3, 0.0], [0.0, 0.3]])
@@ -769,22 +769,31 @@ def estimate_sim_parameters(
         expected_modulation = expected.modulation
     else:
         expected_modulation = None
-    problems, notes = _check_plausibility(
-        results,
-        ill,
-        mags,
-        vecs,
-        expected_modulation,
-        _Tolerances(
-            k_tolerance,
-            angle_tolerance_rad,
-            min_contrast,
-            max_contrast,
-            modulation_tolerance,
-            min_peak_to_background,
-            phase_step_tolerance_rad,
-        ),
+    tolerances = _Tolerances(
+        k_tolerance,
+        angle_tolerance_rad,
+        min_contrast,
+        max_contrast,
+        modulation_tolerance,
+        min_peak_to_background,
+        phase_step_tolerance_rad,
     )
+    problems, notes = _check_plausibility(results, ill, mags, vecs, expected_modulation, tolerances)
+    # A full search can lock onto a spurious peak of a sparse sample in one orientation. The
+    # pattern's |k| is the same for every orientation, so search again for the failed ones in a
+    # ring around the plausible orientations' |k| (when at least half of them are plausible).
+    failed = [d for d in range(ill.n_orientations) if problems[d] and mags[d] is None]
+    good = [d for d in range(ill.n_orientations) if not problems[d]]
+    if failed and 2 * len(good) >= ill.n_orientations:
+        k_ring = float(np.median([math.hypot(*results[d].k) for d in good]))
+        ring = (k_ring * (1.0 - search_ring), min(k_ring * (1.0 + search_ring), cutoff))
+        for d in failed:
+            results[d] = est.estimate_orientation(d, ring)
+        problems, notes = _check_plausibility(results, ill, mags, vecs, expected_modulation, tolerances)
+        notes = list(notes) + [
+            f"orientation {d}: searched again around the other orientations' |k| = {k_ring:.4g} cycles/µm"
+            for d in failed
+        ]
     return SimEstimate(
         three_beam=ill.three_beam,
         k_per_um=tuple(r.k for r in results),

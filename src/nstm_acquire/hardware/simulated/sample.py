@@ -114,6 +114,23 @@ class MovingSample:
         """Backward-warp displacement ``(dy, dx)`` in µm at ``(y_um, x_um)`` and time ``t_s``."""
         return self.motion.displacement(float(t_s), y_um, x_um, self.field_centre_um)
 
+    def positions_at(self, t_s: float, template_um: np.ndarray, iterations: int = 20) -> np.ndarray:
+        """Where template points ``(N, 2)`` ``(y, x)`` µm are at time ``t_s``, ``(N, 2)`` µm.
+
+        The warp is backward (the sample at ``r`` shows the template at ``r + d(r, t)``), so a
+        template point ``p`` is at the ``r`` with ``r + d(r, t) = p``, found by fixed-point
+        iteration (exact in one step for uniform motion; the motions here are smooth and
+        their displacement gradients well below 1, so it converges).
+        """
+        p = np.asarray(template_um, dtype=np.float64)
+        if p.ndim != 2 or p.shape[1] != 2:
+            raise ValueError(f"template_um must be (N, 2) (y, x) in µm, got shape {p.shape}")
+        r = p.copy()
+        for _ in range(1 if self.motion.is_uniform else int(iterations)):
+            dy, dx = self.displacement(t_s, r[:, 0], r[:, 1])
+            r = p - np.stack([np.broadcast_to(dy, r[:, 0].shape), np.broadcast_to(dx, r[:, 1].shape)], axis=1)
+        return r
+
     def _warped(self, t_s: float, y_um: np.ndarray, x_um: np.ndarray):
         y_um = np.asarray(y_um, dtype=np.float64)
         x_um = np.asarray(x_um, dtype=np.float64)
