@@ -203,7 +203,10 @@ def run_live_session(args: argparse.Namespace, out: Path, overwrite: bool):
     plan = _plan_from_args(args, z_default)
     microscope = open_microscope(cfg, adapter_paths=args.adapter_path)
     controller = AcquisitionController(microscope, plan, out, overwrite=overwrite)
-    worker = ReconstructionWorker(out, nstm_config_from_args(args), policy=args.policy, warm_start=not args.no_warm_start)
+    worker = ReconstructionWorker(
+        out, nstm_config_from_args(args), policy=args.policy, warm_start=not args.no_warm_start,
+        sim_parameters=args.sim_parameters,
+    )
     progress = _Progress()
     state = {"frames": 0, "fit": ""}
 
@@ -391,6 +394,8 @@ def nstm_config_from_args(args: argparse.Namespace):
     changes: dict = {}
     if args.steps is not None:
         changes["max_steps"] = args.steps
+        if cfg.fit.warm_max_steps is not None:  # --steps caps warm-started windows too
+            changes["warm_max_steps"] = min(cfg.fit.warm_max_steps, args.steps)
     if getattr(args, "sampling", None):
         changes["scene_sampling"] = args.sampling
     return cfg.with_fit(**changes) if changes else cfg
@@ -404,6 +409,11 @@ def _add_nstm_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sampling", choices=["grid", "network"], default=None,
                    help="scene sampling (grid: fast; network: the published way)")
     g.add_argument("--no-warm-start", action="store_true", help="fit every window from scratch")
+    g.add_argument("--sim-parameters", choices=["fallback", "error", "estimate", "configured"], default="fallback",
+                   help="SIM pattern (k, phase, modulation): estimated from the first window and checked; "
+                        "fallback: configured values where the estimate is implausible (default); error: stop "
+                        "on an implausible estimate; estimate: use it anyway; configured: the store's values "
+                        "where given")
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
@@ -414,7 +424,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         return _reconstruct_on_dask(args, config)
     rec = StoreReconstructor(
         args.store, config, out=args.out, name=args.name, overwrite=args.overwrite,
-        warm_start=not args.no_warm_start,
+        warm_start=not args.no_warm_start, sim_parameters=args.sim_parameters,
     )
     windows = parse_windows(args.windows)
     complete = rec.reader.complete_windows()
@@ -456,7 +466,7 @@ def _reconstruct_on_dask(args: argparse.Namespace, config) -> int:
     written = reconstruct_distributed(
         args.store, config, parse_windows(args.windows), scheduler=args.scheduler,
         n_chunks=args.workers, out=args.out, name=args.name, overwrite=args.overwrite,
-        warm_start=not args.no_warm_start, on_window=on_window,
+        warm_start=not args.no_warm_start, on_window=on_window, sim_parameters=args.sim_parameters,
     )
     progress.done()
     print(f"wrote {args.out or args.store}/recon/{args.name}: {len(written)} windows")
@@ -554,6 +564,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from pydantic import ValidationError
 
+    from nstm_acquire.forward.sim_estimation import SimParameterError
     from nstm_acquire.hardware.config import ConfigError
 
     try:
@@ -562,7 +573,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         StoreError = ConfigError  # type: ignore[misc,assignment]
     try:
         return int(args.func(args) or 0)
-    except (UserError, ConfigError, StoreError) as err:
+    except (UserError, ConfigError, StoreError, SimParameterError) as err:
         print(f"nstm-acquire: {err}", file=sys.stderr)
         return 2
     except ValidationError as err:

@@ -49,7 +49,12 @@ def demo_figure(store: str | Path, world: Any, modality: str, path: str | Path, 
         zc = scene.shape[2] // 2
         nstm_img, conv_img = scene[0, 0, zc], conv[0, zc]
         truth_img = None
-        label = "fluorescence"
+        if world is not None:
+            truth_img = _sim_truth(world, modality, reader, float(times[0]), zc, scene.shape[2], px)
+        label = "fluorescence" + (f", plane {zc}" if modality == "sim3d" else "")
+    u = int(round(optics.pixel_size_um / px))
+    if u > 1:  # SIM: show the camera frame on the output grid (each camera pixel as u x u)
+        raw = np.kron(raw, np.ones((u, u), raw.dtype))
     drift = motion[0, -2:, 0] - motion[-1, -2:, 0]  # content moves by -this from first to last shot
     title = f"{modality.upper()}, window {w}: {label}"
     if truth_img is not None:
@@ -68,7 +73,35 @@ def demo_figure(store: str | Path, world: Any, modality: str, path: str | Path, 
         ],
         motion=-np.asarray(drift),
         motion_on=2,
-        shared_range=[1, 2, 3] if truth_img is not None else [1, 2],
+        # DPC panels share one range (radians); SIM panels get their own: the truth is a density
+        # in its own units and Wiener ringing would set the range of the NSTM panel
+        shared_range=([1, 2, 3] if truth_img is not None else [1, 2]) if modality == "dpc" else [],
         pixel_size_um=px,
         title=title,
     )
+
+
+def _sim_truth(world: Any, modality: str, reader: Any, t_s: float, plane: int, n_planes: int, px: float) -> np.ndarray:
+    """The simulated density at ``t_s`` on the output grid, band-limited to the SIM passband.
+
+    3D: the focal plane ``plane`` of a stack centred on the sample's z = 0 (the simulated
+    sample's centre), planes ``optics.z_step_um`` apart; the density of that plane (the
+    comparison is of sections, so the axial band limit is not applied).
+    """
+    from nstm_acquire.forward.sim_wiener import sim_support_per_um
+    from nstm_acquire.sim_illumination import SimIllumination
+
+    optics = reader.optics
+    u = int(round(optics.pixel_size_um / px))
+    sample = world.scene(modality).sample
+    z = None
+    if modality == "sim3d":
+        z = (plane - (n_planes - 1) / 2) * float(optics.z_step_um or 0.0)
+    density = sample.on_grid(t_s, reader.frame_shape, optics.pixel_size_um, upsample=u, z_um=z)
+    ill = SimIllumination.from_store(reader.attrs.illumination, modality=modality)
+    if ill.k_per_um is None:
+        return density
+    lateral, _ = sim_support_per_um(optics, ill)
+    qy = np.fft.fftfreq(density.shape[-2], px)[:, None]
+    qx = np.fft.fftfreq(density.shape[-1], px)[None, :]
+    return np.fft.ifft2(np.fft.fft2(density) * (np.hypot(qy, qx) < lateral)).real

@@ -34,7 +34,9 @@ def chunk_windows(windows: Sequence[int], n_chunks: int) -> list[list[int]]:
     return [windows[i : i + size] for i in range(0, len(windows), size)]
 
 
-def reconstruct_chunk(store: str, config_json: str, windows: list[int], warm_start: bool = True) -> list[dict]:
+def reconstruct_chunk(
+    store: str, config_json: str, windows: list[int], warm_start: bool = True, sim_parameters: str = "fallback"
+) -> list[dict]:
     """Reconstruct ``windows`` of ``store`` in order (a warm-start chain); return plain arrays.
 
     Runs on a Dask worker (or in-process). Nothing is written.
@@ -43,7 +45,9 @@ def reconstruct_chunk(store: str, config_json: str, windows: list[int], warm_sta
 
     from nstm_acquire.reconstruct import StoreReconstructor, model_description
 
-    rec = StoreReconstructor(store, NSTMConfig.model_validate_json(config_json), warm_start=warm_start, write=False)
+    rec = StoreReconstructor(
+        store, NSTMConfig.model_validate_json(config_json), warm_start=warm_start, write=False, sim_parameters=sim_parameters
+    )
     out = []
     for w in windows:
         r = rec.reconstruct(w)
@@ -96,6 +100,7 @@ def reconstruct_distributed(
     overwrite: bool = False,
     warm_start: bool = True,
     on_window: Callable[[dict], None] | None = None,
+    sim_parameters: str = "fallback",
 ) -> list[int]:
     """Reconstruct ``windows`` (default: all complete) of ``store`` on a Dask cluster.
 
@@ -129,7 +134,7 @@ def reconstruct_distributed(
                 on_window(r)
 
     if scheduler is None:
-        write(reconstruct_chunk(store, config_json, todo, warm_start))
+        write(reconstruct_chunk(store, config_json, todo, warm_start, sim_parameters))
         return written
 
     try:
@@ -150,7 +155,7 @@ def reconstruct_distributed(
     try:
         n = n_chunks or max(1, len(client.scheduler_info().get("workers", {})))
         futures = [
-            client.submit(reconstruct_chunk, store, config_json, chunk, warm_start, pure=False)
+            client.submit(reconstruct_chunk, store, config_json, chunk, warm_start, sim_parameters, pure=False)
             for chunk in chunk_windows(todo, n)
         ]
         for future in as_completed(futures):

@@ -33,6 +33,14 @@ def _motion_quiver(ax, motion: np.ndarray, step: int) -> None:
     ax.quiver(x, y, -dx[y, x], -dy[y, x], color="yellow", angles="xy", scale_units="xy", scale=0.25, width=0.004)
 
 
+def scale_bar_um(field_um: float) -> float:
+    """A round scale-bar length (µm) of at most about a third of a field ``field_um`` wide."""
+    for length in (50.0, 20.0, 10.0, 5.0, 2.0, 1.0, 0.5, 0.2, 0.1):
+        if length <= field_um / 3:
+            return length
+    return 0.1
+
+
 def comparison_figure(
     path: str | Path,
     panels: Sequence[tuple[str, np.ndarray | None]],
@@ -57,7 +65,7 @@ def comparison_figure(
     shared_range
         Indices of panels sharing one display range (default: all but the first).
     pixel_size_um
-        Adds a 10 µm scale bar to the first panel.
+        Adds a scale bar (a round length, :func:`scale_bar_um`) to the first panel.
     """
     n = len(panels)
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.5), squeeze=False)
@@ -75,9 +83,12 @@ def comparison_figure(
             _motion_quiver(ax, motion, quiver_step or max(4, img.shape[0] // 12))
     if pixel_size_um and panels and panels[0][1] is not None:
         ny, nx = panels[0][1].shape
-        bar = 10.0 / pixel_size_um
+        length_um = scale_bar_um(nx * pixel_size_um)
+        bar = length_um / pixel_size_um
         axes[0].plot([nx * 0.06, nx * 0.06 + bar], [ny * 0.93] * 2, color="white", lw=3)
-        axes[0].text(nx * 0.06, ny * 0.89, "10 µm", color="white", fontsize=8)
+        axes[0].text(nx * 0.06, ny * 0.89, f"{length_um:g} µm", color="white", fontsize=8)
+        axes[0].set_xlim(-0.5, nx - 0.5)
+        axes[0].set_ylim(ny - 0.5, -0.5)
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()

@@ -71,6 +71,8 @@ class ReconstructionWorker:
         Output group ``recon/<name>`` inside the store.
     warm_start
         Start each window from the previous reconstructed window's networks.
+    sim_parameters
+        SIM: how the illumination pattern is chosen (:class:`~nstm_acquire.reconstruct.StoreReconstructor`).
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class ReconstructionWorker:
         policy: Policy = "all",
         name: str = "nstm",
         warm_start: bool = True,
+        sim_parameters: str = "fallback",
     ) -> None:
         if policy not in ("all", "newest"):
             raise ValueError(f"policy={policy!r} must be 'all' or 'newest'")
@@ -88,6 +91,7 @@ class ReconstructionWorker:
         self.policy = policy
         self.name = name
         self.warm_start = warm_start
+        self.sim_parameters = sim_parameters
         self.events = WorkerSignals()
         self.done: list[int] = []
         self.skipped: list[int] = []
@@ -188,7 +192,12 @@ class ReconstructionWorker:
         try:
             if self._rec is None:  # opened at the first window: the store exists by then
                 self._rec = StoreReconstructor(
-                    self.store, self.config, name=self.name, overwrite=True, warm_start=self.warm_start
+                    self.store,
+                    self.config,
+                    name=self.name,
+                    overwrite=True,
+                    warm_start=self.warm_start,
+                    sim_parameters=self.sim_parameters,
                 )
             result = self._rec.reconstruct(
                 w,

@@ -209,6 +209,10 @@ class StoreReconstructor:
     write
         Write results into the store (False: only return them, e.g. on a Dask worker whose
         results the client writes).
+    sim_parameters
+        SIM only: how the illumination pattern is chosen from the first window's estimate and
+        the store's configured values (``"fallback"``, ``"error"``, ``"estimate"``,
+        ``"configured"``; :func:`~nstm_acquire.forward.sim_estimation.resolve_sim_parameters`).
     """
 
     def __init__(
@@ -220,6 +224,7 @@ class StoreReconstructor:
         overwrite: bool = False,
         warm_start: bool = True,
         write: bool = True,
+        sim_parameters: str = "fallback",
     ) -> None:
         enable_compilation_cache()
         self.write = write
@@ -235,6 +240,7 @@ class StoreReconstructor:
             self.reader.n_planes,
             self.config,
             background=self.reader.background(),
+            sim_parameters=sim_parameters,
         )
         self._writer: ReconWriter | None = None
         self._model_written = False
