@@ -11,6 +11,7 @@ from nstm_acquire.hardware.simulated.noise import CameraNoise
 from nstm_acquire.hardware.simulated.phantoms import BeadPhantom
 from nstm_acquire.hardware.simulated.sample import MovingSample
 from nstm_acquire.hardware.simulated.sim_imaging import SimImager
+from nstm_acquire.hardware.simulated.windows import simulate_sim_window
 from nstm_acquire.optics import Optics
 from nstm_acquire.sim_illumination import SimIllumination, default_sim_illumination
 
@@ -91,18 +92,11 @@ def simulate_moving_2d(
 ) -> tuple[np.ndarray, np.ndarray, MovingSample]:
     """Noisy frames ``(S, 1, n, n)`` of a moving sample, each averaged over its exposure
     (3 sub-samples), exposure starts ``(S, 1)`` s, and the moving sample (the truth)."""
-    sample = MovingSample(phantom, motion)
-    imager = SimImager(OPTICS, ill, (2 * n, 2 * n), OPTICS.pixel_size_um / 2)
-    rng = np.random.default_rng(seed)
-    starts = np.arange(ill.n_shots) * shot_interval_s
-    frames = []
-    for s in range(ill.n_shots):
-        image = 0.0
-        for f in (1 / 6, 3 / 6, 5 / 6):
-            rho = sample.on_grid(starts[s] + f * exposure_s, (n, n), OPTICS.pixel_size_um, upsample=2)
-            image = image + imager.image(rho, s) / 3
-        frames.append(noisy(image * photons, rng))
-    return np.array(frames)[:, None], starts[:, None], sample
+    w = simulate_sim_window(
+        OPTICS, ill, phantom, motion, (n, n), frame_interval_s=shot_interval_s, exposure_s=exposure_s,
+        photons=photons, seed=seed,
+    )
+    return w.raw, w.timestamps_s, w.sample
 
 
 def simulate_moving_3d(
@@ -119,14 +113,8 @@ def simulate_moving_3d(
     """Noisy z stacks ``(S, nz, n, n)`` of a moving 3D sample, shot by shot (each shot's stack
     acquired plane after plane, focal plane ``i`` at ``(i - nz // 2) * z_step_um``); frame
     start times ``(S, nz)`` s (instantaneous exposures) and the moving sample (the truth)."""
-    planes = (np.arange(nz) - nz // 2) * z_step_um
-    sample = MovingSample(phantom, motion)
-    imager = SimImager(OPTICS, ill, (2 * n, 2 * n), OPTICS.pixel_size_um / 2, z_um=planes)
-    rng = np.random.default_rng(seed)
-    times = (np.arange(ill.n_shots * nz) * frame_interval_s).reshape(ill.n_shots, nz)
-    out = np.empty((ill.n_shots, nz, n, n), np.float32)
-    for s in range(ill.n_shots):
-        for i in range(nz):
-            rho = sample.on_grid(times[s, i], (n, n), OPTICS.pixel_size_um, upsample=2, z_um=planes)
-            out[s, i] = noisy(imager.image(rho, s, float(planes[i])) * photons, rng)
-    return out, times, sample
+    w = simulate_sim_window(
+        OPTICS, ill, phantom, motion, (n, n), n_planes=nz, z_step_um=z_step_um, frame_interval_s=frame_interval_s,
+        exposure_s=1e-4, photons=photons, seed=seed, exposure_subsamples=1,
+    )
+    return w.raw, w.timestamps_s, w.sample

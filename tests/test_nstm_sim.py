@@ -144,3 +144,16 @@ def test_nstm_sim3d_follows_a_moving_bead_volume():
         nstm.append(correlation(result.scene[s, 0][:, m:-m, m:-m], truth))
         wiener.append(correlation(result.conventional[0][:, m:-m, m:-m], truth))
     assert np.mean(nstm) > np.mean(wiener) + 0.1, (np.mean(nstm), np.mean(wiener))  # measured 0.62 vs 0.41
+
+
+def test_cli_stops_with_one_line_when_the_pattern_estimate_is_implausible(tmp_path, capsys):
+    from nstm_acquire.cli import main
+
+    store = tmp_path / "vib.zarr"
+    args = ["acquire", "--modality", "sim2d", "--windows", "1", "--shape", "64", "64", "--fast"]
+    assert main([*args, "--motion", "vibration:ay=0.3,ax=0.5,f=20", "--out", str(store)]) == 0
+    capsys.readouterr()
+    assert main(["reconstruct", str(store), "--steps", "25", "--sim-parameters", "error"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert err.startswith("nstm-acquire: orientation ") and "--sim-parameters configured" in err

@@ -38,7 +38,9 @@ def _add_hardware_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--z-step", type=float, default=None,
                    help="sim3d: plane spacing, µm (default: the config's optics.z_step_um, else 0.25)")
     p.add_argument("--z-centre", type=float, default=0.0, help="sim3d: focus position of the stack centre, µm")
-    p.add_argument("--plane-order", choices=["plane_major", "pattern_major"], default="plane_major")
+    p.add_argument("--plane-order", choices=["plane_major", "pattern_major"], default=None,
+                   help="sim3d: plane_major (all shots of a plane, then the next; default) or "
+                        "pattern_major (a z stack per shot; the demo's default)")
     sim = p.add_argument_group("simulated microscope")
     sim.add_argument("--shape", type=int, nargs=2, metavar=("NY", "NX"), default=None, help="frame shape, pixels")
     sim.add_argument("--motion", default=None, help="sample motion, e.g. 'translation:vx=5+swirl:omega=0.5,radius=10'")
@@ -93,7 +95,7 @@ def _plan_from_args(args: argparse.Namespace, z_step_default: float | None = Non
         "n_windows": args.windows,
         "window_interval_s": args.interval,
         "exposure_ms": args.exposure_ms,
-        "plane_order": args.plane_order,
+        "plane_order": args.plane_order or "plane_major",
     }
     if args.modality == "sim3d":
         kw["n_planes"] = args.planes or 8
@@ -341,6 +343,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from nstm_acquire.store import StoreReader
 
     out = args.out
+    if args.modality == "sim3d":  # a CPU-sized 3D demo unless asked otherwise (docs/model.md, SIM)
+        args.shape = args.shape or (64, 64)
+        args.planes = args.planes or 6
+        args.windows = 3 if args.windows == 6 else args.windows
+        args.steps = args.steps or 200
+        args.plane_order = args.plane_order or "pattern_major"
     summary, worker, microscope, cfg = run_live_session(args, out, overwrite=True)
     print(format_info(StoreReader(out)))
     figure = demo_figure(out, microscope.world, args.modality, out.with_suffix(".png"))
