@@ -58,7 +58,7 @@ def test_sim3d_forward_matches_the_simulated_camera_through_focus():
     assert all(abs(ill.axial_k_for_orientation(d, n) - kz) < 1e-9 for d in range(3))
     pad = nz // 2
     otfs = three_beam_order_otfs((nz + 2 * pad, *fine), fine_px, dz, optics, kz, camera_pixel_um=optics.pixel_size_um)
-    fwd = Sim3DForward(jnp.asarray(lateral_order_fields(ill, fine, fine_px, n)), jnp.asarray(otfs[:2], jnp.float32), u, pad)
+    fwd = Sim3DForward.create(lateral_order_fields(ill, fine, fine_px, n), otfs[:2], u, nz)
     shots = np.arange(ill.n_shots)
     ours = np.asarray(fwd.render(jnp.asarray(np.stack([density[None]] * len(shots))), jnp.asarray(shots)))
     assert ours.shape == (ill.n_shots, nz, 32, 32)
@@ -68,7 +68,7 @@ def test_sim3d_forward_matches_the_simulated_camera_through_focus():
             assert np.abs(ours[s, i] - theirs).max() < 2e-3 * np.abs(theirs).max(), (s, i)
     # without the padding, light wraps round the stack and the model is wrong at its ends
     otfs0 = three_beam_order_otfs((nz, *fine), fine_px, dz, optics, kz, camera_pixel_um=optics.pixel_size_um)
-    wrapped = Sim3DForward(fwd.orders, jnp.asarray(otfs0[:2], jnp.float32), u, 0)
+    wrapped = Sim3DForward.create(lateral_order_fields(ill, fine, fine_px, n), otfs0[:2], u, nz)
     bad = np.asarray(wrapped.render(jnp.asarray(density[None, None]), jnp.asarray([0])))[0, 0]
     theirs = imager.image(density, 0, float(planes[0]))
     assert np.abs(bad - theirs).max() > 2e-2 * np.abs(theirs).max()

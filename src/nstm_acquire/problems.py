@@ -143,12 +143,7 @@ class ProblemBuilder:
         otfs = three_beam_order_otfs(
             (self.n_planes + 2 * pad, *fine), fine_px, self.optics.z_step_um, self.optics, kz, camera_pixel_um=cam_px
         )
-        return Sim3DForward(
-            jnp.asarray(lateral_order_fields(ill, fine, fine_px, n)),
-            jnp.asarray(otfs[:2], jnp.float32),
-            u,
-            pad,
-        )
+        return Sim3DForward.create(lateral_order_fields(ill, fine, fine_px, n), otfs[:2], u, self.n_planes)
 
     def _sim(self, window: WindowData) -> WindowProblem:
         raw = window.raw  # (S, Z, Y, X)

@@ -64,22 +64,37 @@ def sim_patterns_2d(ill: SimIllumination, fine_shape: tuple[int, int], fine_pixe
 def lateral_order_fields(
     ill: SimIllumination, fine_shape: tuple[int, int], fine_pixel_um: float, immersion_index: float
 ) -> np.ndarray:
-    """Three-beam lateral factors ``(S, 2, Yf, Xf)`` complex64, grouped by axial transfer.
+    """Three-beam lateral patterns ``(S, 2, Yf, Xf)`` float32, grouped by axial transfer.
 
-    Order ``m``'s lateral factor is ``a_m exp(i (2π m k/2·r + m ψ_s))`` (order 0: 1); its real
-    part is the pattern's ``a_m cos(...)``. Orders 0 and 2 share the widefield 3D transfer and
-    are summed into group 0; order 1 (axially modulated, its own transfer) is group 1. Since
-    the transfers are those of real PSFs, ``Re ifftn(Σ_g OTF_g fftn(ρ field_g))`` is the stack.
+    Order ``m``'s lateral pattern is ``a_m cos(2π m k/2·r + m ψ_s)`` (order 0: 1). Orders 0 and 2
+    share the widefield 3D transfer and are summed into group 0; order 1 (axially modulated, its
+    own transfer) is group 1. The stack is ``Σ_g T_g ⊛ (ρ · group_g)`` with the real, even
+    transfers ``T_g`` (:func:`nstm_acquire.forward.sim_otf.three_beam_order_otfs`).
     """
     y = np.arange(fine_shape[0])[:, None] * fine_pixel_um
     x = np.arange(fine_shape[1])[None, :] * fine_pixel_um
-    out = np.zeros((ill.n_shots, 2, *fine_shape), np.complex64)
+    out = np.zeros((ill.n_shots, 2, *fine_shape), np.float64)
     for s in range(ill.n_shots):
         for term in pattern_orders(ill, s, immersion_index):
             ky, kx = term.k_per_um
             group = 1 if term.order == 1 else 0
-            out[s, group] += term.amplitude * np.exp(1j * (2 * np.pi * (ky * y + kx * x) + term.phase_rad))
-    return out
+            out[s, group] += term.amplitude * np.cos(2 * np.pi * (ky * y + kx * x) + term.phase_rad)
+    return out.astype(np.float32)
+
+
+def axial_dft_matrices(n_planes: int, z_pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """DFT over a stack of ``n_planes`` zero-padded by ``z_pad`` planes each side, as matrices.
+
+    Returns ``(forward (P, Z), inverse (Z, P))`` complex64 with ``P = Z + 2 z_pad``: plane ``i``
+    sits at padded position ``i + z_pad``; ``forward @ x`` is the padded stack's FFT over z and
+    ``inverse @ X`` the inverse FFT read back at the stack's planes only (the crop). With a few
+    planes these small products are cheaper than FFTs of the padded stack.
+    """
+    p = n_planes + 2 * z_pad
+    f = np.fft.fftfreq(p, d=1.0 / p)[:, None]  # integer frequencies
+    pos = (np.arange(n_planes) + z_pad)[None, :]
+    forward = np.exp(-2j * np.pi * f * pos / p)
+    return forward.astype(np.complex64), (forward.conj().T / p).astype(np.complex64)
 
 
 @functools.partial(jax.tree_util.register_dataclass, data_fields=["patterns", "transfer"], meta_fields=["upsample"])
@@ -111,40 +126,66 @@ class Sim2DForward:
 
 
 @functools.partial(
-    jax.tree_util.register_dataclass, data_fields=["orders", "otf"], meta_fields=["upsample", "z_pad"]
+    jax.tree_util.register_dataclass,
+    data_fields=["fields", "transfer", "z_forward", "z_inverse"],
+    meta_fields=["upsample"],
 )
 @dataclasses.dataclass(frozen=True)
 class Sim3DForward:
-    """Three-beam 3D SIM: ``orders`` ``(S, 2, Yf, Xf)`` complex (:func:`lateral_order_fields`);
-    ``otf`` ``(2, Z + 2 z_pad, Yf, Xf)`` real: the widefield 3D transfer (orders 0 and 2) and
-    order 1's, axial frequency first, FFT order, camera pixel transfer included
-    (:func:`nstm_acquire.forward.sim_otf.three_beam_order_otfs`, unnormalised).
+    """Three-beam 3D SIM, every (orientation, phase) stack rendered as one volume.
 
-    ``z_pad`` empty planes are added above and below the stack before the axial FFT and the
-    rendered stack is cropped back, so light from one end of the stack does not wrap round to
-    the other: with ``z_pad >= Z / 2`` the axial convolution is exactly the linear one for a
-    sample inside the stack (the simulated microscope's image formation). The fluorescence
-    outside the acquired stack is taken as zero.
+    ``fields`` ``(S, 2, Yf, Xf)`` real lateral patterns of the two transfer groups
+    (:func:`lateral_order_fields`); ``transfer`` ``(2, P, Yf, Xf // 2 + 1)`` the groups' real 3D
+    transfers on the z-padded stack (``P = Z + 2 z_pad`` planes; axial frequency first, FFT
+    order, lateral half spectrum of ``rfft2``; camera pixel transfer included);
+    ``z_forward``/``z_inverse``: :func:`axial_dft_matrices`. Build with :meth:`create`.
+
+    The stack is padded with empty planes before the axial transform and cropped after, so
+    light from one end of the stack does not wrap round to the other: with ``z_pad >= Z / 2``
+    the axial convolution is the linear one for a sample inside the stack (the simulated
+    microscope's image formation); fluorescence outside the acquired stack is taken as zero.
+    The lateral transforms are real (``rfft2``) and run on the ``Z`` acquired planes only; the
+    axial ones are small matrix products.
     """
 
-    orders: jax.Array
-    otf: jax.Array
+    fields: jax.Array
+    transfer: jax.Array
+    z_forward: jax.Array
+    z_inverse: jax.Array
     upsample: int
-    z_pad: int = 0
 
     channels = 1
     channel_names = ("density",)
     nonnegative = True
 
+    @classmethod
+    def create(cls, fields: np.ndarray, otf: np.ndarray, upsample: int, n_planes: int) -> Sim3DForward:
+        """From full transfers ``otf`` ``(2, P, Yf, Xf)`` on the padded stack (``P - n_planes``
+        even: the padding is split equally above and below)."""
+        otf = np.asarray(otf)
+        pad2 = otf.shape[1] - int(n_planes)
+        if pad2 < 0 or pad2 % 2:
+            raise ValueError(f"otf has {otf.shape[1]} planes; need n_planes={n_planes} plus an even padding")
+        forward, inverse = axial_dft_matrices(int(n_planes), pad2 // 2)
+        half = otf[..., : otf.shape[-1] // 2 + 1]
+        return cls(
+            jnp.asarray(fields, jnp.float32),
+            jnp.asarray(half, jnp.float32),
+            jnp.asarray(forward),
+            jnp.asarray(inverse),
+            int(upsample),
+        )
+
     def render(self, scenes: jax.Array, shots: jax.Array) -> jax.Array:
         rho = scenes[:, 0]  # (K, Z, Yf, Xf)
-        p = self.z_pad
-        if p:
-            rho = jnp.pad(rho, ((0, 0), (p, p), (0, 0), (0, 0)))
-        fields = self.orders[shots]  # (K, 2, Yf, Xf)
-        emission = rho[:, None] * fields[:, :, None]  # (K, 2, Z + 2p, Yf, Xf)
-        spectrum = jnp.fft.fftn(emission, axes=(-3, -2, -1))
-        total = jnp.sum(spectrum * self.otf[None], axis=1)  # (K, Z + 2p, Yf, Xf)
-        folded = fold_spectrum(total, self.upsample) * (self.upsample**2)  # pixel collects u x u
-        stack = jnp.real(jnp.fft.ifftn(folded, axes=(-3, -2, -1)))
-        return stack[:, p : stack.shape[1] - p] if p else stack
+        u = self.upsample
+        emission = rho[:, None] * self.fields[shots][:, :, None]  # (K, 2, Z, Yf, Xf) real
+        lateral = jnp.fft.rfft2(emission)  # (K, 2, Z, Yf, Xh)
+        spectrum = jnp.einsum("pz,kgzyx->kgpyx", self.z_forward, lateral)  # padded stack's axial DFT
+        total = jnp.sum(spectrum * self.transfer[None], axis=1)  # (K, P, Yf, Xh)
+        planes = jnp.einsum("zp,kpyx->kzyx", self.z_inverse, total)  # (K, Z, Yf, Xh): inverse, cropped
+        k, z, yf, xh = planes.shape
+        ny = yf // u
+        folded = planes.reshape(k, z, u, ny, xh).sum(axis=2) / u  # DFT of every u-th row
+        fine_x = jnp.fft.irfft2(folded, s=(ny, self.fields.shape[-1]))  # (K, Z, Y, Xf)
+        return fine_x[..., ::u] * (u * u)  # every u-th column; a camera pixel collects u x u
