@@ -370,3 +370,27 @@ def test_errors_are_shown_in_the_status_area_not_raised(qtbot, make_panel, tmp_p
     assert not panel.set_hardware_config(tmp_path / "missing.yaml")
     assert "no such hardware configuration" in panel.log.toPlainText().splitlines()[-1]
     assert panel.microscope is before and panel.start_button.isEnabled()
+
+
+def test_a_sim3d_run_reconstructs_a_volume_and_offers_its_planes(qtbot, make_panel, tmp_path):
+    panel = make_panel()
+    panel.modality_box.setCurrentText("sim3d")
+    assert panel.planes_row.isEnabled()
+    panel.planes_spin.setValue(4)
+    panel.windows_spin.setValue(1)
+    panel.store_name_edit.setText("vol")
+    with qtbot.waitSignal(panel.run_finished, timeout=300_000) as finished:
+        assert panel.start()
+    summary = finished.args[0]
+    assert summary.status == "completed" and summary.frames_written == 15 * 4
+    assert panel.status_fields["reconstructed"].text() == "1"
+    recon = ReconReader(tmp_path / "vol.zarr")
+    assert recon.windows_done() == [0]
+    scene = recon.scene(0)
+    assert scene.shape == (15, 1, 4, 2 * SHAPE[0], 2 * SHAPE[1])  # density on the 2x finer grid
+    assert np.all(scene >= 0)  # fluorescence density is non-negative
+    assert recon.windows_info()[0]["sim_parameters"]["policy"] == "fallback"
+    assert panel.plane_spin.isEnabled() and panel.plane_spin.maximum() == 3
+    shown = panel.recon_view.pixmap()
+    assert not shown.isNull() and shown.width() * SHAPE[0] == shown.height() * SHAPE[1]
+    assert panel.channel_box.currentText() == "density"

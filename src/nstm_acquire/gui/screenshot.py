@@ -4,8 +4,8 @@ Run (no display needed)::
 
     QT_QPA_PLATFORM=offscreen python -m nstm_acquire.gui.screenshot docs/figures/gui.png
 
-It acquires ``--windows`` DPC windows of the default simulated microscope (128 x 128 pixels,
-moving cells, real-time camera), reconstructs them near-live with the default NSTM
+It acquires ``--windows`` windows of ``--modality`` (default DPC) on the default simulated
+microscope (128 x 128 pixels, moving cells or beads, real-time camera), reconstructs them near-live with the default NSTM
 configuration, waits until the last window's NSTM result is shown and saves ``widget.grab()``.
 """
 
@@ -28,8 +28,9 @@ def grab_panel_after_run(
     timeout_s: float = 600.0,
     config: object | None = None,
     nstm_config: object | None = None,
+    modality: str = "dpc",
 ) -> Path:
-    """Run ``n_windows`` DPC windows in a fresh panel, then save its picture to ``path`` (PNG).
+    """Run ``n_windows`` windows of ``modality`` in a fresh panel, then save its picture (PNG).
 
     ``size`` is the panel's (width, height) in pixels; ``config`` the hardware configuration
     (default: the simulated one); ``nstm_config`` the NSTM configuration (default: default).
@@ -44,9 +45,11 @@ def grab_panel_after_run(
         panel = NstmAcquirePanel(config=config, out_dir=tmp, nstm_config=nstm_config)
         panel.resize(*size)
         panel.show()
-        panel.modality_box.setCurrentText("dpc")
+        if panel.modality_box.findText(modality) < 0:
+            raise ValueError(f"modality={modality!r} is not offered by this configuration")
+        panel.modality_box.setCurrentText(modality)
         panel.windows_spin.setValue(n_windows)
-        panel.store_name_edit.setText("dpc-demo")
+        panel.store_name_edit.setText(f"{modality}-demo")
         ended: list[object] = []
         panel.run_finished.connect(ended.append)
         if not panel.start():
@@ -78,9 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, nargs="?", default=Path("docs/figures/gui.png"))
     parser.add_argument("--windows", type=int, default=4)
+    parser.add_argument("--modality", choices=["dpc", "sim2d", "sim3d"], default="dpc")
     args = parser.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    path = grab_panel_after_run(args.out, n_windows=args.windows)
+    path = grab_panel_after_run(args.out, n_windows=args.windows, modality=args.modality)
     print(f"wrote {path}")
     return 0
 
