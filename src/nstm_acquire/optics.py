@@ -33,6 +33,12 @@ class Optics(BaseModel):
         Refractive index of the immersion medium (1.0 for air).
     z_step_um
         Axial plane spacing for 3D acquisitions, µm (``None`` for 2D).
+    psf_file
+        SIM only, optional: a measured point-spread function (a bead image, ``.npy`` or
+        ``.tif``, ``(Y, X)`` or ``(Z, Y, X)``, peak near the array centre) used instead of the
+        theoretical OTF. A relative path is taken from the folder that holds the store.
+    psf_pixel_size_um, psf_z_step_um
+        Its sampling, µm (default ``pixel_size_um`` and ``z_step_um``).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -42,6 +48,9 @@ class Optics(BaseModel):
     pixel_size_um: float = Field(gt=0, description="camera pixel size at the sample, µm")
     immersion_index: float = Field(default=1.0, ge=1.0, description="immersion refractive index")
     z_step_um: float | None = Field(default=None, gt=0, description="axial step, µm (3D only)")
+    psf_file: str | None = Field(default=None, description="measured PSF (.npy/.tif), SIM only")
+    psf_pixel_size_um: float | None = Field(default=None, gt=0, description="measured PSF pixel, µm")
+    psf_z_step_um: float | None = Field(default=None, gt=0, description="measured PSF plane spacing, µm")
 
     @model_validator(mode="after")
     def _na_below_index(self) -> Optics:
@@ -68,7 +77,7 @@ class Optics(BaseModel):
         """Largest pixel that samples the incoherent passband without aliasing, µm."""
         return self.wavelength_um / (4.0 * self.na_detection)
 
-    def to_store(self) -> dict[str, float]:
+    def to_store(self) -> dict[str, float | str]:
         """The ``optics`` object of the store attributes (FORMAT.md field names)."""
         return self.model_dump(exclude_none=True)
 

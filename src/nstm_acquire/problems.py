@@ -16,9 +16,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from nstm_acquire.forward.dpc import DpcForward, dpc_normalise
-from nstm_acquire.forward.sim import Sim2DForward, Sim3DForward, lateral_order_fields, sim_patterns_2d
+from nstm_acquire.forward.sim import (
+    Sim2DForward,
+    Sim3DForward,
+    lateral_order_fields,
+    sim_patterns_2d,
+)
 from nstm_acquire.forward.sim_estimation import estimate_sim_parameters, resolve_sim_parameters
-from nstm_acquire.forward.sim_otf import camera_pixel_transfer, otf_2d, three_beam_order_otfs
+from nstm_acquire.forward.sim_otf import (
+    MeasuredPsf,
+    camera_pixel_transfer,
+    measured_three_beam_order_otfs,
+    otf_2d,
+    three_beam_order_otfs,
+)
 from nstm_acquire.forward.sim_wiener import wiener_sim_2d, wiener_sim_3d
 from nstm_acquire.illumination import DpcIllumination
 from nstm_acquire.nstm.config import NSTMConfig
@@ -89,6 +100,7 @@ class ProblemBuilder:
         tikhonov_reg: float = 1e-4,
         sim_parameters: str = "fallback",
         upsample: int = 2,
+        psf: MeasuredPsf | None = None,
     ) -> None:
         self.attrs = attrs
         self.modality = attrs.modality
@@ -100,6 +112,7 @@ class ProblemBuilder:
         self.optics: Optics = attrs.optics
         self.sim_parameters = sim_parameters
         self.upsample = int(upsample)
+        self.psf = psf  # SIM: a measured PSF replaces the theoretical OTF everywhere
         self.sim_report: dict[str, Any] | None = None
         if self.modality == "dpc":
             self.illumination = DpcIllumination.from_store(attrs.illumination)
@@ -119,7 +132,9 @@ class ProblemBuilder:
         """Estimate the pattern from the first window; check it; keep it for the others."""
         if self.sim_report is None:
             z_step = self.optics.z_step_um
-            estimate = estimate_sim_parameters(raw, self.optics, self.configured, z_step_um=z_step)
+            estimate = estimate_sim_parameters(
+                raw, self.optics, self.configured, z_step_um=z_step, psf=self.psf
+            )
             self.illumination, self.sim_report = resolve_sim_parameters(
                 estimate, self.configured, policy=self.sim_parameters  # type: ignore[arg-type]
             )
@@ -131,18 +146,22 @@ class ProblemBuilder:
         fine_px = self.optics.pixel_size_um / u
         cam_px = self.optics.pixel_size_um
         if self.modality == "sim2d":
-            transfer = otf_2d(fine, fine_px, self.optics) * camera_pixel_transfer(fine, fine_px, cam_px)
-            return Sim2DForward(
-                jnp.asarray(sim_patterns_2d(ill, fine, fine_px)), jnp.asarray(transfer, jnp.float32), u
-            )
+            if self.psf is not None:  # measured: the camera pixel's integration is in it
+                transfer = jnp.asarray(self.psf.otf_2d(fine, fine_px), jnp.complex64)
+            else:
+                theory = otf_2d(fine, fine_px, self.optics) * camera_pixel_transfer(fine, fine_px, cam_px)
+                transfer = jnp.asarray(theory, jnp.float32)
+            return Sim2DForward(jnp.asarray(sim_patterns_2d(ill, fine, fine_px)), transfer, u)
         n = self.optics.immersion_index
         kz = float(np.mean([ill.axial_k_for_orientation(d, n) for d in range(ill.n_orientations)]))
         # pad z by half the stack so the axial convolution does not wrap round (exact for a
         # sample inside the stack; forward/sim.py)
         pad = self.n_planes // 2
-        otfs = three_beam_order_otfs(
-            (self.n_planes + 2 * pad, *fine), fine_px, self.optics.z_step_um, self.optics, kz, camera_pixel_um=cam_px
-        )
+        padded = (self.n_planes + 2 * pad, *fine)
+        if self.psf is not None:
+            otfs = measured_three_beam_order_otfs(self.psf, padded, fine_px, self.optics.z_step_um, kz)
+        else:
+            otfs = three_beam_order_otfs(padded, fine_px, self.optics.z_step_um, self.optics, kz, camera_pixel_um=cam_px)
         return Sim3DForward.create(lateral_order_fields(ill, fine, fine_px, n), otfs[:2], u, self.n_planes)
 
     def _sim(self, window: WindowData) -> WindowProblem:
@@ -160,7 +179,7 @@ class ProblemBuilder:
         if self.modality == "sim2d":
             times = exposure_sample_times(ts[:, 0], exp[:, 0], self.config.fit.exposure_subsamples)
             data = FitData(y[:, 0], times, np.arange(raw.shape[0]))
-            conv = wiener_sim_2d(raw[:, 0], self.optics, ill, upsample=u)[None, None]
+            conv = wiener_sim_2d(raw[:, 0], self.optics, ill, upsample=u, psf=self.psf)[None, None]
             scene_shape: tuple[int, ...] = (self.frame_shape[0] * u, self.frame_shape[1] * u)
             render, z_step, motion_dims = mid[:, 0], None, 2
         else:
@@ -169,7 +188,7 @@ class ProblemBuilder:
             t_stack = ts.mean(axis=1)
             times = exposure_sample_times(t_stack, exp.mean(axis=1), self.config.fit.exposure_subsamples)
             data = FitData(y, times, np.arange(raw.shape[0]))
-            conv = wiener_sim_3d(raw, self.optics, ill, self.optics.z_step_um, upsample=u)[None]
+            conv = wiener_sim_3d(raw, self.optics, ill, self.optics.z_step_um, upsample=u, psf=self.psf)[None]
             scene_shape = (self.n_planes, self.frame_shape[0] * u, self.frame_shape[1] * u)
             render, z_step, motion_dims = mid.mean(axis=1), self.optics.z_step_um, 3
         order = np.argsort(render, kind="stable")
@@ -186,7 +205,11 @@ class ProblemBuilder:
             conventional=np.asarray(conv, np.float32) / scale,
             pixel_size_um=self.optics.pixel_size_um / u,
             z_step_um=z_step,
-            info={"normalisation": f"raw / {scale:.6g}", "sim_parameters": self.sim_report},
+            info={
+                "normalisation": f"raw / {scale:.6g}",
+                "sim_parameters": self.sim_report,
+                "otf": "measured PSF" if self.psf is not None else "theoretical",
+            },
         )
 
     # ------------------------------------------------------------------ DPC

@@ -13,23 +13,24 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from datetime import datetime, timezone
 from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from nstm_acquire.forward.sim_otf import MeasuredPsf, load_psf
 from nstm_acquire.illumination import DpcIllumination
 from nstm_acquire.nstm.compile_cache import enable_compilation_cache
 from nstm_acquire.nstm.config import NSTMConfig, default_config
 from nstm_acquire.nstm.fit import FitResult, build_model, fit, render_scenes
 from nstm_acquire.nstm.model import Params
 from nstm_acquire.optics import Optics
-from nstm_acquire.sim_illumination import SimIllumination
 from nstm_acquire.problems import ProblemBuilder, WindowProblem
-from nstm_acquire.store import ReconWriter, StoreAttributes, StoreReader, WindowData
+from nstm_acquire.sim_illumination import SimIllumination
+from nstm_acquire.store import ReconWriter, StoreAttributes, StoreError, StoreReader, WindowData
 
 __all__ = [
     "StoreReconstructor",
@@ -154,6 +155,7 @@ def reconstruct_sim(
     config: NSTMConfig | None = None,
     sim_parameters: str = "fallback",
     upsample: int = 2,
+    psf: MeasuredPsf | None = None,
 ) -> WindowResult:
     """SIM from arrays: ``raw`` ``(S, Z, Y, X)`` counts (offset removed), times ``(S, Z)`` in s.
 
@@ -162,7 +164,8 @@ def reconstruct_sim(
     ``k_per_um`` / ``phase_rad`` / ``modulation`` are estimated from the window and checked
     (``sim_parameters``: ``"fallback"``, ``"error"``, ``"estimate"`` or ``"configured"``,
     :func:`~nstm_acquire.forward.sim_estimation.resolve_sim_parameters`); the report is in
-    ``result.info["sim_parameters"]``.
+    ``result.info["sim_parameters"]``. ``psf``: a measured PSF instead of the theoretical OTF
+    (:class:`~nstm_acquire.forward.sim_otf.MeasuredPsf`).
     """
     raw = np.asarray(raw, np.float32)
     if raw.ndim != 4:
@@ -183,7 +186,13 @@ def reconstruct_sim(
         }
     )
     builder = ProblemBuilder(
-        attrs, raw.shape[-2:], raw.shape[1], config or default_config(), sim_parameters=sim_parameters, upsample=upsample
+        attrs,
+        raw.shape[-2:],
+        raw.shape[1],
+        config or default_config(),
+        sim_parameters=sim_parameters,
+        upsample=upsample,
+        psf=psf,
     )
     problem = builder.problem(WindowData(index=0, raw=raw, timestamps_s=ts, exposure_s=ex))
     return reconstruct_window(problem, config)
@@ -241,11 +250,22 @@ class StoreReconstructor:
             self.config,
             background=self.reader.background(),
             sim_parameters=sim_parameters,
+            psf=self._measured_psf(store),
         )
         self._writer: ReconWriter | None = None
         self._model_written = False
         self._params: Params | None = None
         self._last_window: int | None = None
+
+    def _measured_psf(self, store: str | Path) -> MeasuredPsf | None:
+        """SIM: the PSF file the store's ``optics.psf_file`` names (relative to its folder)."""
+        if self.reader.attrs.modality == "dpc":
+            return None
+        try:
+            return load_psf(self.reader.optics, folder=str(Path(store).resolve().parent))
+        except (OSError, ValueError) as err:
+            problem = str(err).removeprefix("optics.psf_file: ")
+            raise StoreError(str(store), "optics.psf_file", problem) from None
 
     def _open_writer(self, problem: WindowProblem) -> ReconWriter:
         if self._writer is None:

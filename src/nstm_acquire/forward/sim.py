@@ -100,7 +100,8 @@ def axial_dft_matrices(n_planes: int, z_pad: int) -> tuple[np.ndarray, np.ndarra
 @functools.partial(jax.tree_util.register_dataclass, data_fields=["patterns", "transfer"], meta_fields=["upsample"])
 @dataclasses.dataclass(frozen=True)
 class Sim2DForward:
-    """2D SIM: ``patterns`` ``(S, Yf, Xf)``; ``transfer`` ``(Yf, Xf)`` = OTF x pixel transfer (FFT order)."""
+    """2D SIM: ``patterns`` ``(S, Yf, Xf)``; ``transfer`` ``(Yf, Xf)`` = OTF x pixel transfer (FFT
+    order; real from the optics, complex from a measured PSF)."""
 
     patterns: jax.Array
     transfer: jax.Array
@@ -135,8 +136,8 @@ class Sim3DForward:
     """Three-beam 3D SIM, every (orientation, phase) stack rendered as one volume.
 
     ``fields`` ``(S, 2, Yf, Xf)`` real lateral patterns of the two transfer groups
-    (:func:`lateral_order_fields`); ``transfer`` ``(2, P, Yf, Xf // 2 + 1)`` the groups' real 3D
-    transfers on the z-padded stack (``P = Z + 2 z_pad`` planes; axial frequency first, FFT
+    (:func:`lateral_order_fields`); ``transfer`` ``(2, P, Yf, Xf // 2 + 1)`` the groups' 3D
+    transfers (real from the optics, complex from a measured PSF) on the z-padded stack (``P = Z + 2 z_pad`` planes; axial frequency first, FFT
     order, lateral half spectrum of ``rfft2``; camera pixel transfer included);
     ``z_forward``/``z_inverse``: :func:`axial_dft_matrices`. Build with :meth:`create`.
 
@@ -170,7 +171,7 @@ class Sim3DForward:
         half = otf[..., : otf.shape[-1] // 2 + 1]
         return cls(
             jnp.asarray(fields, jnp.float32),
-            jnp.asarray(half, jnp.float32),
+            jnp.asarray(half, jnp.complex64 if np.iscomplexobj(half) else jnp.float32),
             jnp.asarray(forward),
             jnp.asarray(inverse),
             int(upsample),

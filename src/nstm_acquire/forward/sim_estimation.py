@@ -71,7 +71,7 @@ from typing import Any, Literal
 import numpy as np
 from scipy.optimize import minimize
 
-from nstm_acquire.forward.sim_otf import OrderTransfer, lateral_cutoff_per_um
+from nstm_acquire.forward.sim_otf import MeasuredPsf, OrderTransfer, lateral_cutoff_per_um
 from nstm_acquire.optics import Optics
 from nstm_acquire.sim_illumination import (
     IDEAL_THREE_BEAM_MODULATION,
@@ -322,6 +322,7 @@ class _Estimator:
         z_step_um: float | None,
         edge_taper: float,
         low_frequency_cut: float,
+        psf: MeasuredPsf | None = None,
     ):
         self.raw = raw
         self.optics = optics
@@ -331,7 +332,7 @@ class _Estimator:
         _, self.nz, self.ny, self.nx = raw.shape
         self.pixel = optics.pixel_size_um
         self.cutoff = lateral_cutoff_per_um(optics)
-        self.transfer = OrderTransfer(optics, ill.three_beam, self.nz, z_step_um)
+        self.transfer = OrderTransfer(optics, ill.three_beam, self.nz, z_step_um, psf=psf)
         self.edge_taper = edge_taper
         self.taper = edge_taper_window((self.ny, self.nx), edge_taper)
         # camera frequency grid and the 2x grid
@@ -640,6 +641,7 @@ def estimate_sim_parameters(
     phase_step_tolerance_rad: float = math.radians(40.0),
     edge_taper: float = 0.1,
     low_frequency_cut: float = 0.05,
+    psf: MeasuredPsf | None = None,
 ) -> SimEstimate:
     """Estimate ``k_per_um``, ``phase_rad`` and ``modulation`` of every orientation from one window.
 
@@ -692,6 +694,9 @@ def estimate_sim_parameters(
     low_frequency_cut
         Order-0 frequencies below this fraction of ``2 NA / λ_em`` are left out of the
         correlation.
+    psf
+        A measured PSF (:class:`~nstm_acquire.forward.sim_otf.MeasuredPsf`) to use instead of
+        the theoretical OTF when dividing out the attenuation.
 
     Returns
     -------
@@ -746,7 +751,7 @@ def estimate_sim_parameters(
             "(the pattern must lie inside the detection passband)"
         )
 
-    est = _Estimator(data, optics, ill, z_step_um, edge_taper, low_frequency_cut)
+    est = _Estimator(data, optics, ill, z_step_um, edge_taper, low_frequency_cut, psf)
     cutoff = est.cutoff
     mags, vecs = _expected_magnitudes(ill, expected, expected_fraction_of_cutoff, cutoff)
     results: list[_OrientationResult] = []

@@ -61,6 +61,9 @@ __all__ = [
     "three_beam_order_otfs",
     "order_transfer",
     "OrderTransfer",
+    "MeasuredPsf",
+    "load_psf",
+    "measured_three_beam_order_otfs",
 ]
 
 _DEFAULT_TABLE = 1024
@@ -340,6 +343,25 @@ def three_beam_order_otfs(
     return np.stack([base, first, base])
 
 
+def measured_three_beam_order_otfs(
+    psf: MeasuredPsf, shape_zyx: tuple[int, int, int], pixel_size_um: float, z_step_um: float, axial_k_per_um: float
+) -> np.ndarray:
+    """:func:`three_beam_order_otfs` from a measured PSF, complex128 ``(3, Z, Y, X)``.
+
+    The same construction (DFT over the stack's plane offsets of the per-plane transfers, order
+    1 weighted by ``cos(2π k_z1 Δz)``) with the measured per-plane OTFs; the camera pixel
+    integration is part of the measurement.
+    """
+    nz, ny, nx = _shape(shape_zyx, 3, "shape_zyx")
+    qy = np.fft.fftfreq(ny, d=_positive(pixel_size_um, "pixel_size_um"))[:, None]
+    qx = np.fft.fftfreq(nx, d=pixel_size_um)[None, :]
+    dz, weight = _axial_weights(nz, z_step_um, axial_k_per_um)
+    per_plane = np.stack([psf.plane_otf(float(z), qy, qx) for z in dz])
+    base = np.fft.fft(per_plane, axis=0)
+    first = np.fft.fft(per_plane * weight[:, None, None], axis=0)
+    return np.stack([base, first, base])
+
+
 def order_transfer(
     q_y: np.ndarray,
     q_x: np.ndarray,
@@ -349,6 +371,7 @@ def order_transfer(
     axial_k_per_um: float = 0.0,
     camera_pixel_um: float | None = None,
     n_table: int = _DEFAULT_TABLE,
+    psf: MeasuredPsf | None = None,
 ) -> np.ndarray:
     """Transfer at arbitrary (off-grid) lateral frequencies, for shifted SIM bands.
 
@@ -357,11 +380,21 @@ def order_transfer(
     (unnormalised, ``axial_k_per_um`` modulation) at those lateral frequencies and every axial
     frequency bin, shape ``(Z, *broadcast)`` with the axial frequency first in FFT order.
     ``camera_pixel_um`` multiplies by the pixel integration. Frequencies beyond the lateral
-    cut-off give 0.
+    cut-off give 0. With a measured ``psf`` its per-plane OTFs replace the theoretical ones
+    (complex; the camera pixel integration is part of the measurement, ``camera_pixel_um`` is
+    ignored).
     """
     _check_optics(optics)
     qy = np.asarray(q_y, dtype=np.float64)
     qx = np.asarray(q_x, dtype=np.float64)
+    if psf is not None:
+        if n_planes is None:
+            return psf.plane_otf(0.0, qy, qx)
+        if z_step_um is None:
+            raise ValueError("z_step_um is required with n_planes (the stack's plane spacing, µm)")
+        dz, weight = _axial_weights(n_planes, z_step_um, axial_k_per_um)
+        per_plane = np.stack([psf.plane_otf(float(z), qy, qx) * w for z, w in zip(dz, weight)])
+        return np.fft.fft(per_plane, axis=0)
     radius = np.hypot(qy, qx)
     if n_planes is None:
         out = otf_in_focus(radius, optics)
@@ -386,14 +419,19 @@ class OrderTransfer:
 
     * two-beam: length 1, the in-focus OTF times the camera pixel integration
       (``optics.pixel_size_um``); it broadcasts over the planes of a stack, each treated as in
-      focus;
+      focus; with a measured ``psf``, its in-focus OTF (complex);
     * three-beam: the ``n_planes`` axial-frequency bins (FFT order) of :func:`order_transfer`
       for a stack ``z_step_um`` apart, **divided by** ``n_planes`` so that order 0 has unit DC;
       ``axial_k_per_um`` is order 1's axial modulation (0 for orders 0 and 2).
     """
 
     def __init__(
-        self, optics: Optics, three_beam: bool, n_planes: int, z_step_um: float | None
+        self,
+        optics: Optics,
+        three_beam: bool,
+        n_planes: int,
+        z_step_um: float | None,
+        psf: MeasuredPsf | None = None,
     ) -> None:
         _check_optics(optics)
         if three_beam and z_step_um is None:
@@ -403,6 +441,7 @@ class OrderTransfer:
         self.n_planes = int(n_planes)
         self.z_step_um = z_step_um
         self.camera_pixel_um = optics.pixel_size_um
+        self.psf = psf
 
     def __call__(
         self, q_y: np.ndarray, q_x: np.ndarray, axial_k_per_um: float = 0.0
@@ -416,7 +455,124 @@ class OrderTransfer:
                 z_step_um=self.z_step_um,
                 axial_k_per_um=axial_k_per_um,
                 camera_pixel_um=self.camera_pixel_um,
+                psf=self.psf,
             )
             return out / self.n_planes
-        out = order_transfer(q_y, q_x, self.optics, camera_pixel_um=self.camera_pixel_um)
+        out = order_transfer(q_y, q_x, self.optics, camera_pixel_um=self.camera_pixel_um, psf=self.psf)
         return out[None]
+
+
+# ----------------------------------------------------------------------------- measured PSF
+class MeasuredPsf:
+    """A measured point-spread function (an image of one sub-resolution bead) as the transfer.
+
+    ``psf`` ``(Y, X)`` or ``(Z, Y, X)`` camera counts, laterally ``pixel_size_um`` µm apart (the
+    camera pixel, usually) and axially ``z_step_um`` (stacks; plane ``i`` with the focus
+    ``(i - i_focus) z_step_um`` beyond the bead). The median of the array's border is taken as
+    background and subtracted, negatives set to 0; the in-focus plane is the one holding the
+    brightest pixel, that pixel becomes the lateral origin (an integer shift; any sub-pixel
+    offset stays in the OTF's phase), and every plane is divided by the in-focus plane's total,
+    so ``OTF(0) = 1`` in focus. The camera pixel's integration is part of the measurement.
+
+    :meth:`plane_otf` interpolates the per-plane OTFs (bilinear in frequency, linear in
+    defocus; 0 beyond the measured frequencies and planes).
+    """
+
+    def __init__(self, psf: np.ndarray, pixel_size_um: float, z_step_um: float | None = None) -> None:
+        a = np.asarray(psf, dtype=np.float64)
+        if a.ndim == 2:
+            a = a[None]
+        if a.ndim != 3:
+            raise ValueError(f"psf must be (Y, X) or (Z, Y, X), got shape {np.shape(psf)}")
+        if min(a.shape[1:]) < 8:
+            raise ValueError(f"psf frames {a.shape[1:]} are too small; give at least 8 x 8 pixels around the bead")
+        if not np.all(np.isfinite(a)):
+            raise ValueError("psf contains NaN or inf")
+        self.pixel_size_um = _positive(pixel_size_um, "psf_pixel_size_um")
+        if a.shape[0] > 1 and z_step_um is None:
+            raise ValueError("a PSF stack needs its plane spacing: set optics.psf_z_step_um (or z_step_um)")
+        self.z_step_um = None if z_step_um is None else _positive(z_step_um, "psf_z_step_um")
+        border = np.concatenate([a[:, 0].ravel(), a[:, -1].ravel(), a[:, :, 0].ravel(), a[:, :, -1].ravel()])
+        a = np.maximum(a - np.median(border), 0.0)
+        z0, y0, x0 = np.unravel_index(int(np.argmax(a)), a.shape)
+        total = float(a[z0].sum())
+        if not total > 0:
+            raise ValueError("psf is empty after removing the background (the median of its border)")
+        a = np.roll(a / total, (-y0, -x0), axis=(1, 2))
+        self.focus_index = int(z0)
+        self._otf = np.fft.fftshift(np.fft.fft2(a), axes=(1, 2))  # (Zp, Y, X), centred
+        ny, nx = a.shape[1:]
+        # index of frequency q on the centred grid: q * N * pixel + N // 2
+        self._scale = (ny * self.pixel_size_um, nx * self.pixel_size_um)
+        self._centre = (ny // 2, nx // 2)
+
+    @property
+    def n_planes(self) -> int:
+        return int(self._otf.shape[0])
+
+    def _lateral(self, plane: int, q_y: np.ndarray, q_x: np.ndarray) -> np.ndarray:
+        from scipy.ndimage import map_coordinates
+
+        iy = np.asarray(q_y, np.float64) * self._scale[0] + self._centre[0]
+        ix = np.asarray(q_x, np.float64) * self._scale[1] + self._centre[1]
+        iy, ix = np.broadcast_arrays(iy, ix)
+        coords = np.stack([iy.ravel(), ix.ravel()])
+        grid = self._otf[plane]
+        re = map_coordinates(grid.real, coords, order=1, mode="constant", cval=0.0)
+        im = map_coordinates(grid.imag, coords, order=1, mode="constant", cval=0.0)
+        return (re + 1j * im).reshape(iy.shape)
+
+    def plane_otf(self, defocus_um: float, q_y: np.ndarray, q_x: np.ndarray) -> np.ndarray:
+        """The OTF at ``defocus_um`` (µm from focus) and lateral frequencies (cycles/µm), complex."""
+        if self.n_planes == 1 or self.z_step_um is None:
+            if defocus_um != 0.0:
+                return np.zeros(np.broadcast_shapes(np.shape(q_y), np.shape(q_x)), np.complex128)
+            return self._lateral(0, q_y, q_x)
+        f = self.focus_index + float(defocus_um) / self.z_step_um
+        if f < -1e-9 or f > self.n_planes - 1 + 1e-9:
+            return np.zeros(np.broadcast_shapes(np.shape(q_y), np.shape(q_x)), np.complex128)
+        lo = int(np.clip(np.floor(f + 1e-9), 0, self.n_planes - 1))
+        frac = f - lo
+        out = self._lateral(lo, q_y, q_x)
+        if frac > 1e-9 and lo + 1 < self.n_planes:
+            out = (1.0 - frac) * out + frac * self._lateral(lo + 1, q_y, q_x)
+        return out
+
+    def otf_2d(self, shape: tuple[int, int], pixel_size_um: float) -> np.ndarray:
+        """In-focus OTF on the FFT grid of ``shape`` pixels of ``pixel_size_um`` µm, complex128."""
+        ny, nx = _shape(shape, 2, "shape")
+        px = _positive(pixel_size_um, "pixel_size_um")
+        return self.plane_otf(0.0, np.fft.fftfreq(ny, d=px)[:, None], np.fft.fftfreq(nx, d=px)[None, :])
+
+
+def load_psf(optics: Optics, folder: str | None = None) -> MeasuredPsf | None:
+    """The measured PSF named by ``optics.psf_file`` (None when it names none).
+
+    A relative path is taken from ``folder`` (the folder holding the store). ``.npy`` files are
+    read with numpy, ``.tif``/``.tiff`` with tifffile. Sampling: ``optics.psf_pixel_size_um``
+    (default the camera pixel) and ``optics.psf_z_step_um`` (default ``optics.z_step_um``).
+    """
+    if optics.psf_file is None:
+        return None
+    from pathlib import Path
+
+    path = Path(optics.psf_file)
+    if not path.is_absolute() and folder is not None:
+        path = Path(folder) / path
+    if not path.exists():
+        raise FileNotFoundError(
+            f"optics.psf_file: {path} does not exist; give an absolute path or one relative to the folder of the store"
+        )
+    if path.suffix.lower() == ".npy":
+        data = np.load(path)
+    elif path.suffix.lower() in (".tif", ".tiff"):
+        import tifffile
+
+        data = tifffile.imread(path)
+    else:
+        raise ValueError(f"optics.psf_file: {path.name} must be .npy, .tif or .tiff")
+    return MeasuredPsf(
+        data,
+        optics.psf_pixel_size_um or optics.pixel_size_um,
+        optics.psf_z_step_um or optics.z_step_um,
+    )

@@ -42,6 +42,7 @@ import numpy as np
 
 from nstm_acquire.forward.sim_estimation import edge_taper_window, embed_spectrum, separate_orders
 from nstm_acquire.forward.sim_otf import (
+    MeasuredPsf,
     OrderTransfer,
     axial_cutoff_per_um,
     lateral_cutoff_per_um,
@@ -203,6 +204,7 @@ def _wiener(
     clip_negative: bool,
     edge_taper: float,
     widefield_only: bool,
+    psf: MeasuredPsf | None = None,
 ) -> np.ndarray:
     """Generalised Wiener filter on ``data`` ``(S, Z, Y, X)``; returns ``(Z, Y u, X u)`` float32."""
     three_beam = ill.three_beam
@@ -214,7 +216,7 @@ def _wiener(
     fqy = np.fft.fftfreq(fine[0], d=fine_pixel)[:, None]
     fqx = np.fft.fftfreq(fine[1], d=fine_pixel)[None, :]
     nyquist = 0.5 / optics.pixel_size_um
-    transfer = OrderTransfer(optics, three_beam, nz, z_step_um)
+    transfer = OrderTransfer(optics, three_beam, nz, z_step_um, psf=psf)
     n_orders = 2 if three_beam else 1
     taper = edge_taper_window((ny, nx), edge_taper) if edge_taper > 0 else None
     zk = nz if three_beam else 1
@@ -284,6 +286,7 @@ def wiener_sim_2d(
     upsample: int = 2,
     clip_negative: bool = False,
     edge_taper: float = 0.0,
+    psf: MeasuredPsf | None = None,
 ) -> np.ndarray:
     """Two-beam (2D) SIM Wiener reconstruction of one window, float32 ``(Y u, X u)``.
 
@@ -308,6 +311,9 @@ def wiener_sim_2d(
         Set negative values to 0 (off: the linear estimate, ringing included).
     edge_taper
         Fraction of each side of the raw frames faded to 0 before the FFTs (0: none).
+    psf
+        A measured PSF (:class:`~nstm_acquire.forward.sim_otf.MeasuredPsf`) instead of the
+        theoretical OTF.
 
     Returns
     -------
@@ -317,7 +323,7 @@ def wiener_sim_2d(
     data = _check_inputs(_as_stack_2d(raw), optics, ill, False, wiener)
     upsample = _check_upsample(upsample, minimum=2)
     out = _wiener(
-        data, optics, ill, None, wiener, apodisation, upsample, clip_negative, edge_taper, False
+        data, optics, ill, None, wiener, apodisation, upsample, clip_negative, edge_taper, False, psf
     )
     return out[0]
 
@@ -331,6 +337,7 @@ def wiener_widefield_2d(
     upsample: int = 2,
     clip_negative: bool = False,
     edge_taper: float = 0.0,
+    psf: MeasuredPsf | None = None,
 ) -> np.ndarray:
     """Widefield Wiener deconvolution of the same frames (order 0 only), ``(Y u, X u)`` float32.
 
@@ -342,7 +349,7 @@ def wiener_widefield_2d(
     data = _check_inputs(_as_stack_2d(raw), optics, complete, False, wiener)
     upsample = _check_upsample(upsample, minimum=2)
     out = _wiener(
-        data, optics, complete, None, wiener, apodisation, upsample, clip_negative, edge_taper, True
+        data, optics, complete, None, wiener, apodisation, upsample, clip_negative, edge_taper, True, psf
     )
     return out[0]
 
@@ -374,6 +381,7 @@ def wiener_sim_3d(
     upsample: int = 2,
     clip_negative: bool = False,
     edge_taper: float = 0.0,
+    psf: MeasuredPsf | None = None,
 ) -> np.ndarray:
     """Three-beam (3D) SIM Wiener reconstruction of one z stack, float32 ``(Z, Y u, X u)``.
 
@@ -387,7 +395,7 @@ def wiener_sim_3d(
     upsample = _check_upsample(upsample, minimum=2)
     step = _z_step(optics, z_step_um)
     return _wiener(
-        data, optics, ill, step, wiener, apodisation, upsample, clip_negative, edge_taper, False
+        data, optics, ill, step, wiener, apodisation, upsample, clip_negative, edge_taper, False, psf
     )
 
 
@@ -401,6 +409,7 @@ def wiener_widefield_3d(
     upsample: int = 2,
     clip_negative: bool = False,
     edge_taper: float = 0.0,
+    psf: MeasuredPsf | None = None,
 ) -> np.ndarray:
     """3D widefield Wiener deconvolution of the stack (order 0 only), ``(Z, Y u, X u)`` float32.
 
@@ -411,7 +420,7 @@ def wiener_widefield_3d(
     upsample = _check_upsample(upsample, minimum=2)
     step = _z_step(optics, z_step_um)
     return _wiener(
-        data, optics, complete, step, wiener, apodisation, upsample, clip_negative, edge_taper, True
+        data, optics, complete, step, wiener, apodisation, upsample, clip_negative, edge_taper, True, psf
     )
 
 
