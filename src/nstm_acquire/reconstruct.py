@@ -69,6 +69,7 @@ def model_description(model: Any) -> dict[str, Any]:
         "channels": model.channels,
         "motion_dims": model.motion_dims,
         "nonnegative": model.nonnegative,
+        "n_shots": model.n_shots,
     }
 
 
@@ -88,6 +89,7 @@ def reconstruct_window(
         problem.channels,
         problem.motion_dims,
         nonnegative=bool(getattr(problem.forward, "nonnegative", False)),
+        n_shots=len(problem.render_times_s),
     )
     result = fit(model, problem.forward, problem.data, init_params, callback, should_stop)
     scene, motion = render_scenes(result, problem.render_times_s)

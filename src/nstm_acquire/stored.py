@@ -62,7 +62,12 @@ class StoredReconstruction:
             )
         self.config = NSTMConfig.model_validate(cfg)
         self.model = build_model(
-            self.config, tuple(model["scene_shape"]), model["channels"], model["motion_dims"], model["nonnegative"]
+            self.config,
+            tuple(model["scene_shape"]),
+            model["channels"],
+            model["motion_dims"],
+            model["nonnegative"],
+            model.get("n_shots", 0),  # stores written before it was recorded: the configured resolution
         )
         self._template = ravel_pytree(self.model.init(jax.random.PRNGKey(0)))[1]
         self.info = self.reader.windows_info()

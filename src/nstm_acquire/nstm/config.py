@@ -81,6 +81,11 @@ class MotionNetConfig(_Frozen):
     )
     temporal_base_cells: float = Field(default=1.0, gt=0)
     temporal_finest_cells: float = Field(default=2.0, gt=0)
+    temporal_cells_per_shot: float | None = Field(
+        default=None,
+        gt=0,
+        description="finest temporal cells at least this x the shots per window (None: off, as published)",
+    )
     hidden: int = Field(default=32, ge=1)
     layers: int = Field(default=2, ge=0)
     activation: Activation = "elu"
@@ -160,7 +165,8 @@ def published_config() -> NSTMConfig:
 def default_config() -> NSTMConfig:
     """nstm-acquire's defaults (see docs/model.md for why each differs from the published).
 
-    Same hash grids as published; a 2 x 32 scene MLP evaluated once per step on a padded grid
+    Same hash grids as published (the motion's temporal one at least one cell per two shots:
+    the published 2 for DPC's 4, 4.5 for a 9-shot SIM window); a 2 x 32 scene MLP evaluated once per step on a padded grid
     (6 % margin) and warped per shot; motion evaluated every 8 pixels; learning rates 10x
     (scene) and 30x (motion) the published ones over a 150-step coarse-to-fine ramp; at most
     600 steps, keeping the parameters with the lowest loss on 5 % held-out pixels and stopping
@@ -169,7 +175,7 @@ def default_config() -> NSTMConfig:
     return NSTMConfig(
         name="default",
         scene=SceneNetConfig(hidden=32, margin_fraction=0.0625),
-        motion=MotionNetConfig(stride_px=8),
+        motion=MotionNetConfig(stride_px=8, temporal_cells_per_shot=0.5),
         fit=FitConfig(
             max_steps=600,
             coarse_to_fine_steps=150,

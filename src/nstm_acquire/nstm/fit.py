@@ -123,9 +123,11 @@ class FitResult:
 
 @functools.lru_cache(maxsize=32)
 def _cached_model(
-    config_json: str, scene_shape: tuple, channels: int, motion_dims: int, nonnegative: bool
+    config_json: str, scene_shape: tuple, channels: int, motion_dims: int, nonnegative: bool, n_shots: int
 ) -> NSTMModel:
-    return NSTMModel(NSTMConfig.model_validate_json(config_json), scene_shape, channels, motion_dims, nonnegative)
+    return NSTMModel(
+        NSTMConfig.model_validate_json(config_json), scene_shape, channels, motion_dims, nonnegative, n_shots
+    )
 
 
 def build_model(
@@ -134,11 +136,17 @@ def build_model(
     channels: int,
     motion_dims: int | None = None,
     nonnegative: bool = False,
+    n_shots: int = 0,
 ) -> NSTMModel:
-    """The (cached) model structure for a configuration and output grid."""
+    """The (cached) model structure for a configuration, output grid and shots per window."""
     md = motion_dims or len(scene_shape)
     return _cached_model(
-        config.model_dump_json(), tuple(int(s) for s in scene_shape), int(channels), int(md), bool(nonnegative)
+        config.model_dump_json(),
+        tuple(int(s) for s in scene_shape),
+        int(channels),
+        int(md),
+        bool(nonnegative),
+        int(n_shots),
     )
 
 

@@ -109,6 +109,9 @@ class NSTMModel:
         Displacement components (2: dy, dx; 3: dz, dy, dx).
     nonnegative
         Pass the scene network's output through a softplus (fluorescence density >= 0).
+    n_shots
+        Render times (shots) per window; with ``motion.temporal_cells_per_shot`` it sets the
+        motion's finest temporal resolution (0: not known, the configured one alone).
     """
 
     def __init__(
@@ -118,6 +121,7 @@ class NSTMModel:
         channels: int,
         motion_dims: int | None = None,
         nonnegative: bool = False,
+        n_shots: int = 0,
     ) -> None:
         if len(scene_shape) not in (2, 3):
             raise ValueError(f"scene_shape={scene_shape} must be (Y, X) or (Z, Y, X)")
@@ -127,6 +131,7 @@ class NSTMModel:
         self.channels = int(channels)
         self.motion_dims = int(motion_dims or self.ndim)
         self.nonnegative = bool(nonnegative)
+        self.n_shots = int(n_shots)
         sc, mc = config.scene, config.motion
         # ---- scene grid: output pixels, padded by a margin on each side
         lateral = self.scene_shape[-2:]
@@ -160,7 +165,11 @@ class NSTMModel:
             lateral[1] - 0.5,
         ]
         m_base = [mc.temporal_base_cells] + [mc.spatial_base_cells] * self.ndim
-        m_fine = [mc.temporal_finest_cells] + [finest] * self.ndim
+        temporal = mc.temporal_finest_cells
+        if mc.temporal_cells_per_shot is not None:  # a window of many shots needs more cells in time
+            temporal = max(temporal, mc.temporal_cells_per_shot * self.n_shots)
+        self.temporal_finest_cells = float(temporal)
+        m_fine = [temporal] + [finest] * self.ndim
         self.motion_encoding = GridEncodingConfig(
             n_dims=self.ndim + 1,
             levels=mc.levels,
