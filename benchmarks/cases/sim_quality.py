@@ -9,9 +9,12 @@ ghost peaks (maxima more than 0.1 µm from any bead, per shot) and resolved pair
 
 from __future__ import annotations
 
+import json
+import sys
+
 import numpy as np
 
-from benchmarks.common import FIGURES, save_result
+from benchmarks.common import FIGURES, RESULTS, machine, save_result
 from benchmarks.sim_common import band_limited_truth, run_sim, score, sim_window
 from nstm_acquire.figures import comparison_figure
 from nstm_acquire.nstm.config import default_config
@@ -26,12 +29,14 @@ CASES_3D = {
 }
 
 
-def _zoom(image: np.ndarray, size: int = 160) -> np.ndarray:
-    """The central ``size`` x ``size`` output pixels (6.4 µm), so beads are visible in the report."""
+def _zoom(image: np.ndarray, centre: tuple[int, int] | None = None, size: int = 160) -> np.ndarray:
+    """``size`` x ``size`` output pixels (6.4 µm) around ``centre`` (default the middle)."""
     ny, nx = image.shape
     if min(ny, nx) <= size:
         return image
-    y0, x0 = (ny - size) // 2, (nx - size) // 2
+    cy, cx = centre if centre is not None else (ny // 2, nx // 2)
+    y0 = int(np.clip(cy - size // 2, 0, ny - size))
+    x0 = int(np.clip(cx - size // 2, 0, nx - size))
     return image[y0 : y0 + size, x0 : x0 + size]
 
 
@@ -39,14 +44,21 @@ def _figure(name: str, win, result) -> str:
     z0 = result.scene.shape[2] // 2
     raw = win.raw[0, z0]
     raw = np.kron(raw, np.ones((2, 2), raw.dtype))
+    centre = None
+    phantom = win.sample.phantom
+    if getattr(phantom, "pairs", None):  # centre the view on the first bead pair at shot 0
+        i, j, _ = phantom.pairs[0]
+        mid = 0.5 * (phantom.positions_um[i, -2:] + phantom.positions_um[j, -2:])
+        at = win.sample.positions_at(float(result.times_s[0]), mid[None])[0]
+        centre = tuple(int(round(v / (win.optics.pixel_size_um / 2))) for v in at)
     path = FIGURES / f"sim_{name.replace(' ', '_')}.png"
     comparison_figure(
         path,
         [
-            ("raw shot 0" + (f", plane {z0}" if win.raw.shape[1] > 1 else ""), _zoom(raw)),
-            ("Wiener", _zoom(result.conventional[0, z0])),
-            ("NSTM, shot 0", _zoom(result.scene[0, 0, z0])),
-            ("truth (SIM band), shot 0", _zoom(band_limited_truth(win, float(result.times_s[0]))[z0])),
+            ("raw shot 0" + (f", plane {z0}" if win.raw.shape[1] > 1 else ""), _zoom(raw, centre)),
+            ("Wiener", _zoom(result.conventional[0, z0], centre)),
+            ("NSTM, shot 0", _zoom(result.scene[0, 0, z0], centre)),
+            ("truth (SIM band), shot 0", _zoom(band_limited_truth(win, float(result.times_s[0]))[z0], centre)),
         ],
         shared_range=[],
         pixel_size_um=win.optics.pixel_size_um / 2,
@@ -55,30 +67,50 @@ def _figure(name: str, win, result) -> str:
     return path.name
 
 
-def run(quick: bool = False) -> dict:
+def _row(name: str, c: dict) -> str:
+    beads = "pairs_total" in c
+    ghosts = (
+        f"{c['ghosts_per_shot_wiener']:.1f} / **{c['ghosts_per_shot_nstm']:.1f}**"
+        if beads and c["modality"] == "sim2d"
+        else "-"
+    )
+    pairs = f"{c['resolved_pairs_wiener']} / **{c['resolved_pairs_nstm']}** of {c['pairs_total']}" if beads else "-"
+    return (
+        f"| {name} | {c['size']} | `{c['motion']}` | {c['wiener_corr']:.3f} | **{c['nstm_corr']:.3f}** "
+        f"({c['nstm_corr_worst']:.3f}) | {ghosts} | {pairs} | {c['pattern']} | {c['steps']} ({c['best_step']}) "
+        f"| {c['wall_s']:.0f} |"
+    )
+
+
+def run(quick: bool = False, only: list[str] | None = None) -> dict:
+    """Run every case (or those named in ``only``, keeping the saved results of the others)."""
     n2, n3, nz = (64, 32, 6) if quick else (256, 128, 8)
     config = default_config()
     numbers: dict = {"size_2d": n2, "size_3d": [nz, n3, n3], "config": config.model_dump(mode="json"), "cases": {}}
-    rows, fig_rows = [], []
+    saved = RESULTS / "sim_quality.json"
+    if only and saved.exists():
+        numbers["cases"] = json.loads(saved.read_text())["numbers"]["cases"]
     cases = [(k, "sim2d", *v) for k, v in CASES_2D.items()] + [(k, "sim3d", *v) for k, v in CASES_3D.items()]
     for name, modality, kind, motion in cases:
+        if only and name not in only:
+            continue
         n = n3 if modality == "sim3d" else n2
         win = sim_window(modality, n, kind, motion, n_planes=nz if modality == "sim3d" else 1)
         result, info = run_sim(win, config)
         sc = score(win, result)
-        numbers["cases"][name] = {"modality": modality, "motion": motion, **sc, **info}
-        beads = "pairs_total" in sc
-        ghosts = f"{sc['ghosts_per_shot_wiener']:.1f} / **{sc['ghosts_per_shot_nstm']:.1f}**" if beads and modality == "sim2d" else "-"
-        pairs = (
-            f"{sc['resolved_pairs_wiener']} / **{sc['resolved_pairs_nstm']}** of {sc['pairs_total']}" if beads else "-"
-        )
         size = f"{nz} x {n} x {n}" if modality == "sim3d" else f"{n} x {n}"
-        rows.append(
-            f"| {name} | {size} | `{motion}` | {sc['wiener_corr']:.3f} | **{sc['nstm_corr']:.3f}** ({sc['nstm_corr_worst']:.3f}) "
-            f"| {ghosts} | {pairs} | {info['pattern']} | {info['steps']} ({info['best_step']}) | {info['wall_s']:.0f} |"
-        )
-        fig_rows.append(f"![{name}](figures/{_figure(name, win, result)})")
+        figure = _figure(name, win, result)
+        numbers["cases"][name] = {
+            "modality": modality, "motion": motion, "size": size, "figure": figure, "commit": machine().get("git"),
+            **sc, **info,
+        }
         print(f"  {name}: Wiener {sc['wiener_corr']:.3f}, NSTM {sc['nstm_corr']:.3f}, {info['wall_s']:.0f} s", flush=True)
+    order = [name for name, *_ in cases if name in numbers["cases"]]
+    rows = [_row(name, numbers["cases"][name]) for name in order]
+    head = machine().get("git")
+    older = [f"{name} (commit {numbers['cases'][name].get('commit')})" for name in order
+             if numbers["cases"][name].get("commit") != head]
+    fig_rows = [f"![{name}](figures/{numbers['cases'][name]['figure']})" for name in order]
     md = "\n".join(
         [
             "## SIM quality against ground truth (NSTM defaults vs Wiener)",
@@ -92,20 +124,30 @@ def run(quick: bool = False) -> dict:
             "(mean over shots, worst in brackets; the Wiener result is one image per window), 8 output",
             "pixels of border excluded. *Ghosts*: local maxima over a quarter of the bright level",
             "farther than 0.1 µm from any bead, per shot (Wiener / NSTM). *Pairs*: bead pairs",
-            "(0.16, 0.2, 0.25 µm apart) with a dip below 0.8 between two real peaks, summed over shots",
+            "(2D: 190 nm beads 0.2, 0.25, 0.3 µm apart; 3D: 100 nm beads 0.16, 0.2, 0.25 µm apart) with a",
+            "dip below 0.8 between two peaks each over a quarter of the bright level, summed over shots",
             "(Wiener / NSTM; Wiener ghosts can fake a dip, so read it with the ghost count). Steps:",
             "run (kept). Wall: whole window including estimation, Wiener and compilation.",
             "",
             "| case | size | motion | Wiener corr. | NSTM corr. | ghosts/shot | resolved pairs | pattern | steps | wall (s) |",
             "|---|---|---|---|---|---|---|---|---|---|",
             *rows,
+            *(["", "Rows from an earlier run of this case (not re-run since): " + "; ".join(older) + "."] if older else []),
             "",
-            "Figures (the central 6.4 µm of the field: raw shot 0 shown on the output grid, Wiener,",
-            "NSTM at shot 0, truth in the SIM band at shot 0; each panel its own display range; 3D:",
-            "the central plane):",
+            "Figures (6.4 µm around the first bead pair, else the field's centre: raw shot 0 shown on",
+            "the output grid, Wiener, NSTM at shot 0, truth in the SIM band at shot 0; each panel its",
+            "own display range; 3D: the central plane):",
             "",
             *fig_rows,
         ]
     )
     save_result("sim_quality", numbers, md, order=40)
     return numbers
+
+
+if __name__ == "__main__":
+    # python -m benchmarks.cases.sim_quality "vibrating beads" ...: re-run some cases only
+    run(only=sys.argv[1:] or None)
+    from benchmarks.common import build_report
+
+    build_report()
