@@ -41,6 +41,15 @@ def run_one(n: int, motion: str) -> dict:
     return {"published": public(pub), "default_curve": public(ours), "default": public(ours_stop)}
 
 
+def _runs_written() -> str:
+    import datetime as dt
+
+    p = _partial_path()
+    if not p.exists():
+        return "never"
+    return dt.datetime.fromtimestamp(p.stat().st_mtime, dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
 def _first_step_reaching(history: list[dict], target: float) -> int | None:
     for h in history:
         if h.get("corr", -1) >= target:
@@ -100,6 +109,11 @@ def report() -> dict:
             "| size | motion | published peak @ step | published at 5000 | published s/step | published run | defaults | defaults steps | defaults fit | reach (steps) | speed-up |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
             *rows,
+            "",
+            f"Runs done: {', '.join(sorted(runs)) or 'none'} (of {', '.join(f'{n}/{m}' for n, m in RUNS)}); the",
+            "others take hours on this machine and have not been run. The runs file",
+            f"(`benchmarks/results/dpc_published_runs.json`) was last written {_runs_written()} UTC; the",
+            "machine line below is when this section was rebuilt.",
             "",
             *figs,
         ]
