@@ -132,7 +132,7 @@ def run(quick: bool = False, only: list[str] | None = None) -> dict:
             "| case | size | motion | Wiener corr. | NSTM corr. | ghosts/shot | resolved pairs | pattern | steps | wall (s) |",
             "|---|---|---|---|---|---|---|---|---|---|",
             *rows,
-            *(["", "Rows from an earlier run of this case (not re-run since): " + "; ".join(older) + "."] if older else []),
+            *(["", "Rows made at another commit than this section's: " + "; ".join(older) + "."] if older else []),
             "",
             "Figures (6.4 µm around the first bead pair, else the field's centre: raw shot 0 shown on",
             "the output grid, Wiener, NSTM at shot 0, truth in the SIM band at shot 0; each panel its",
