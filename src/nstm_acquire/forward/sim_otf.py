@@ -355,11 +355,19 @@ def measured_three_beam_order_otfs(
     nz, ny, nx = _shape(shape_zyx, 3, "shape_zyx")
     qy = np.fft.fftfreq(ny, d=_positive(pixel_size_um, "pixel_size_um"))[:, None]
     qx = np.fft.fftfreq(nx, d=pixel_size_um)[None, :]
-    dz, weight = _axial_weights(nz, z_step_um, axial_k_per_um)
-    per_plane = np.stack([psf.plane_otf(float(z), qy, qx) for z in dz])
-    base = np.fft.fft(per_plane, axis=0)
-    first = np.fft.fft(per_plane * weight[:, None, None], axis=0)
+    base = _measured_stack_transfer(psf, qy, qx, nz, z_step_um, 0.0)
+    first = _measured_stack_transfer(psf, qy, qx, nz, z_step_um, axial_k_per_um)
     return np.stack([base, first, base])
+
+
+def _measured_stack_transfer(
+    psf: MeasuredPsf, qy: np.ndarray, qx: np.ndarray, n_planes: int, z_step_um: float, axial_k_per_um: float
+) -> np.ndarray:
+    """DFT over the stack's plane offsets of the measured OTFs weighted by ``cos(2π k_z1 Δz)``,
+    complex ``(Z, *broadcast(qy, qx))`` (:func:`otf_3d`'s construction)."""
+    dz, weight = _axial_weights(n_planes, z_step_um, axial_k_per_um)
+    per_plane = np.stack([psf.plane_otf(float(z), qy, qx) * w for z, w in zip(dz, weight)])
+    return np.fft.fft(per_plane, axis=0)
 
 
 def order_transfer(
@@ -392,9 +400,7 @@ def order_transfer(
             return psf.plane_otf(0.0, qy, qx)
         if z_step_um is None:
             raise ValueError("z_step_um is required with n_planes (the stack's plane spacing, µm)")
-        dz, weight = _axial_weights(n_planes, z_step_um, axial_k_per_um)
-        per_plane = np.stack([psf.plane_otf(float(z), qy, qx) * w for z, w in zip(dz, weight)])
-        return np.fft.fft(per_plane, axis=0)
+        return _measured_stack_transfer(psf, qy, qx, n_planes, z_step_um, axial_k_per_um)
     radius = np.hypot(qy, qx)
     if n_planes is None:
         out = otf_in_focus(radius, optics)

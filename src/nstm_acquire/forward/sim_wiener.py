@@ -320,12 +320,9 @@ def wiener_sim_2d(
     np.ndarray
         The fluorescence density in raw intensity units (module docstring).
     """
-    data = _check_inputs(_as_stack_2d(raw), optics, ill, False, wiener)
-    upsample = _check_upsample(upsample, minimum=2)
-    out = _wiener(
-        data, optics, ill, None, wiener, apodisation, upsample, clip_negative, edge_taper, False, psf
-    )
-    return out[0]
+    return _run(
+        _as_stack_2d(raw), optics, ill, None, wiener, apodisation, upsample, clip_negative, edge_taper, False, psf
+    )[0]
 
 
 def wiener_widefield_2d(
@@ -345,13 +342,9 @@ def wiener_widefield_2d(
     the widefield support ``2NA/λ``: the fair widefield baseline for resolution comparisons.
     Only ``ill.n_orientations`` and ``n_phases`` are used, so the pattern may be unknown.
     """
-    complete = _placeholder_pattern(ill)
-    data = _check_inputs(_as_stack_2d(raw), optics, complete, False, wiener)
-    upsample = _check_upsample(upsample, minimum=2)
-    out = _wiener(
-        data, optics, complete, None, wiener, apodisation, upsample, clip_negative, edge_taper, True, psf
-    )
-    return out[0]
+    return _run(
+        _as_stack_2d(raw), optics, ill, None, wiener, apodisation, upsample, clip_negative, edge_taper, True, psf
+    )[0]
 
 
 def _check_stack(raw: np.ndarray) -> np.ndarray:
@@ -391,11 +384,9 @@ def wiener_sim_3d(
     :func:`wiener_sim_2d`; the apodisation is the lateral one times the same profile along the
     axial frequency, to the extended support (:func:`sim_support_per_um`).
     """
-    data = _check_inputs(_check_stack(raw), optics, ill, True, wiener)
-    upsample = _check_upsample(upsample, minimum=2)
-    step = _z_step(optics, z_step_um)
-    return _wiener(
-        data, optics, ill, step, wiener, apodisation, upsample, clip_negative, edge_taper, False, psf
+    return _run(
+        _check_stack(raw), optics, ill, _z_step(optics, z_step_um), wiener, apodisation, upsample,
+        clip_negative, edge_taper, False, psf,
     )
 
 
@@ -415,12 +406,33 @@ def wiener_widefield_3d(
 
     The widefield baseline of :func:`wiener_sim_3d`, apodised to the widefield 3D support.
     """
-    complete = _placeholder_pattern(ill)
-    data = _check_inputs(_check_stack(raw), optics, complete, True, wiener)
+    return _run(
+        _check_stack(raw), optics, ill, _z_step(optics, z_step_um), wiener, apodisation, upsample,
+        clip_negative, edge_taper, True, psf,
+    )
+
+
+def _run(
+    stack: np.ndarray,
+    optics: Optics,
+    ill: SimIllumination,
+    z_step_um: float | None,
+    wiener: float,
+    apodisation: Apodisation,
+    upsample: int,
+    clip_negative: bool,
+    edge_taper: float,
+    widefield_only: bool,
+    psf: MeasuredPsf | None,
+) -> np.ndarray:
+    """The checks every public reconstruction shares, then :func:`_wiener` (``z_step_um``
+    None: two-beam 2D; widefield: the pattern may be unknown, order 0 does not use it)."""
+    if widefield_only:
+        ill = _placeholder_pattern(ill)
+    data = _check_inputs(stack, optics, ill, z_step_um is not None, wiener)
     upsample = _check_upsample(upsample, minimum=2)
-    step = _z_step(optics, z_step_um)
     return _wiener(
-        data, optics, complete, step, wiener, apodisation, upsample, clip_negative, edge_taper, True, psf
+        data, optics, ill, z_step_um, wiener, apodisation, upsample, clip_negative, edge_taper, widefield_only, psf
     )
 
 
