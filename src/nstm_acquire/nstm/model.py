@@ -297,7 +297,8 @@ class NSTMModel:
         if self.config.fit.scene_sampling == "grid":
             grid = self.scene_on_padded_grid(params, w_s, plan if plan is not None else self.scene_plan())
             origin = jnp.asarray(self.padded_origin, jnp.float32).reshape(1, self.ndim, *([1] * self.ndim))
-            out = jax.vmap(lambda c: resample_linear(grid, c))(warped - origin)
+            # every shot's coordinates in one resampling: (C, K, *scene_shape) -> (K, C, ...)
+            out = jnp.moveaxis(resample_linear(grid, jnp.moveaxis(warped - origin, 1, 0)), 1, 0)
         else:
             coords = jnp.moveaxis(warped, 1, -1).reshape(-1, self.ndim)
             vals = self.scene_at_coords(params, coords, w_s)

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -34,30 +35,100 @@ def resample_linear(image: jax.Array, coords: jax.Array) -> jax.Array:
     ``(C, *out)``. Differentiable with respect to ``image`` and ``coords``.
     """
     ndim = coords.shape[0]
-    spatial = image.shape[1:]
+    spatial = tuple(int(n) for n in image.shape[1:])
     if len(spatial) != ndim:
         raise ValueError(f"image has {len(spatial)} spatial axes but coords has {ndim}")
     out_shape = coords.shape[1:]
-    c = coords.reshape(ndim, -1)
-    lower, frac = [], []
+    # Pixels as rows of C channels: one row gather per corner serves every channel.
+    rows = jnp.moveaxis(image, 0, -1).reshape(-1, image.shape[0])
+    result = _resample_rows(spatial, rows, tuple(c.reshape(-1) for c in coords))  # (N, C)
+    return jnp.moveaxis(result, -1, 0).reshape(image.shape[0], *out_shape)
+
+
+def _corner_geometry(
+    spatial: tuple[int, ...], coords: tuple[jax.Array, ...]
+) -> tuple[list[jax.Array], list[jax.Array], list[jax.Array]]:
+    """Row of each sample's cell corners, fractional offsets and in-grid masks.
+
+    ``coords`` ``ndim`` arrays ``(N,)`` -> ``2**ndim`` corner rows ``(N,)`` (corner ``c``'s bit ``ndim -
+    1 - a`` selects the upper neighbour along axis ``a``), fractions ``(N,)`` per axis, and
+    per axis whether the coordinate lies inside ``[0, S_a - 1]`` (outside, it is clamped and
+    has no gradient).
+    """
+    ndim = len(spatial)
+    strides = np.cumprod((1,) + spatial[::-1])[:-1][::-1]
+    lower, frac, inside = [], [], []
     for a in range(ndim):
-        ca = jnp.clip(c[a], 0.0, spatial[a] - 1.0)
+        ca = jnp.clip(coords[a], 0.0, spatial[a] - 1.0)
         la = jnp.clip(jnp.floor(ca), 0, max(spatial[a] - 2, 0)).astype(jnp.int32)
         lower.append(la)
         frac.append(ca - la)
-    flat = image.reshape(image.shape[0], -1)
-    strides = np.cumprod((1,) + tuple(spatial[::-1]))[:-1][::-1]
-    result = 0.0
+        inside.append((coords[a] >= 0.0) & (coords[a] <= spatial[a] - 1.0))
+    base = sum(lower[a] * int(strides[a]) for a in range(ndim))
+    rows = []
     for corner in range(2**ndim):
-        idx = 0
-        weight = 1.0
+        offset = sum(
+            int(strides[a]) * ((corner >> (ndim - 1 - a)) & 1) * (1 if spatial[a] > 1 else 0)
+            for a in range(ndim)
+        )
+        rows.append(base + offset)
+    return rows, frac, inside
+
+
+def _corner_factors(frac: list[jax.Array], corner: int) -> list[jax.Array]:
+    """Per-axis weight factors ``f`` (upper neighbour) or ``1 - f`` (lower) of one corner."""
+    ndim = len(frac)
+    return [frac[a] if (corner >> (ndim - 1 - a)) & 1 else 1.0 - frac[a] for a in range(ndim)]
+
+
+def _product(factors: Sequence[jax.Array]) -> jax.Array | float:
+    out: jax.Array | float = 1.0
+    for f in factors:
+        out = out * f
+    return out
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _resample_rows(spatial: tuple[int, ...], rows: jax.Array, coords: tuple[jax.Array, ...]) -> jax.Array:
+    """Multilinear samples ``(N, C)`` of the image ``rows`` ``(prod(S), C)`` at ``coords``.
+
+    Hand-written backward pass (measured on 2 CPU cores, 2 x 288^2 image, 4 x 256^2 samples,
+    forward and backward: 11.5 ms, against 25 ms for JAX's derivative of the same forward): the
+    coordinate cotangent sums the few channels with explicit adds instead of a reduction over
+    a short minor axis, and reuses the gathered corner values.
+    """
+    return _resample_rows_fwd(spatial, rows, coords)[0]
+
+
+def _resample_rows_fwd(spatial, rows, coords):
+    corner_rows, frac, inside = _corner_geometry(spatial, coords)
+    values = [rows.at[r].get(mode="promise_in_bounds") for r in corner_rows]
+    out = None
+    for corner, v in enumerate(values):
+        term = _product(_corner_factors(frac, corner))[:, None] * v
+        out = term if out is None else out + term
+    return out, (rows.shape[0], corner_rows, frac, inside, values)
+
+
+def _resample_rows_bwd(spatial, residuals, g):
+    n_rows, corner_rows, frac, inside, values = residuals
+    ndim = len(frac)
+    grad_rows = jnp.zeros((n_rows, g.shape[-1]), g.dtype)
+    grad_frac = [0.0] * ndim
+    for corner, (r, v) in enumerate(zip(corner_rows, values)):
+        factors = _corner_factors(frac, corner)
+        grad_rows = grad_rows.at[r].add(_product(factors)[:, None] * g, mode="promise_in_bounds")
+        g_dot_v = g[:, 0] * v[:, 0]
+        for ch in range(1, g.shape[-1]):
+            g_dot_v = g_dot_v + g[:, ch] * v[:, ch]
         for a in range(ndim):
-            bit = (corner >> (ndim - 1 - a)) & 1
-            step = 1 if spatial[a] > 1 else 0
-            idx = idx + (lower[a] + bit * step) * int(strides[a])
-            weight = weight * (frac[a] if bit else 1.0 - frac[a])
-        result = result + flat[:, idx] * weight
-    return result.reshape(image.shape[0], *out_shape)
+            sign = 1.0 if (corner >> (ndim - 1 - a)) & 1 else -1.0
+            grad_frac[a] = grad_frac[a] + sign * g_dot_v * _product(factors[:a] + factors[a + 1 :])
+    grad_coords = tuple(jnp.where(inside[a], grad_frac[a], 0.0) for a in range(ndim))
+    return grad_rows, grad_coords
+
+
+_resample_rows.defvjp(_resample_rows_fwd, _resample_rows_bwd)
 
 
 def interpolation_matrix(source: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -91,5 +162,12 @@ def upsample_linear(
             continue
         m = jnp.asarray(interpolation_matrix(coarse_axes[a], fine_axes[a]))
         axis = out.ndim - nd + a
-        out = jnp.moveaxis(jnp.tensordot(m, jnp.moveaxis(out, axis, 0), axes=(1, 0)), 0, axis)
+        # matrix products over the last two axes keep the result in row-major (..., *fine)
+        # order; a tensordot over a leading axis leaves it transposed, and XLA:CPU then
+        # recomputes that transpose inside every consumer (measured: ~10 ms per training step
+        # at 256 x 256)
+        if axis == out.ndim - 1:
+            out = out @ m.T
+        else:
+            out = jnp.moveaxis(m @ jnp.moveaxis(out, axis, -2), -2, axis)
     return out
