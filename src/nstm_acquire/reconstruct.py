@@ -80,8 +80,12 @@ def reconstruct_window(
     window: int = 0,
     callback: Callable[[int, dict[str, float]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    reference_val_loss: float | None = None,
 ) -> WindowResult:
-    """Fit the NSTM to one window and render it at the problem's render times."""
+    """Fit the NSTM to one window and render it at the problem's render times.
+
+    ``init_params`` and ``reference_val_loss`` (the previous window's held-out loss) warm-start
+    it (:func:`~nstm_acquire.nstm.fit.fit`)."""
     config = config or default_config()
     model = build_model(
         config,
@@ -91,7 +95,10 @@ def reconstruct_window(
         nonnegative=bool(getattr(problem.forward, "nonnegative", False)),
         n_shots=len(problem.render_times_s),
     )
-    result = fit(model, problem.forward, problem.data, init_params, callback, should_stop)
+    result = fit(
+        model, problem.forward, problem.data, init_params, callback, should_stop,
+        reference_val_loss=reference_val_loss,
+    )
     scene, motion = render_scenes(result, problem.render_times_s)
     if len(problem.scene_shape) == 2:  # add the plane axis of FORMAT.md
         scene, motion = scene[:, :, None], motion[:, :, None]
@@ -257,6 +264,7 @@ class StoreReconstructor:
         self._writer: ReconWriter | None = None
         self._model_written = False
         self._params: Params | None = None
+        self._val_loss: float | None = None
         self._last_window: int | None = None
 
     def _measured_psf(self, store: str | Path) -> MeasuredPsf | None:
@@ -323,8 +331,9 @@ class StoreReconstructor:
             window=w,
             callback=callback,
             should_stop=should_stop,
+            reference_val_loss=self._val_loss if warm else None,
         )
-        result.info["warm_start_from"] = self._last_window if warm else None
+        result.info["warm_start_from"] = self._last_window if result.fit.warm_start else None
         result.info.update(extra_info or {})
         result.info["reconstruction_end_utc"] = datetime.now(timezone.utc).isoformat()
         if writer is not None:
@@ -334,6 +343,7 @@ class StoreReconstructor:
                 writer.set_attributes(model=model_description(result.fit.model))
                 self._model_written = True
         self._params = result.fit.params
+        self._val_loss = result.fit.final_val_loss
         self._last_window = w
         return result
 

@@ -133,6 +133,25 @@ class FitConfig(_Frozen):
         description="step limit of a warm-started fit (None: max_steps); it starts at full resolution (alpha 1)",
     )
     warm_patience: int = Field(default=2, ge=1, description="patience of a warm-started fit")
+    warm_min_improvement: float = Field(
+        default=1e-4,
+        ge=0,
+        lt=1,
+        description="a warm fit's evaluation counts as an improvement only if the held-out loss fell "
+        "by at least this fraction (the best parameters are kept either way)",
+    )
+    warm_target_tolerance: float | None = Field(
+        default=None,
+        ge=0,
+        description="a warm fit given the previous window's held-out loss stops as soon as its own "
+        "is at most (1 + this) x that loss (None: off, stop by patience alone)",
+    )
+    warm_refit_factor: float | None = Field(
+        default=None,
+        gt=1,
+        description="a warm fit that ends with a held-out loss above this x the previous window's "
+        "is discarded and the window fitted from scratch (None: never)",
+    )
     warm_lr_factor: float = Field(
         default=0.5, gt=0, le=1, description="learning rates of a warm-started fit, relative to a cold one"
     )
@@ -166,11 +185,14 @@ def default_config() -> NSTMConfig:
     """nstm-acquire's defaults (see docs/model.md for why each differs from the published).
 
     Same hash grids as published (the motion's temporal one at least one cell per two shots:
-    the published 2 for DPC's 4, 4.5 for a 9-shot SIM window); a 2 x 32 scene MLP evaluated once per step on a padded grid
-    (6 % margin) and warped per shot; motion evaluated every 8 pixels; learning rates 10x
-    (scene) and 30x (motion) the published ones over a 150-step coarse-to-fine ramp; at most
-    600 steps, keeping the parameters with the lowest loss on 5 % held-out pixels and stopping
-    when it has not improved for 100 steps (50 for a warm start, which starts at full resolution).
+    the published 2 for DPC's 4, 4.5 for a 9-shot SIM window); a 2 x 32 scene MLP evaluated
+    once per step on a padded grid (6 % margin) and warped per shot; motion evaluated every 8
+    pixels; learning rates 10x (scene) and 30x (motion) the published ones over a 150-step
+    coarse-to-fine ramp; at most 600 steps, keeping the parameters with the lowest loss on 5 %
+    held-out pixels and stopping when it has not improved for 100 steps. A warm start (from the
+    previous window, at full resolution) runs at most 200 steps and stops at the first 25 steps
+    that improve its held-out loss by less than 3 %, or as soon as that loss is within 5 % of
+    the previous window's; it is replaced by a cold fit if it ends above twice that loss.
     """
     return NSTMConfig(
         name="default",
@@ -186,7 +208,10 @@ def default_config() -> NSTMConfig:
             eval_every=25,
             patience=4,
             warm_max_steps=200,
-            warm_patience=2,
+            warm_patience=1,
+            warm_min_improvement=0.03,
             warm_lr_factor=1.0,
+            warm_target_tolerance=0.05,
+            warm_refit_factor=2.0,
         ),
     )

@@ -105,6 +105,8 @@ class FitResult:
     stop_reason: str
     warm_start: bool
     history: list[dict[str, float]]
+    reference_val_loss: float | None = None
+    rejected_warm_fit: dict[str, Any] | None = None
 
     def info(self) -> dict[str, Any]:
         """Per-window facts for the reconstruction's attributes."""
@@ -117,6 +119,8 @@ class FitResult:
             "compile_s": self.compile_s,
             "stop_reason": self.stop_reason,
             "warm_start": self.warm_start,
+            "reference_val_loss": self.reference_val_loss,
+            "rejected_warm_fit": self.rejected_warm_fit,
             "time_map": [self.time_map.t_start_s, self.time_map.t_end_s],
         }
 
@@ -244,6 +248,7 @@ def fit(
     callback: Callable[[int, dict[str, float]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     monitor: Callable[[int, Params, TimeMap], dict[str, float]] | None = None,
+    reference_val_loss: float | None = None,
 ) -> FitResult:
     """Fit the NSTM to one window.
 
@@ -264,7 +269,54 @@ def fit(
     monitor
         Called at the same points with ``(step, params, time_map)``; the numbers it returns are
         added to that step's history (benchmarks use it to score against ground truth).
+    reference_val_loss
+        With ``init_params``: the held-out loss the previous window's fit ended at. The warm
+        fit stops as soon as its own held-out loss is within ``fit.warm_target_tolerance`` of
+        it (stop reason ``"reached_reference"``: it explains its window as well as the
+        previous fit explained its own), and a warm fit that ends above
+        ``fit.warm_refit_factor`` x this is discarded and the window fitted from scratch
+        (recorded in ``rejected_warm_fit``).
     """
+    cfg = model.config.fit
+    warm = init_params is not None
+    reference = reference_val_loss if warm and cfg.validation_fraction > 0 else None
+    if reference is not None and not (np.isfinite(reference) and reference > 0):
+        raise ValueError(
+            f"reference_val_loss={reference_val_loss} must be a positive finite held-out loss "
+            "(the previous window's FitResult.final_val_loss), or None"
+        )
+    result = _fit_once(model, forward, data, init_params, callback, should_stop, monitor, reference)
+    refit = cfg.warm_refit_factor
+    if (
+        reference is not None
+        and refit is not None
+        and result.stop_reason != "interrupted"
+        and not (result.final_val_loss is not None and result.final_val_loss <= refit * reference)
+    ):
+        rejected = {
+            "final_val_loss": result.final_val_loss,
+            "steps": result.steps,
+            "wall_s": result.wall_s,
+            "stop_reason": result.stop_reason,
+        }
+        result = _fit_once(model, forward, data, None, callback, should_stop, monitor, None)
+        result.wall_s += rejected["wall_s"]
+        result.reference_val_loss = reference
+        result.rejected_warm_fit = rejected
+    return result
+
+
+def _fit_once(
+    model: NSTMModel,
+    forward: ForwardModel,
+    data: FitData,
+    init_params: Params | None,
+    callback: Callable[[int, dict[str, float]], None] | None,
+    should_stop: Callable[[], bool] | None,
+    monitor: Callable[[int, Params, TimeMap], dict[str, float]] | None,
+    reference_val_loss: float | None,
+) -> FitResult:
+    """One optimisation run of :func:`fit` (warm when ``init_params`` is given)."""
     cfg = model.config.fit
     t_start = time.perf_counter()
     time_map = TimeMap.for_times(data.times_s)
@@ -282,6 +334,12 @@ def fit(
     )
     max_steps = (cfg.warm_max_steps or cfg.max_steps) if warm else cfg.max_steps
     patience = cfg.warm_patience if warm else cfg.patience
+    min_improvement = cfg.warm_min_improvement if warm else 1e-4
+    target_val = (
+        reference_val_loss * (1 + cfg.warm_target_tolerance)
+        if warm and reference_val_loss is not None and cfg.warm_target_tolerance is not None
+        else None
+    )
     chunk = cfg.eval_every
     run_chunk, opt = compiled_steps(model, chunk)
     opt_state = opt.init(params)
@@ -322,8 +380,14 @@ def fit(
         if callback is not None:
             callback(n_done, metrics)
         if use_val and (warm or n_done >= c2f):
-            if metrics["val"] < best_val * (1 - 1e-4):
-                best_val, best_params, best_step, wait = metrics["val"], params, n_done, 0
+            improved = metrics["val"] < best_val * (1 - min_improvement)
+            if metrics["val"] < best_val:
+                best_val, best_params, best_step = metrics["val"], params, n_done
+                if target_val is not None and best_val <= target_val and n_done >= cfg.min_steps:
+                    stop_reason = "reached_reference"
+                    break
+            if improved:
+                wait = 0
             else:
                 wait += 1
                 if wait >= patience and n_done >= cfg.min_steps:
@@ -349,6 +413,7 @@ def fit(
         stop_reason=stop_reason,
         warm_start=warm,
         history=history,
+        reference_val_loss=reference_val_loss,
     )
 
 
