@@ -68,8 +68,11 @@ def run_nstm(
     win: SimulatedWindow,
     monitor_every: bool = False,
     init_params: Any = None,
+    reference_val_loss: float | None = None,
 ) -> dict[str, Any]:
-    """One fit, scored; with ``monitor_every`` the quality at every evaluation is recorded."""
+    """One fit, scored; with ``monitor_every`` the quality at every evaluation is recorded.
+
+    ``init_params`` and ``reference_val_loss`` (the previous fit's ``val_loss``) warm-start it."""
     n = win.raw.shape[-1]
     fwd, data, conv = problem(win)
     score = Scorer(win)
@@ -81,7 +84,10 @@ def run_nstm(
         return {"corr": score.scenes(sc), "epe": score.motion(mo)}
 
     t0 = time.perf_counter()
-    res = fit(model, fwd, data, init_params=init_params, monitor=monitor if monitor_every else None)
+    res = fit(
+        model, fwd, data, init_params=init_params, monitor=monitor if monitor_every else None,
+        reference_val_loss=reference_val_loss,
+    )
     wall = time.perf_counter() - t0
     sc, mo = render_scenes(res, win.midpoints_s)
     return {
@@ -93,6 +99,9 @@ def run_nstm(
         "steps": res.steps,
         "best_step": res.best_step,
         "stop": res.stop_reason,
+        "val_loss": res.final_val_loss,
+        "warm_start": res.warm_start,
+        "rejected_warm_fit": res.rejected_warm_fit,
         "wall_s": wall,
         "compile_s": res.compile_s,
         "s_per_step": (res.wall_s - res.compile_s) / max(res.steps - config.fit.eval_every, 1),

@@ -17,7 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from benchmarks.common import FIGURES, RESULTS, save_result  # noqa: E402
+from benchmarks.common import FIGURES, RESULTS, machine, save_result  # noqa: E402
 from benchmarks.dpc_common import MOTIONS, public, run_nstm, window  # noqa: E402
 from nstm_acquire.nstm.config import default_config, published_config  # noqa: E402
 
@@ -33,12 +33,18 @@ def _load() -> dict:
     return json.loads(p.read_text()) if p.exists() else {}
 
 
+def run_defaults(n: int, motion: str) -> dict:
+    """The defaults' part of a run: run on past stopping (curve) and stopping by themselves."""
+    win = window(n, MOTIONS[motion])
+    ours = run_nstm(default_config().with_fit(max_steps=600, patience=1000), win, monitor_every=True)
+    ours_stop = run_nstm(default_config(), win)
+    return {"default_curve": public(ours), "default": public(ours_stop), "default_commit": machine()["git"]}
+
+
 def run_one(n: int, motion: str) -> dict:
     win = window(n, MOTIONS[motion])
     pub = run_nstm(published_config().with_fit(eval_every=250), win, monitor_every=True)
-    ours = run_nstm(default_config().with_fit(max_steps=600, patience=1000), win, monitor_every=True)
-    ours_stop = run_nstm(default_config(), win)
-    return {"published": public(pub), "default_curve": public(ours), "default": public(ours_stop)}
+    return {"published": public(pub), "published_commit": machine()["git"], **run_defaults(n, motion)}
 
 
 def _runs_written() -> str:
@@ -111,7 +117,13 @@ def report() -> dict:
             *rows,
             "",
             f"Runs done: {', '.join(sorted(runs)) or 'none'} (of {', '.join(f'{n}/{m}' for n, m in RUNS)}); the",
-            "others take hours on this machine and have not been run. The runs file",
+            "others take hours on this machine and have not been run. Commits (published / defaults):",
+            "; ".join(
+                f"{k} {r.get('published_commit', 'not recorded')} / {r.get('default_commit', 'not recorded')}"
+                for k, r in sorted(runs.items())
+            )
+            + ". The defaults' part is re-run alone (minutes) with `python -m",
+            "benchmarks.cases.dpc_published --defaults-only` when the defaults change. The runs file",
             f"(`benchmarks/results/dpc_published_runs.json`) was last written {_runs_written()} UTC; the",
             "machine line below is when this section was rebuilt.",
             "",
@@ -122,19 +134,22 @@ def report() -> dict:
     return runs
 
 
-def run(quick: bool = False, only: list[str] | None = None) -> dict:
+def run(quick: bool = False, only: list[str] | None = None, defaults_only: bool = False) -> dict:
+    """Run the published schedule and the defaults (``defaults_only``: re-run the defaults'
+    part of the runs already recorded, keeping their published curves)."""
     runs = _load()
     todo = [(64, "translation")] if quick else RUNS
     for n, motion in todo:
         key = f"{n}/{motion}"
-        if only and key not in only:
+        if (only and key not in only) or (defaults_only and key not in runs):
             continue
-        print(f"[dpc_published] {key} ...", flush=True)
-        runs[key] = run_one(n, motion)
+        print(f"[dpc_published] {key}{' (defaults only)' if defaults_only else ''} ...", flush=True)
+        runs[key] = {**runs[key], **run_defaults(n, motion)} if defaults_only else run_one(n, motion)
         RESULTS.mkdir(parents=True, exist_ok=True)
         _partial_path().write_text(json.dumps(runs, default=float))
     return report()
 
 
 if __name__ == "__main__":
-    run(only=sys.argv[1:] or None)
+    args = sys.argv[1:]
+    run(only=[a for a in args if not a.startswith("--")] or None, defaults_only="--defaults-only" in args)
