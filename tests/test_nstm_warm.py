@@ -69,6 +69,8 @@ def test_warm_fit_stops_when_it_reaches_the_reference_held_out_loss(chain):
     assert targeted.steps == 75 and targeted.best_step == 75
     assert targeted.final_val_loss == pytest.approx(val[75], rel=1e-5)
     assert targeted.info()["reference_val_loss"] == reference
+    assert targeted.summary().startswith("75 steps (reached_reference)")
+    assert targeted.summary().endswith("warm start")
 
 
 def test_default_warm_fit_stops_early_at_the_cold_fits_quality(chain):
@@ -106,6 +108,7 @@ def test_a_warm_start_that_ends_far_above_the_reference_is_refitted_from_scratch
     assert not result.warm_start  # the kept result is the cold refit
     assert result.final_val_loss < rejected["final_val_loss"]
     assert result.wall_s > rejected["wall_s"]
+    assert "warm start rejected" in result.summary() and "fitted from scratch" in result.summary()
     assert _phase_corr(result, second) > 0.97
 
 

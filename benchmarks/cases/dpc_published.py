@@ -38,13 +38,25 @@ def run_defaults(n: int, motion: str) -> dict:
     win = window(n, MOTIONS[motion])
     ours = run_nstm(default_config().with_fit(max_steps=600, patience=1000), win, monitor_every=True)
     ours_stop = run_nstm(default_config(), win)
-    return {"default_curve": public(ours), "default": public(ours_stop), "default_commit": machine()["git"]}
+    m = machine()
+    return {
+        "default_curve": public(ours),
+        "default": public(ours_stop),
+        "default_commit": m["git"],
+        "default_machine": m.get("cpu", "?"),
+    }
 
 
 def run_one(n: int, motion: str) -> dict:
     win = window(n, MOTIONS[motion])
     pub = run_nstm(published_config().with_fit(eval_every=250), win, monitor_every=True)
-    return {"published": public(pub), "published_commit": machine()["git"], **run_defaults(n, motion)}
+    m = machine()
+    return {
+        "published": public(pub),
+        "published_commit": m["git"],
+        "published_machine": m.get("cpu", "?"),
+        **run_defaults(n, motion),
+    }
 
 
 def _runs_written() -> str:
@@ -122,8 +134,16 @@ def report() -> dict:
                 f"{k} {r.get('published_commit', 'not recorded')} / {r.get('default_commit', 'not recorded')}"
                 for k, r in sorted(runs.items())
             )
+            + "; machines (published / defaults): "
+            + "; ".join(
+                f"{k} {r.get('published_machine', 'not recorded')} / {r.get('default_machine', 'not recorded')}"
+                for k, r in sorted(runs.items())
+            )
             + ". The defaults' part is re-run alone (minutes) with `python -m",
-            "benchmarks.cases.dpc_published --defaults-only` when the defaults change. The runs file",
+            "benchmarks.cases.dpc_published --defaults-only` when the defaults change; where the two",
+            "parts ran on different machines the speed-up compares across them (the published",
+            "configuration's time per step on the machine of the defaults is in the speed section).",
+            "The runs file",
             f"(`benchmarks/results/dpc_published_runs.json`) was last written {_runs_written()} UTC; the",
             "machine line below is when this section was rebuilt.",
             "",

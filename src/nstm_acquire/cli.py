@@ -448,10 +448,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     for w in todo:
         res = rec.run([w], progress=show)[0]
         f = res.fit
-        progress.done(
-            f"window {w}: {f.steps} steps ({f.stop_reason}), loss {f.final_loss:.3e}, {f.wall_s:.1f} s"
-            + (" (warm start)" if f.warm_start else "")
-        )
+        progress.done(f"window {w}: {f.summary()}")
     target = args.out or args.store
     print(f"wrote {target}/recon/{args.name}: {len(todo)} windows")
     return 0

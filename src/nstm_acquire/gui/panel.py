@@ -971,10 +971,7 @@ class NstmAcquirePanel(QWidget):
         fit = getattr(result, "fit", None)
         if fit is not None:
             run.fit_text = f"window {w} done: {fit.steps} steps, loss {fit.final_loss:.2e}"
-            self._message(
-                f"window {w} reconstructed: {fit.steps} steps ({fit.stop_reason}), loss "
-                f"{fit.final_loss:.3e}, {fit.wall_s:.1f} s" + (", warm start" if fit.warm_start else "")
-            )
+            self._message(f"window {w} reconstructed: {fit.summary()}")
             note = f"NSTM, {fit.steps} steps, loss {fit.final_loss:.2e}"
         else:
             note = "NSTM"

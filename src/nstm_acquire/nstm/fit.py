@@ -108,6 +108,19 @@ class FitResult:
     reference_val_loss: float | None = None
     rejected_warm_fit: dict[str, Any] | None = None
 
+    def summary(self) -> str:
+        """One line for people: steps, how it stopped, loss, seconds, how it started."""
+        start = ""
+        if self.warm_start:
+            start = ", warm start"
+        elif self.rejected_warm_fit is not None:
+            rejected = self.rejected_warm_fit["final_val_loss"]
+            start = (
+                f", warm start rejected (held-out loss {'not finite' if rejected is None else f'{rejected:.3e}'}"
+                f" vs {self.reference_val_loss:.3e} before), fitted from scratch"
+            )
+        return f"{self.steps} steps ({self.stop_reason}), loss {self.final_loss:.3e}, {self.wall_s:.1f} s{start}"
+
     def info(self) -> dict[str, Any]:
         """Per-window facts for the reconstruction's attributes."""
         return {
