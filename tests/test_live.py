@@ -53,6 +53,9 @@ def test_windows_are_reconstructed_while_later_ones_are_acquired(fast_sim, open_
     # the first window's NSTM result was written before the last window had been acquired
     assert _t(info[0]["reconstruction_end_utc"]) < _t(info[3]["window_complete_utc"])
     assert info[0]["warm_start"] is False and all(info[w]["warm_start"] for w in (1, 2, 3))
+    # every warm window is measured against the cold first window, not against its warm predecessor
+    assert info[0]["reference_val_loss"] is None
+    assert all(info[w]["reference_val_loss"] == info[0]["final_val_loss"] for w in (1, 2, 3))
     # one render time per shot, at the exposure midpoints
     reader = StoreReader(store)
     np.testing.assert_allclose(recon.times_s(2), reader.window(2).midpoints_s[:, 0])

@@ -343,7 +343,10 @@ class StoreReconstructor:
                 writer.set_attributes(model=model_description(result.fit.model))
                 self._model_written = True
         self._params = result.fit.params
-        self._val_loss = result.fit.final_val_loss
+        if not result.fit.warm_start:
+            # a cold fit (the first window, or one whose warm start was rejected) is the chain's
+            # reference; warm windows are not, so the tolerance cannot compound over a chain
+            self._val_loss = result.fit.final_val_loss
         self._last_window = w
         return result
 

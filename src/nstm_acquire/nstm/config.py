@@ -143,13 +143,13 @@ class FitConfig(_Frozen):
     warm_target_tolerance: float | None = Field(
         default=None,
         ge=0,
-        description="a warm fit given the previous window's held-out loss stops as soon as its own "
-        "is at most (1 + this) x that loss (None: off, stop by patience alone)",
+        description="a warm fit given a reference held-out loss (the chain's last cold fit's) stops "
+        "as soon as its own is at most (1 + this) x that loss (None: off, stop by patience alone)",
     )
     warm_refit_factor: float | None = Field(
         default=None,
         gt=1,
-        description="a warm fit that ends with a held-out loss above this x the previous window's "
+        description="a warm fit that ends with a held-out loss above this x the reference "
         "is discarded and the window fitted from scratch (None: never)",
     )
     warm_lr_factor: float = Field(
@@ -192,7 +192,8 @@ def default_config() -> NSTMConfig:
     held-out pixels and stopping when it has not improved for 100 steps. A warm start (from the
     previous window, at full resolution) runs at most 200 steps and stops at the first 25 steps
     that improve its held-out loss by less than 3 %, or as soon as that loss is within 5 % of
-    the previous window's; it is replaced by a cold fit if it ends above twice that loss.
+    the reference (the last cold fit's); it is replaced by a cold fit if it ends above twice
+    that loss.
     """
     return NSTMConfig(
         name="default",

@@ -283,7 +283,9 @@ def fit(
         Called at the same points with ``(step, params, time_map)``; the numbers it returns are
         added to that step's history (benchmarks use it to score against ground truth).
     reference_val_loss
-        With ``init_params``: the held-out loss the previous window's fit ended at. The warm
+        With ``init_params``: the held-out loss a cold fit of an earlier window ended at
+        (:class:`~nstm_acquire.reconstruct.StoreReconstructor` passes its chain's last cold
+        fit, so the tolerance does not compound from warm window to warm window). The warm
         fit stops as soon as its own held-out loss is within ``fit.warm_target_tolerance`` of
         it (stop reason ``"reached_reference"``: it explains its window as well as the
         previous fit explained its own), and a warm fit that ends above
@@ -296,7 +298,7 @@ def fit(
     if reference is not None and not (np.isfinite(reference) and reference > 0):
         raise ValueError(
             f"reference_val_loss={reference_val_loss} must be a positive finite held-out loss "
-            "(the previous window's FitResult.final_val_loss), or None"
+            "(an earlier cold fit's FitResult.final_val_loss), or None"
         )
     result = _fit_once(model, forward, data, init_params, callback, should_stop, monitor, reference)
     refit = cfg.warm_refit_factor
