@@ -115,11 +115,15 @@ class FitResult:
             start = ", warm start"
         elif self.rejected_warm_fit is not None:
             rejected = self.rejected_warm_fit["final_val_loss"]
+            loss = "not finite" if rejected is None else f"{rejected:.3e}"
             start = (
-                f", warm start rejected (held-out loss {'not finite' if rejected is None else f'{rejected:.3e}'}"
-                f" vs {self.reference_val_loss:.3e} before), fitted from scratch"
+                f", warm start rejected (held-out loss {loss} vs reference "
+                f"{self.reference_val_loss:.3e}), fitted from scratch"
             )
-        return f"{self.steps} steps ({self.stop_reason}), loss {self.final_loss:.3e}, {self.wall_s:.1f} s{start}"
+        return (
+            f"{self.steps} steps ({self.stop_reason}), loss {self.final_loss:.3e}, "
+            f"{self.wall_s:.1f} s{start}"
+        )
 
     def info(self) -> dict[str, Any]:
         """Per-window facts for the reconstruction's attributes."""
@@ -288,7 +292,7 @@ def fit(
         fit, so the tolerance does not compound from warm window to warm window). The warm
         fit stops as soon as its own held-out loss is within ``fit.warm_target_tolerance`` of
         it (stop reason ``"reached_reference"``: it explains its window as well as the
-        previous fit explained its own), and a warm fit that ends above
+        reference fit explained its own), and a warm fit that ends above
         ``fit.warm_refit_factor`` x this is discarded and the window fitted from scratch
         (recorded in ``rejected_warm_fit``).
     """

@@ -50,10 +50,10 @@ def _corner_geometry(
 ) -> tuple[list[jax.Array], list[jax.Array], list[jax.Array]]:
     """Row of each sample's cell corners, fractional offsets and in-grid masks.
 
-    ``coords`` ``ndim`` arrays ``(N,)`` -> ``2**ndim`` corner rows ``(N,)`` (corner ``c``'s bit ``ndim -
-    1 - a`` selects the upper neighbour along axis ``a``), fractions ``(N,)`` per axis, and
-    per axis whether the coordinate lies inside ``[0, S_a - 1]`` (outside, it is clamped and
-    has no gradient).
+    ``coords``: ``ndim`` arrays ``(N,)``. Returns ``2**ndim`` corner rows ``(N,)`` (bit
+    ``ndim - 1 - a`` of corner ``c`` selects the upper neighbour along axis ``a``), fractions
+    ``(N,)`` per axis, and per axis whether the coordinate lies inside ``[0, S_a - 1]``
+    (outside, it is clamped and has no gradient).
     """
     ndim = len(spatial)
     strides = np.cumprod((1,) + spatial[::-1])[:-1][::-1]
@@ -89,13 +89,15 @@ def _product(factors: Sequence[jax.Array]) -> jax.Array | float:
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _resample_rows(spatial: tuple[int, ...], rows: jax.Array, coords: tuple[jax.Array, ...]) -> jax.Array:
+def _resample_rows(
+    spatial: tuple[int, ...], rows: jax.Array, coords: tuple[jax.Array, ...]
+) -> jax.Array:
     """Multilinear samples ``(N, C)`` of the image ``rows`` ``(prod(S), C)`` at ``coords``.
 
     Hand-written backward pass (measured on 2 CPU cores, 2 x 288^2 image, 4 x 256^2 samples,
-    forward and backward: 11.5 ms, against 25 ms for JAX's derivative of the same forward): the
-    coordinate cotangent sums the few channels with explicit adds instead of a reduction over
-    a short minor axis, and reuses the gathered corner values.
+    forward and backward: 11.5 ms, against 25 ms for JAX's derivative of the same forward):
+    the coordinate cotangent sums the few channels with explicit adds instead of a reduction
+    over a short minor axis, and reuses the gathered corner values.
     """
     return _resample_rows_fwd(spatial, rows, coords)[0]
 
