@@ -10,10 +10,10 @@ import numpy as np
 from nstm_acquire.hardware.simulated.noise import CameraNoise
 from nstm_acquire.hardware.simulated.phantoms import BeadPhantom
 from nstm_acquire.hardware.simulated.sample import MovingSample
-from nstm_acquire.hardware.simulated.sim_imaging import SimImager
+from nstm_acquire.hardware.simulated.fluorescence_imaging import SimImager
 from nstm_acquire.hardware.simulated.windows import simulate_sim_window
-from nstm_acquire.optics import Optics
-from nstm_acquire.sim_illumination import SimIllumination, default_sim_illumination
+from nstm_acquire.physics.optics import Optics
+from nstm_acquire.physics.sim.illumination import SimIllumination, default_sim_illumination
 
 # emission 0.52 µm, NA 1.2 water: cut-off 2NA/λ = 4.62 cycles/µm, camera Nyquist 5 cycles/µm
 OPTICS = Optics(wavelength_um=0.52, na_detection=1.2, pixel_size_um=0.1, immersion_index=1.33)

@@ -13,9 +13,9 @@ import numpy as np
 
 from benchmarks.common import FIGURES, save_result
 from benchmarks.dpc_common import MOTIONS, public, run_nstm, window
-from nstm_acquire.figures import comparison_figure
-from nstm_acquire.forward.dpc import dpc_normalise
-from nstm_acquire.metrics import highpass
+from nstm_acquire.evaluation.figures import comparison_figure
+from nstm_acquire.physics.dpc.forward import dpc_normalise
+from nstm_acquire.evaluation.metrics import highpass
 from nstm_acquire.nstm.config import default_config
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from benchmarks.common import FIGURES, RESULTS, machine, save_result
 from benchmarks.sim_common import band_limited_truth, run_sim, score, sim_window
-from nstm_acquire.figures import comparison_figure
+from nstm_acquire.evaluation.figures import comparison_figure
 from nstm_acquire.nstm.config import default_config
 
 CASES_2D = {

@@ -196,7 +196,8 @@ def run_live_session(args: argparse.Namespace, out: Path, overwrite: bool):
     """Acquisition plus near-live reconstruction with a one-line terminal display."""
     from nstm_acquire.acquire.controller import AcquisitionController
     from nstm_acquire.hardware.microscope import open_microscope
-    from nstm_acquire.live import ReconstructionWorker, run_live
+    from nstm_acquire.acquire.session import run_live
+    from nstm_acquire.recon.worker import ReconstructionWorker
     from nstm_acquire.nstm.compile_cache import enable_compilation_cache
 
     enable_compilation_cache()
@@ -245,7 +246,7 @@ def run_live_session(args: argparse.Namespace, out: Path, overwrite: bool):
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from nstm_acquire.stored import StoredReconstruction, write_tiff_stack
+    from nstm_acquire.recon.playback import StoredReconstruction, write_tiff_stack
 
     rec = StoredReconstruction(args.store, args.name)
     times = _times_or_default(args.times, rec)
@@ -261,7 +262,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 def _times_or_default(text: str | None, rec):
     import numpy as np
 
-    from nstm_acquire.stored import parse_times
+    from nstm_acquire.recon.playback import parse_times
 
     try:
         if text:
@@ -275,7 +276,7 @@ def _times_or_default(text: str | None, rec):
 def cmd_trajectory(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from nstm_acquire.stored import StoredReconstruction, write_trajectories_csv
+    from nstm_acquire.recon.playback import StoredReconstruction, write_trajectories_csv
 
     rec = StoredReconstruction(args.store, args.name)
     try:
@@ -339,7 +340,7 @@ def format_info(reader) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from nstm_acquire.demo import demo_figure
+    from nstm_acquire.evaluation.demo import demo_figure
     from nstm_acquire.store import StoreReader
 
     out = args.out
@@ -425,7 +426,7 @@ def _add_nstm_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    from nstm_acquire.reconstruct import StoreReconstructor
+    from nstm_acquire.recon.chain import StoreReconstructor
 
     config = nstm_config_from_args(args)
     if args.scheduler is not None:
@@ -455,7 +456,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
 
 def _reconstruct_on_dask(args: argparse.Namespace, config) -> int:
-    from nstm_acquire.distributed import reconstruct_distributed
+    from nstm_acquire.recon.distributed import reconstruct_distributed
 
     progress = _Progress()
     done: list[int] = []
@@ -569,7 +570,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from pydantic import ValidationError
 
-    from nstm_acquire.forward.sim_estimation import SimParameterError
+    from nstm_acquire.physics.sim.estimation import SimParameterError
     from nstm_acquire.hardware.config import ConfigError
 
     try:

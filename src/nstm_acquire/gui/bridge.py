@@ -34,7 +34,7 @@ class SignalBridge(QObject):
     acquisition_error = pyqtSignal(str)
     # pymmcore-plus MDA runner
     pause_toggled = pyqtSignal(bool)
-    # reconstruction worker (nstm_acquire.live.WorkerSignals)
+    # reconstruction worker (nstm_acquire.recon.worker.WorkerSignals)
     preview_ready = pyqtSignal(int, object)
     window_started = pyqtSignal(int)
     progress = pyqtSignal(int, int, object)

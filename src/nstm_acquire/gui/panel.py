@@ -8,7 +8,7 @@ with a channel selector, a time slider over the window's render times and the mo
 arrows) and the state of both (frames, windows, queue, lag, fit step and loss, errors).
 
 Threads: the acquisition (:class:`~nstm_acquire.acquire.controller.AcquisitionController`)
-and the reconstruction (:class:`~nstm_acquire.live.ReconstructionWorker`) run on their own
+and the reconstruction (:class:`~nstm_acquire.recon.worker.ReconstructionWorker`) run on their own
 threads; their psygnal signals reach this widget through
 :class:`~nstm_acquire.gui.bridge.SignalBridge` as queued Qt signals. The GUI thread never waits
 for either while a run goes on: the end of the acquisition is noticed by polling
@@ -67,14 +67,14 @@ def channel_choices(modality: str, n_channels: int) -> list[tuple[str, int]]:
     """``(label, channel index)`` of a modality's scene channels, in the order to offer them.
 
     DPC: phase (rad) first, then absorption, at the indices of
-    :attr:`~nstm_acquire.forward.dpc.DpcForward.channel_names`; SIM: density. Channels the
+    :attr:`~nstm_acquire.physics.dpc.forward.DpcForward.channel_names`; SIM: density. Channels the
     modality does not name are offered as ``channel k``.
     """
     if n_channels < 1:
         raise ValueError(f"n_channels={n_channels} must be at least 1")
     named: list[tuple[str, int]] = []
     if modality == "dpc":
-        from nstm_acquire.forward.dpc import DpcForward
+        from nstm_acquire.physics.dpc.forward import DpcForward
 
         names = list(DpcForward.channel_names)
         for key, label in (("phase_rad", "phase (rad)"), ("absorption", "absorption")):
@@ -156,7 +156,7 @@ class NstmAcquirePanel(QWidget):
         NSTM configuration of the live reconstruction (default
         :func:`~nstm_acquire.nstm.config.default_config`).
     policy
-        Initial reconstruction policy, ``"all"`` or ``"newest"`` (see :mod:`nstm_acquire.live`).
+        Initial reconstruction policy, ``"all"`` or ``"newest"`` (see :mod:`nstm_acquire.recon.worker`).
     refresh_interval_ms
         Period of the status / camera-view refresh timer, ms (100 = at most 10 Hz).
     """
@@ -593,7 +593,7 @@ class NstmAcquirePanel(QWidget):
 
     @property
     def worker(self) -> Any:
-        """The running :class:`~nstm_acquire.live.ReconstructionWorker` (None when idle)."""
+        """The running :class:`~nstm_acquire.recon.worker.ReconstructionWorker` (None when idle)."""
         return None if self._run is None else self._run.worker
 
     def start(self) -> bool:
@@ -620,7 +620,7 @@ class NstmAcquirePanel(QWidget):
             self._message(f"cannot start: {_one_line(err)}", error=True)
             return False
         from nstm_acquire.acquire.controller import AcquisitionController
-        from nstm_acquire.live import ReconstructionWorker
+        from nstm_acquire.recon.worker import ReconstructionWorker
 
         try:
             controller = AcquisitionController(self._microscope, plan, store_path)

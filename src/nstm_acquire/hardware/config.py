@@ -22,8 +22,8 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from nstm_acquire.illumination import LedArrayGeometry
-from nstm_acquire.optics import Optics
+from nstm_acquire.physics.dpc.illumination import LedArrayGeometry
+from nstm_acquire.physics.optics import Optics
 
 __all__ = [
     "CameraConfig",

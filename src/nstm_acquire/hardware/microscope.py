@@ -24,8 +24,8 @@ from nstm_acquire.hardware.config import (
     SimConfig,
     load_hardware_config,
 )
-from nstm_acquire.illumination import DpcIllumination, dpc_half_circle_patterns
-from nstm_acquire.optics import Optics
+from nstm_acquire.physics.dpc.illumination import DpcIllumination, dpc_half_circle_patterns
+from nstm_acquire.physics.optics import Optics
 
 __all__ = ["Microscope", "ModalitySetup", "open_microscope"]
 

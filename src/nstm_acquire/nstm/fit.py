@@ -288,7 +288,7 @@ def fit(
         added to that step's history (benchmarks use it to score against ground truth).
     reference_val_loss
         With ``init_params``: the held-out loss a cold fit of an earlier window ended at
-        (:class:`~nstm_acquire.reconstruct.StoreReconstructor` passes its chain's last cold
+        (:class:`~nstm_acquire.recon.chain.StoreReconstructor` passes its chain's last cold
         fit, so the tolerance does not compound from warm window to warm window). The warm
         fit stops as soon as its own held-out loss is within ``fit.warm_target_tolerance`` of
         it (stop reason ``"reached_reference"``: it explains its window as well as the

@@ -28,7 +28,7 @@ Optional fields added by this implementation (documented for ``docs/format.md``)
 * extra keys are accepted (and kept) in ``nstm_acquire``, ``illumination``, ``camera``,
   ``optics`` and ``acquisition``, so stores written by other programs with added optional
   fields still validate. Unknown ``optics`` keys are kept in :attr:`StoreAttributes.optics_extra`
-  because :class:`~nstm_acquire.optics.Optics` itself forbids extra fields.
+  because :class:`~nstm_acquire.physics.optics.Optics` itself forbids extra fields.
 
 Every problem found in a store is reported as one :class:`StoreError` line that names the store,
 the field and the fix, e.g.
@@ -51,7 +51,7 @@ from pydantic import (
     model_validator,
 )
 
-from nstm_acquire.optics import Optics
+from nstm_acquire.physics.optics import Optics
 
 __all__ = [
     "FORMAT_VERSION",

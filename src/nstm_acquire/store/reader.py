@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from nstm_acquire.optics import Optics
+from nstm_acquire.physics.optics import Optics
 from nstm_acquire.store.layout import (
     BACKGROUND,
     EXPOSURE,

@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 
-from nstm_acquire.illumination import led_pupils
-from nstm_acquire.optics import Optics
+from nstm_acquire.physics.dpc.illumination import led_pupils
+from nstm_acquire.physics.optics import Optics
 
 __all__ = ["dpc_image_exact", "dpc_background"]
 

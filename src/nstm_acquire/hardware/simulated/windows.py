@@ -17,11 +17,11 @@ from nstm_acquire.hardware.config import HardwareConfig, SimulatedSample
 from nstm_acquire.hardware.microscope import dpc_shots
 from nstm_acquire.hardware.simulated.noise import CameraNoise
 from nstm_acquire.hardware.simulated.sample import MovingSample
-from nstm_acquire.hardware.simulated.sim_imaging import SimImager
+from nstm_acquire.hardware.simulated.fluorescence_imaging import SimImager
 from nstm_acquire.hardware.simulated.world import DpcScene, sub_exposure_times
-from nstm_acquire.illumination import DpcIllumination
-from nstm_acquire.optics import Optics
-from nstm_acquire.sim_illumination import SimIllumination
+from nstm_acquire.physics.dpc.illumination import DpcIllumination
+from nstm_acquire.physics.optics import Optics
+from nstm_acquire.physics.sim.illumination import SimIllumination
 
 __all__ = ["SimulatedSimWindow", "SimulatedWindow", "simulate_dpc_window", "simulate_sim_window"]
 

@@ -1,0 +1,532 @@
+"""SIM illumination patterns, shared by the simulated microscope and the reconstruction (numpy).
+
+Conventions (binding: ``docs/conventions.md`` "SIM illumination", ``FORMAT.md`` SIM
+``illumination`` and "Physical conventions"):
+
+* lengths in µm, lateral and axial frequencies in cycles/µm, phases in radians;
+* a lateral frequency is the pair ``[k_y, k_x]`` along array axes y = -2 and x = -1;
+* shot index ``s = d * n_phases + p`` (orientation ``d``, phase step ``p``); the *shot phase*
+  ``ψ = phase_rad[d] + 2π p / n_phases`` is the phase of the fundamental order (2D: the only
+  one; 3D: order 1 at ``k_d / 2``); order m carries ``m ψ``, the standard phase stepping that
+  separates the orders with a perfectly conditioned (DFT) matrix.
+
+Two-beam (2D SIM) pattern of shot ``(d, p)``, mean 1::
+
+    I(r) = 1 + m_d cos(2π k_d·r + ψ)
+
+Three-beam (3D SIM) pattern, fixed to the focal plane (``z`` is measured from it)::
+
+    I(r, z) = 1 + m1_d cos(2π (k_d/2)·r + ψ) cos(2π kz z) + m2_d cos(2π k_d·r + 2ψ)
+
+Order 1 (``k_d / 2``) carries the shot phase ``ψ`` and the axial modulation; order 2 (the
+finest, ``k_d``, FORMAT.md's ``k_per_um``) carries ``2ψ``.
+
+Three-beam geometry (derivation of :func:`three_beam_axial_k_per_um`). Inside the immersion
+medium of index ``n`` the excitation light of vacuum wavelength ``λ`` has wavenumber
+``n/λ`` (cycles/µm). The centre beam travels along z, wavevector ``(0, n/λ)`` (lateral, axial);
+the side beams are tilted by ``±θ``: ``(±n sinθ/λ, n cosθ/λ)``. The intensity of the sum of the
+three plane waves contains, besides a constant, the beat of each pair at the difference of
+their wavevectors:
+
+* side/side: lateral ``2 n sinθ / λ``, axial 0 — the finest order, so ``|k| = 2 n sinθ / λ``,
+  i.e. ``sinθ = λ |k| / (2 n)``;
+* centre/side: lateral ``n sinθ / λ = |k| / 2``, axial ``kz = n (1 - cosθ) / λ``.
+
+With equal beam amplitudes ``a``:
+``I = a²[3 + 4 cos(π k·r + ψ) cos(2π kz z) + 2 cos(2π k·r + 2ψ)]``,
+i.e. mean-1 modulations ``m1 = 4/3``, ``m2 = 2/3`` (the largest that keep ``I >= 0``; the
+minimum is exactly 0). Both side beams must pass the objective: ``n sinθ <= NA``, i.e.
+``|k| <= 2 NA / λ_ex`` (the same limit as two-beam SIM).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from nstm_acquire.physics.optics import Optics
+
+__all__ = [
+    "SimIllumination",
+    "PatternOrder",
+    "default_sim_illumination",
+    "three_beam_axial_k_per_um",
+    "pattern_orders",
+    "illumination_pattern",
+    "check_illumination_for_optics",
+    "IDEAL_THREE_BEAM_MODULATION",
+]
+
+#: Mean-1 modulations ``(m1, m2)`` of three equal-amplitude beams (see the module docstring).
+IDEAL_THREE_BEAM_MODULATION: tuple[float, float] = (4.0 / 3.0, 2.0 / 3.0)
+
+_NEGATIVE_TOLERANCE = 1e-9
+
+
+def _three_beam_min_intensity(m1: float, m2: float) -> float:
+    """Minimum over all lateral and axial phases of ``1 + m1 cos a cos b + m2 cos 2a``.
+
+    With ``c = |cos a|`` and the worst axial phase (``cos b = -sign cos a``) the pattern is
+    ``f(c) = 1 - m2 - m1 c + 2 m2 c²`` on ``c ∈ [0, 1]``.
+    """
+    if m2 > 0:
+        c_star = m1 / (4.0 * m2)
+        if c_star <= 1.0:
+            return 1.0 - m2 - m1 * m1 / (8.0 * m2)
+    return min(1.0 - m2, 1.0 + m2 - m1)
+
+
+class SimIllumination(BaseModel):
+    """The SIM illumination of an acquisition (FORMAT.md SIM ``illumination``).
+
+    Attributes
+    ----------
+    n_orientations
+        Number of pattern orientations ``d`` (default 3).
+    n_phases
+        Phase steps per orientation: at least 3 for two-beam (2D) SIM, at least 5 for
+        three-beam (3D) SIM.
+    excitation_wavelength_um
+        Vacuum excitation wavelength, µm.
+    k_per_um
+        Per orientation, ``[k_y, k_x]`` of the finest lateral pattern frequency, cycles/µm
+        (``None``: unknown, to be estimated from the data).
+    phase_rad
+        Per orientation, the shot phase of ``p = 0`` (phase of the fundamental order), rad
+        (``None``: unknown).
+    modulation
+        Per orientation, the modulation of each order: two-beam ``[m]``, three-beam
+        ``[m1, m2]`` for orders 1 (``k/2``) and 2 (``k``). ``None``: unknown.
+    three_beam
+        ``True`` for three-beam (3D) SIM, whose order 1 is modulated axially.
+        Not a FORMAT.md field (an optional extra; a store without it is read from the
+        modality, see :meth:`from_store`).
+    axial_k_per_um
+        Three-beam only: the axial frequency ``kz`` of order 1, cycles/µm. ``None`` computes it
+        per orientation from the geometry (:func:`three_beam_axial_k_per_um`) with the
+        immersion index. Optional extra field.
+
+    The model is frozen and hashable; lists given for the array fields are stored as tuples.
+    Bad values raise ``ValueError`` (pydantic ``ValidationError``) naming the field.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    n_orientations: int = Field(default=3, ge=1, description="pattern orientations")
+    n_phases: int = Field(ge=3, description="phase steps per orientation (2D: 3, 3D: 5)")
+    excitation_wavelength_um: float = Field(gt=0, description="excitation wavelength, µm")
+    k_per_um: tuple[tuple[float, float], ...] | None = Field(
+        default=None, description="finest lateral frequency [k_y, k_x] per orientation, cycles/µm"
+    )
+    phase_rad: tuple[float, ...] | None = Field(
+        default=None, description="phase of shot p = 0 per orientation, rad"
+    )
+    modulation: tuple[tuple[float, ...], ...] | None = Field(
+        default=None, description="modulation per orientation and order"
+    )
+    three_beam: bool = Field(default=False, description="three-beam (3D) SIM")
+    axial_k_per_um: float | None = Field(
+        default=None, description="axial frequency of order 1 (three-beam), cycles/µm"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> SimIllumination:
+        nd = self.n_orientations
+        if self.excitation_wavelength_um > 5.0:
+            raise ValueError(
+                f"excitation_wavelength_um={self.excitation_wavelength_um} looks like nanometres; "
+                "give it in µm (for example 0.488)"
+            )
+        if self.three_beam and self.n_phases < 5:
+            raise ValueError(
+                f"n_phases={self.n_phases}: three-beam (3D) SIM has 5 orders to separate; "
+                "set n_phases to at least 5"
+            )
+        if self.k_per_um is not None:
+            if len(self.k_per_um) != nd:
+                raise ValueError(
+                    f"k_per_um has {len(self.k_per_um)} entries for n_orientations={nd}; "
+                    "give one [k_y, k_x] per orientation"
+                )
+            for d, (ky, kx) in enumerate(self.k_per_um):
+                if not (math.isfinite(ky) and math.isfinite(kx)) or math.hypot(ky, kx) == 0:
+                    raise ValueError(
+                        f"k_per_um[{d}]=[{ky}, {kx}] must be finite and non-zero (cycles/µm)"
+                    )
+        if self.phase_rad is not None:
+            if len(self.phase_rad) != nd:
+                raise ValueError(
+                    f"phase_rad has {len(self.phase_rad)} entries for n_orientations={nd}; "
+                    "give one phase (rad) per orientation"
+                )
+            if not all(math.isfinite(p) for p in self.phase_rad):
+                raise ValueError(f"phase_rad={list(self.phase_rad)} must be finite (rad)")
+        if self.modulation is not None:
+            if len(self.modulation) != nd:
+                raise ValueError(
+                    f"modulation has {len(self.modulation)} entries for n_orientations={nd}; "
+                    "give one list per orientation"
+                )
+            n_orders = 2 if self.three_beam else 1
+            for d, m in enumerate(self.modulation):
+                if len(m) != n_orders:
+                    what = "[m1, m2] (orders 1 and 2)" if self.three_beam else "[m]"
+                    raise ValueError(
+                        f"modulation[{d}]={list(m)}: {'three' if self.three_beam else 'two'}-beam "
+                        f"SIM needs {n_orders} value(s) per orientation, {what}"
+                    )
+                if not all(math.isfinite(v) and v >= 0 for v in m):
+                    raise ValueError(f"modulation[{d}]={list(m)} must be finite and >= 0")
+                if self.three_beam:
+                    low = _three_beam_min_intensity(m[0], m[1])
+                    if low < -_NEGATIVE_TOLERANCE:
+                        raise ValueError(
+                            f"modulation[{d}]={list(m)} makes the three-beam pattern negative "
+                            f"(minimum {low:.3g}); equal beams give "
+                            f"{list(IDEAL_THREE_BEAM_MODULATION)}, scale both values down"
+                        )
+                elif m[0] > 1.0 + _NEGATIVE_TOLERANCE:
+                    raise ValueError(
+                        f"modulation[{d}]={list(m)} makes the two-beam pattern negative; "
+                        "the modulation depth must be in [0, 1]"
+                    )
+        if self.axial_k_per_um is not None:
+            if not self.three_beam:
+                raise ValueError(
+                    "axial_k_per_um applies to three-beam SIM only; set three_beam=True or "
+                    "leave axial_k_per_um out"
+                )
+            if not math.isfinite(self.axial_k_per_um) or self.axial_k_per_um < 0:
+                raise ValueError(
+                    f"axial_k_per_um={self.axial_k_per_um} must be finite and >= 0 (cycles/µm)"
+                )
+        return self
+
+    # ------------------------------------------------------------------ shots
+    @property
+    def n_shots(self) -> int:
+        """Shots per time point (per plane in 3D): ``n_orientations * n_phases``."""
+        return self.n_orientations * self.n_phases
+
+    @property
+    def is_complete(self) -> bool:
+        """Whether ``k_per_um``, ``phase_rad`` and ``modulation`` are all known."""
+        return None not in (self.k_per_um, self.phase_rad, self.modulation)
+
+    def orientation_and_phase(self, shot: int) -> tuple[int, int]:
+        """``(d, p)`` of shot index ``s = d * n_phases + p``."""
+        if isinstance(shot, bool) or not isinstance(shot, (int, np.integer)):
+            raise TypeError(f"shot must be an int, got {type(shot).__name__}")
+        if not 0 <= shot < self.n_shots:
+            raise ValueError(
+                f"shot={shot} out of range: this illumination has {self.n_shots} shots "
+                f"({self.n_orientations} orientations x {self.n_phases} phases)"
+            )
+        return int(shot) // self.n_phases, int(shot) % self.n_phases
+
+    def shot_phase_rad(self, shot: int) -> float:
+        """Phase of the fundamental order in shot ``s``: ``phase_rad[d] + 2π p / n_phases``, rad."""
+        d, p = self.orientation_and_phase(shot)
+        return self._require("phase_rad")[d] + 2.0 * math.pi * p / self.n_phases
+
+    def axial_k_for_orientation(self, orientation: int, immersion_index: float | None) -> float:
+        """Axial frequency of order 1 for orientation ``d``, cycles/µm (three-beam only).
+
+        ``axial_k_per_um`` if set, else computed from ``|k_per_um[d]|``, the excitation
+        wavelength and ``immersion_index`` (:func:`three_beam_axial_k_per_um`).
+        """
+        if not self.three_beam:
+            return 0.0
+        if self.axial_k_per_um is not None:
+            return float(self.axial_k_per_um)
+        if immersion_index is None:
+            raise ValueError(
+                "axial_k_per_um is None, so the three-beam axial frequency is computed from the "
+                "geometry: pass immersion_index (optics.immersion_index) or set axial_k_per_um"
+            )
+        ky, kx = self._require("k_per_um")[orientation]
+        return three_beam_axial_k_per_um(
+            math.hypot(ky, kx), self.excitation_wavelength_um, immersion_index
+        )
+
+    def _require(self, name: str) -> Any:
+        value = getattr(self, name)
+        if value is None:
+            raise ValueError(
+                f"SimIllumination.{name} is unknown (None); the pattern needs it: estimate it "
+                "from the data or give it in the configuration"
+            )
+        return value
+
+    def replace(self, **changes: Any) -> SimIllumination:
+        """A validated copy with some fields changed (for example estimated ``k_per_um``)."""
+        return SimIllumination.model_validate({**self.model_dump(), **changes})
+
+    # ------------------------------------------------------------------ store
+    def to_store(self) -> dict[str, Any]:
+        """The ``illumination`` object of the store attributes (FORMAT.md field names).
+
+        Unknown optional fields are left out. Extra (non-FORMAT.md) fields: ``three_beam``
+        (always written) and ``axial_k_per_um`` (when set).
+        """
+        out: dict[str, Any] = {
+            "n_orientations": self.n_orientations,
+            "n_phases": self.n_phases,
+            "excitation_wavelength_um": self.excitation_wavelength_um,
+            "three_beam": self.three_beam,
+        }
+        if self.k_per_um is not None:
+            out["k_per_um"] = [[float(ky), float(kx)] for ky, kx in self.k_per_um]
+        if self.phase_rad is not None:
+            out["phase_rad"] = [float(p) for p in self.phase_rad]
+        if self.modulation is not None:
+            out["modulation"] = [[float(v) for v in m] for m in self.modulation]
+        if self.axial_k_per_um is not None:
+            out["axial_k_per_um"] = float(self.axial_k_per_um)
+        return out
+
+    @classmethod
+    def from_store(
+        cls, illumination: Mapping[str, Any], modality: str | None = None
+    ) -> SimIllumination:
+        """Read a store's SIM ``illumination`` object.
+
+        Fields this model does not know are ignored (FORMAT.md lets writers add optional
+        fields). When ``three_beam`` is absent it follows ``modality`` (``"sim3d"`` ->
+        three-beam, ``"sim2d"`` -> two-beam); with neither, ``ValueError``.
+        """
+        if not isinstance(illumination, Mapping):
+            raise TypeError(
+                f"illumination must be a mapping (the store's illumination object), got "
+                f"{type(illumination).__name__}"
+            )
+        known = {k: v for k, v in illumination.items() if k in cls.model_fields}
+        if "three_beam" not in known:
+            if modality == "sim3d":
+                known["three_beam"] = True
+            elif modality == "sim2d":
+                known["three_beam"] = False
+            else:
+                raise ValueError(
+                    f"illumination has no three_beam field and modality={modality!r}; pass "
+                    "modality='sim2d' or 'sim3d' (the store's root modality)"
+                )
+        return cls.model_validate(known)
+
+
+def three_beam_axial_k_per_um(
+    k_magnitude_per_um: float, excitation_wavelength_um: float, immersion_index: float
+) -> float:
+    """Axial frequency ``kz = n (1 - cosθ) / λ`` of order 1 of a three-beam pattern, cycles/µm.
+
+    ``sinθ = λ |k| / (2 n)`` places the side beams so that they beat at the finest lateral
+    frequency ``|k|`` (cycles/µm); ``λ`` is the vacuum excitation wavelength (µm) and ``n``
+    the index of the medium the beams cross (the immersion medium). See the module docstring.
+    """
+    if not (k_magnitude_per_um > 0 and math.isfinite(k_magnitude_per_um)):
+        raise ValueError(f"k_magnitude_per_um={k_magnitude_per_um} must be finite and > 0")
+    if not excitation_wavelength_um > 0:
+        raise ValueError(f"excitation_wavelength_um={excitation_wavelength_um} must be > 0")
+    if not immersion_index >= 1.0:
+        raise ValueError(f"immersion_index={immersion_index} must be >= 1")
+    sin_theta = excitation_wavelength_um * k_magnitude_per_um / (2.0 * immersion_index)
+    if sin_theta >= 1.0:
+        raise ValueError(
+            f"|k|={k_magnitude_per_um} cycles/µm needs side beams at sinθ={sin_theta:.3f} >= 1 in "
+            f"a medium of index {immersion_index}; lower k below "
+            f"{2 * immersion_index / excitation_wavelength_um:.3f} cycles/µm"
+        )
+    # 1 - cosθ written stably for small θ
+    one_minus_cos = sin_theta**2 / (1.0 + math.sqrt(1.0 - sin_theta**2))
+    return immersion_index * one_minus_cos / excitation_wavelength_um
+
+
+def check_illumination_for_optics(ill: SimIllumination, optics: Optics) -> None:
+    """Check that the pattern can be formed and seen through ``optics``.
+
+    Raises ``ValueError`` when some ``|k_per_um[d]|`` exceeds ``2 NA / λ_ex`` (the beams that
+    form it cannot pass the objective). Warns (``UserWarning``) when it reaches the detection
+    cutoff ``2 NA / λ_em`` (``optics.wavelength_um``): the pattern is then invisible in the raw
+    images (OTF = 0) and its parameters cannot be estimated from them. Unknown ``k_per_um``
+    passes.
+    """
+    if ill.k_per_um is None:
+        return
+    limit_ex = 2.0 * optics.na_detection / ill.excitation_wavelength_um
+    cutoff_em = 2.0 * optics.na_detection / optics.wavelength_um
+    for d, (ky, kx) in enumerate(ill.k_per_um):
+        k = math.hypot(ky, kx)
+        if k > limit_ex * (1.0 + 1e-9):
+            raise ValueError(
+                f"k_per_um[{d}] has |k|={k:.4g} cycles/µm, beyond 2 NA/λ_ex={limit_ex:.4g}: the "
+                "beams forming it cannot pass the objective; lower k_per_um (or check "
+                "excitation_wavelength_um and na_detection)"
+            )
+        if k >= cutoff_em:
+            warnings.warn(
+                f"k_per_um[{d}] has |k|={k:.4g} cycles/µm, at or beyond the detection cutoff "
+                f"2 NA/λ_em={cutoff_em:.4g}: the pattern is invisible in the raw images and its "
+                "parameters cannot be estimated from them",
+                UserWarning,
+                stacklevel=2,
+            )
+
+
+def default_sim_illumination(
+    optics: Optics,
+    excitation_wavelength_um: float,
+    three_beam: bool = False,
+    fraction_of_cutoff: float = 0.85,
+    angle0_rad: float = 0.1,
+    n_phases: int | None = None,
+    modulation: float | tuple[float, float] = 0.8,
+    n_orientations: int = 3,
+    phase_rad: list[float] | None = None,
+) -> SimIllumination:
+    """A standard SIM illumination for ``optics``.
+
+    Orientation ``d`` points at the angle ``a_d = angle0_rad + d π / n_orientations`` from the
+    x axis towards y (60° apart for 3 orientations): ``k_d = |k| [sin a_d, cos a_d]`` as
+    ``[k_y, k_x]``, with ``|k| = fraction_of_cutoff * 2 NA / λ_em`` (detection cutoff,
+    ``optics.wavelength_um``), cycles/µm.
+
+    Parameters
+    ----------
+    three_beam
+        Three-beam (3D) SIM: order 2 at ``k_d``, order 1 at ``k_d / 2`` with the axial
+        frequency of the beam geometry in the immersion medium
+        (:func:`three_beam_axial_k_per_um`).
+    n_phases
+        Default 3 (two-beam) or 5 (three-beam).
+    modulation
+        Two-beam: the depth ``m`` in [0, 1]. Three-beam: a float ``c`` in [0, 1] is the fringe
+        contrast, giving ``(m1, m2) = c * (4/3, 2/3)`` (equal beams, see the module docstring);
+        a pair is taken as ``(m1, m2)`` directly.
+    phase_rad
+        Phase of shot ``p = 0`` per orientation, rad; default all 0.
+
+    Raises ``ValueError`` when the pattern cannot pass the objective (``|k| > 2 NA / λ_ex``) and
+    warns when ``fraction_of_cutoff >= 1`` (pattern beyond the detection OTF).
+    """
+    if not (math.isfinite(fraction_of_cutoff) and fraction_of_cutoff > 0):
+        raise ValueError(f"fraction_of_cutoff={fraction_of_cutoff} must be > 0 (typically 0.7-0.9)")
+    if not math.isfinite(angle0_rad):
+        raise ValueError(f"angle0_rad={angle0_rad} must be finite (rad)")
+    if n_phases is None:
+        n_phases = 5 if three_beam else 3
+    k = fraction_of_cutoff * 2.0 * optics.na_detection / optics.wavelength_um
+    angles = [angle0_rad + d * math.pi / n_orientations for d in range(max(n_orientations, 0))]
+    k_per_um = [[k * math.sin(a), k * math.cos(a)] for a in angles]
+    if three_beam:
+        if isinstance(modulation, (int, float)):
+            m1, m2 = (float(modulation) * v for v in IDEAL_THREE_BEAM_MODULATION)
+        else:
+            if len(modulation) != 2:
+                raise ValueError(
+                    f"modulation={modulation!r}: three-beam takes a contrast c or a pair (m1, m2)"
+                )
+            m1, m2 = (float(v) for v in modulation)
+        mods = [[m1, m2] for _ in angles]
+    else:
+        if not isinstance(modulation, (int, float)):
+            raise ValueError(f"modulation={modulation!r}: two-beam SIM takes one depth m in [0, 1]")
+        mods = [[float(modulation)] for _ in angles]
+    fields: dict[str, Any] = {
+        "n_orientations": n_orientations,
+        "n_phases": n_phases,
+        "excitation_wavelength_um": excitation_wavelength_um,
+        "k_per_um": k_per_um,
+        "phase_rad": [0.0] * len(angles) if phase_rad is None else list(phase_rad),
+        "modulation": mods,
+        "three_beam": three_beam,
+    }
+    ill = SimIllumination.model_validate(fields)
+    check_illumination_for_optics(ill, optics)
+    if three_beam:
+        kz = three_beam_axial_k_per_um(k, excitation_wavelength_um, optics.immersion_index)
+        ill = ill.replace(axial_k_per_um=kz)
+    return ill
+
+
+@dataclass(frozen=True)
+class PatternOrder:
+    """One term ``amplitude * cos(2π k·r + phase_rad) * cos(2π axial_k z)`` of a pattern.
+
+    ``k_per_um`` is ``(k_y, k_x)`` in cycles/µm, ``axial_k_per_um`` cycles/µm (0: no axial
+    modulation), ``z`` measured from the focal plane. ``order`` is the lateral harmonic index
+    (0: the constant term; two-beam 1; three-beam 1 at ``k/2`` and 2 at ``k``).
+    """
+
+    order: int
+    k_per_um: tuple[float, float]
+    amplitude: float
+    phase_rad: float
+    axial_k_per_um: float
+
+
+def pattern_orders(
+    ill: SimIllumination, shot: int, immersion_index: float | None = None
+) -> list[PatternOrder]:
+    """The terms whose sum is the illumination of ``shot`` (order 0 first; see module docstring).
+
+    ``immersion_index`` is needed only for three-beam SIM with ``axial_k_per_um=None``.
+    """
+    d, _ = ill.orientation_and_phase(shot)
+    ky, kx = ill._require("k_per_um")[d]
+    mod = ill._require("modulation")[d]
+    psi = ill.shot_phase_rad(shot)
+    orders = [PatternOrder(0, (0.0, 0.0), 1.0, 0.0, 0.0)]
+    if ill.three_beam:
+        kz = ill.axial_k_for_orientation(d, immersion_index)
+        orders.append(PatternOrder(1, (ky / 2.0, kx / 2.0), float(mod[0]), psi, kz))
+        orders.append(PatternOrder(2, (float(ky), float(kx)), float(mod[1]), 2.0 * psi, 0.0))
+    else:
+        orders.append(PatternOrder(1, (float(ky), float(kx)), float(mod[0]), psi, 0.0))
+    return orders
+
+
+def illumination_pattern(
+    ill: SimIllumination,
+    shot: int,
+    y_um: np.ndarray | float,
+    x_um: np.ndarray | float,
+    z_um: np.ndarray | float | None = None,
+    immersion_index: float | None = None,
+) -> np.ndarray:
+    """Intensity (mean 1, non-negative) of shot ``s`` at sample coordinates, float64.
+
+    Parameters
+    ----------
+    y_um, x_um
+        Lateral coordinates, µm (broadcast together, e.g. ``(Y, 1)`` and ``(1, X)``).
+    z_um
+        Axial coordinate relative to the focal plane, µm, broadcast with ``y_um, x_um``
+        (e.g. ``(Z, 1, 1)``); ``None`` is the focal plane. Only three-beam patterns depend on it.
+    immersion_index
+        Needed only for three-beam SIM with ``axial_k_per_um=None``.
+
+    Returns the broadcast shape of the coordinates.
+    """
+    y = np.asarray(y_um, dtype=np.float64)
+    x = np.asarray(x_um, dtype=np.float64)
+    z = None if z_um is None else np.asarray(z_um, dtype=np.float64)
+    shape = np.broadcast_shapes(y.shape, x.shape, () if z is None else z.shape)
+    out = np.zeros(shape, dtype=np.float64)
+    for term in pattern_orders(ill, shot, immersion_index):
+        if term.order == 0:
+            out += term.amplitude
+            continue
+        ky, kx = term.k_per_um
+        lateral = np.cos(2.0 * np.pi * (ky * y + kx * x) + term.phase_rad)
+        if term.axial_k_per_um != 0.0 and z is not None:
+            lateral = lateral * np.cos(2.0 * np.pi * term.axial_k_per_um * z)
+        out += term.amplitude * lateral
+    # the validated modulations keep the pattern >= 0; remove round-off below zero only
+    np.maximum(out, 0.0, out=out)
+    return out

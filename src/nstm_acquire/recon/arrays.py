@@ -1,0 +1,206 @@
+"""Reconstruct one window from arrays: frames, per-frame times and physics objects in, images out.
+
+* :func:`reconstruct_window` -- one :class:`~nstm_acquire.recon.problem.WindowProblem`;
+* :func:`reconstruct_dpc` -- DPC straight from arrays (frames, times, optics, LEDs);
+* :func:`reconstruct_sim` -- 2D or 3D SIM straight from arrays (frames, times, optics, pattern).
+
+No store is read or written here: :mod:`nstm_acquire.recon.chain` does that for a whole store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from nstm_acquire.physics.sim.otf import MeasuredPsf, load_psf
+from nstm_acquire.physics.dpc.illumination import DpcIllumination
+from nstm_acquire.nstm.compile_cache import enable_compilation_cache
+from nstm_acquire.nstm.config import NSTMConfig, default_config
+from nstm_acquire.nstm.fit import FitResult, build_model, fit, render_scenes
+from nstm_acquire.nstm.model import Params
+from nstm_acquire.physics.optics import Optics
+from nstm_acquire.recon.problem import ProblemBuilder, WindowProblem
+from nstm_acquire.physics.sim.illumination import SimIllumination
+from nstm_acquire.store import ReconWriter, StoreAttributes, StoreError, StoreReader, WindowData
+
+__all__ = [
+    "WindowResult",
+    "model_description",
+    "reconstruct_dpc",
+    "reconstruct_sim",
+    "reconstruct_window",
+]
+
+
+
+@dataclasses.dataclass
+class WindowResult:
+    """One reconstructed window.
+
+    ``scene`` ``(T, C, Z, Y', X')`` at ``times_s`` ``(T,)``; ``motion`` ``(T, D, Z, Y', X')`` in
+    output pixels (``scene(x, t) = template(x + motion(x, t))``); ``conventional``
+    ``(C, Z, Y', X')``; ``fit`` the optimisation record.
+    """
+
+    window: int
+    scene: np.ndarray
+    motion: np.ndarray
+    times_s: np.ndarray
+    conventional: np.ndarray
+    fit: FitResult
+    info: dict[str, Any]
+    channel_names: list[str] = dataclasses.field(default_factory=list)
+    pixel_size_um: float = 0.0
+    z_step_um: float | None = None
+
+
+def model_description(model: Any) -> dict[str, Any]:
+    """What rebuilds an :class:`~nstm_acquire.nstm.model.NSTMModel` (with its NSTM config)."""
+    return {
+        "scene_shape": list(model.scene_shape),
+        "channels": model.channels,
+        "motion_dims": model.motion_dims,
+        "nonnegative": model.nonnegative,
+        "n_shots": model.n_shots,
+    }
+
+
+def reconstruct_window(
+    problem: WindowProblem,
+    config: NSTMConfig | None = None,
+    init_params: Params | None = None,
+    window: int = 0,
+    callback: Callable[[int, dict[str, float]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    reference_val_loss: float | None = None,
+) -> WindowResult:
+    """Fit the NSTM to one window and render it at the problem's render times.
+
+    ``init_params`` and ``reference_val_loss`` (the previous window's held-out loss) warm-start
+    it (:func:`~nstm_acquire.nstm.fit.fit`)."""
+    config = config or default_config()
+    model = build_model(
+        config,
+        problem.scene_shape,
+        problem.channels,
+        problem.motion_dims,
+        nonnegative=bool(getattr(problem.forward, "nonnegative", False)),
+        n_shots=len(problem.render_times_s),
+    )
+    result = fit(
+        model, problem.forward, problem.data, init_params, callback, should_stop,
+        reference_val_loss=reference_val_loss,
+    )
+    scene, motion = render_scenes(result, problem.render_times_s)
+    if len(problem.scene_shape) == 2:  # add the plane axis of FORMAT.md
+        scene, motion = scene[:, :, None], motion[:, :, None]
+    info = {**result.info(), **problem.info}
+    return WindowResult(
+        window,
+        scene,
+        motion,
+        problem.render_times_s,
+        problem.conventional,
+        result,
+        info,
+        channel_names=list(problem.channel_names),
+        pixel_size_um=problem.pixel_size_um,
+        z_step_um=problem.z_step_um,
+    )
+
+
+def reconstruct_dpc(
+    raw: np.ndarray,
+    timestamps_s: np.ndarray,
+    exposure_s: np.ndarray,
+    optics: Optics,
+    led_na: np.ndarray,
+    shots: Sequence[Sequence[int]],
+    background: np.ndarray | None = None,
+    config: NSTMConfig | None = None,
+) -> WindowResult:
+    """DPC from arrays: ``raw`` ``(S, Y, X)`` counts (offset removed), times ``(S,)`` in s.
+
+    ``led_na`` ``(N, 2)`` illumination NA of every LED, ``shots`` the LEDs lit in each shot,
+    ``background`` ``(S, Y, X)`` sample-free frames (None: normalise by each frame's mean).
+    """
+    raw = np.asarray(raw, np.float32)
+    if raw.ndim != 3:
+        raise ValueError(f"raw has shape {raw.shape}; give (S, Y, X) frames of one window")
+    s = raw.shape[0]
+    ts = np.asarray(timestamps_s, np.float64).reshape(s, 1)
+    ex = np.asarray(exposure_s, np.float64).reshape(s, 1)
+    ill = DpcIllumination(led_na=np.asarray(led_na).tolist(), shots=[list(map(int, x)) for x in shots])
+    attrs = StoreAttributes.model_validate(
+        {
+            "format_version": 1,
+            "modality": "dpc",
+            "optics": optics.to_store(),
+            "illumination": ill.to_store(),
+            "camera": {"offset_adu": 0.0},
+            "acquisition": {},
+        }
+    )
+    bg = None if background is None else np.asarray(background, np.float32)[:, None]
+    builder = ProblemBuilder(attrs, raw.shape[-2:], 1, config or default_config(), background=bg)
+    problem = builder.problem(WindowData(index=0, raw=raw[:, None], timestamps_s=ts, exposure_s=ex))
+    return reconstruct_window(problem, config)
+
+
+def reconstruct_sim(
+    raw: np.ndarray,
+    timestamps_s: np.ndarray,
+    exposure_s: np.ndarray,
+    optics: Optics,
+    illumination: SimIllumination,
+    config: NSTMConfig | None = None,
+    sim_parameters: str = "fallback",
+    upsample: int = 2,
+    psf: MeasuredPsf | None = None,
+) -> WindowResult:
+    """SIM from arrays: ``raw`` ``(S, Z, Y, X)`` counts (offset removed), times ``(S, Z)`` in s.
+
+    Shot ``s = d * n_phases + p``; ``Z = 1`` for two-beam 2D SIM (``illumination.three_beam``
+    False), the stack's planes ``optics.z_step_um`` µm apart for three-beam 3D SIM. Missing
+    ``k_per_um`` / ``phase_rad`` / ``modulation`` are estimated from the window and checked
+    (``sim_parameters``: ``"fallback"``, ``"error"``, ``"estimate"`` or ``"configured"``,
+    :func:`~nstm_acquire.physics.sim.estimation.resolve_sim_parameters`); the report is in
+    ``result.info["sim_parameters"]``. ``psf``: a measured PSF instead of the theoretical OTF
+    (:class:`~nstm_acquire.physics.sim.otf.MeasuredPsf`).
+    """
+    raw = np.asarray(raw, np.float32)
+    if raw.ndim != 4:
+        raise ValueError(f"raw has shape {raw.shape}; give (S, Z, Y, X) frames of one window (Z = 1 for 2D SIM)")
+    modality = "sim3d" if illumination.three_beam else "sim2d"
+    if modality == "sim2d" and raw.shape[1] != 1:
+        raise ValueError(f"raw has {raw.shape[1]} planes but the illumination is two-beam (2D SIM): give Z = 1")
+    ts = np.asarray(timestamps_s, np.float64).reshape(raw.shape[:2])
+    ex = np.broadcast_to(np.asarray(exposure_s, np.float64), raw.shape[:2]).copy()
+    attrs = StoreAttributes.model_validate(
+        {
+            "format_version": 1,
+            "modality": modality,
+            "optics": optics.to_store(),
+            "illumination": illumination.to_store(),
+            "camera": {"offset_adu": 0.0},
+            "acquisition": {},
+        }
+    )
+    builder = ProblemBuilder(
+        attrs,
+        raw.shape[-2:],
+        raw.shape[1],
+        config or default_config(),
+        sim_parameters=sim_parameters,
+        upsample=upsample,
+        psf=psf,
+    )
+    problem = builder.problem(WindowData(index=0, raw=raw, timestamps_s=ts, exposure_s=ex))
+    return reconstruct_window(problem, config)

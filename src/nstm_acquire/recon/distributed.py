@@ -1,0 +1,168 @@
+"""Spread the reconstruction of a store's windows over a Dask distributed cluster.
+
+Windows are split into contiguous chunks; each chunk is one task that reconstructs its windows
+in order, warm-starting each from the previous one (a warm-start chain), and returns the
+arrays. The client writes every returned window into ``recon/<name>`` as it arrives, so only
+one process ever writes the output group. Workers read the store themselves: it must be on a
+file system they can reach (the same path on every machine).
+
+``scheduler``: a scheduler address (``tcp://host:8786``), ``"local"`` (a
+``distributed.LocalCluster`` on this machine, one single-threaded worker process per chunk
+up to the CPU count) or ``None`` (no Dask: run in this process).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from nstm_acquire.nstm.config import NSTMConfig, default_config
+
+__all__ = ["chunk_windows", "reconstruct_chunk", "reconstruct_distributed"]
+
+
+def chunk_windows(windows: Sequence[int], n_chunks: int) -> list[list[int]]:
+    """Split ``windows`` (in order) into at most ``n_chunks`` contiguous, near-equal chunks."""
+    windows = list(windows)
+    if not windows:
+        return []
+    n = max(1, min(int(n_chunks), len(windows)))
+    size = math.ceil(len(windows) / n)
+    return [windows[i : i + size] for i in range(0, len(windows), size)]
+
+
+def reconstruct_chunk(
+    store: str, config_json: str, windows: list[int], warm_start: bool = True, sim_parameters: str = "fallback"
+) -> list[dict]:
+    """Reconstruct ``windows`` of ``store`` in order (a warm-start chain); return plain arrays.
+
+    Runs on a Dask worker (or in-process). Nothing is written.
+    """
+    from jax.flatten_util import ravel_pytree
+
+    from nstm_acquire.recon.arrays import model_description
+    from nstm_acquire.recon.chain import StoreReconstructor
+
+    rec = StoreReconstructor(
+        store, NSTMConfig.model_validate_json(config_json), warm_start=warm_start, write=False, sim_parameters=sim_parameters
+    )
+    out = []
+    for w in windows:
+        r = rec.reconstruct(w)
+        out.append(
+            {
+                "window": w,
+                "scene": r.scene,
+                "motion": r.motion,
+                "times_s": r.times_s,
+                "conventional": r.conventional,
+                "info": {**r.info, "worker_pid": os.getpid(), "chunk": list(windows)},
+                "channel_names": r.channel_names,
+                "pixel_size_um": r.pixel_size_um,
+                "z_step_um": r.z_step_um,
+                "network": ravel_pytree(r.fit.params)[0],
+                "model": model_description(r.fit.model),
+            }
+        )
+    return out
+
+
+def _writer_for(result: dict, out: Path, name: str, overwrite: bool, config: NSTMConfig, store: str) -> Any:
+    from nstm_acquire.store import ReconWriter
+
+    c, z = result["scene"].shape[1:3]
+    writer = ReconWriter(
+        out,
+        name=name,
+        scene_shape=(c, z, *result["scene"].shape[-2:]),
+        motion_dims=result["motion"].shape[1],
+        pixel_size_um=result["pixel_size_um"],
+        overwrite=overwrite,
+        method="nstm",
+        z_step_um=result["z_step_um"],
+        channel_names=result["channel_names"],
+    )
+    writer.set_config({"nstm": config.model_dump(mode="json"), "source_store": str(store), "distributed": True})
+    writer.set_attributes(model=result["model"])
+    return writer
+
+
+def reconstruct_distributed(
+    store: str | Path,
+    config: NSTMConfig | None = None,
+    windows: Sequence[int] | None = None,
+    scheduler: str | None = "local",
+    n_chunks: int | None = None,
+    out: str | Path | None = None,
+    name: str = "nstm",
+    overwrite: bool = False,
+    warm_start: bool = True,
+    on_window: Callable[[dict], None] | None = None,
+    sim_parameters: str = "fallback",
+) -> list[int]:
+    """Reconstruct ``windows`` (default: all complete) of ``store`` on a Dask cluster.
+
+    Returns the windows written, in the order they were written. ``n_chunks`` defaults to the
+    number of workers (one warm-start chain per worker).
+    """
+    from nstm_acquire.store import StoreReader
+
+    config = config or default_config()
+    store = str(store)
+    reader = StoreReader(store)
+    complete = reader.complete_windows()
+    todo = list(complete if windows is None else windows)
+    missing = [w for w in todo if w not in complete]
+    if missing:
+        raise ValueError(f"{store}: windows {missing} are not complete (complete: {complete})")
+    out_path = Path(out) if out is not None else Path(store)
+    config_json = config.model_dump_json()
+    written: list[int] = []
+    writer = None
+
+    def write(results: list[dict]) -> None:
+        nonlocal writer
+        for r in results:
+            if writer is None:
+                writer = _writer_for(r, out_path, name, overwrite, config, store)
+            writer.write_window(r["window"], r["scene"], r["times_s"], r["motion"], r["conventional"], info=r["info"])
+            writer.write_network(r["window"], r["network"])
+            written.append(r["window"])
+            if on_window is not None:
+                on_window(r)
+
+    if scheduler is None:
+        write(reconstruct_chunk(store, config_json, todo, warm_start, sim_parameters))
+        return written
+
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError as err:  # pragma: no cover - dask is an optional dependency
+        raise RuntimeError(
+            "--scheduler needs Dask: pip install 'nstm-acquire[dask]' (or leave --scheduler out)"
+        ) from err
+    cluster = None
+    if scheduler == "local":
+        n_workers = n_chunks or min(len(todo), os.cpu_count() or 1)
+        cluster = LocalCluster(
+            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+        client = Client(cluster)
+    else:
+        client = Client(scheduler)
+    try:
+        n = n_chunks or max(1, len(client.scheduler_info().get("workers", {})))
+        futures = [
+            client.submit(reconstruct_chunk, store, config_json, chunk, warm_start, sim_parameters, pure=False)
+            for chunk in chunk_windows(todo, n)
+        ]
+        for future in as_completed(futures):
+            write(future.result())
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return written

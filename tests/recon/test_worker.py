@@ -1,0 +1,106 @@
+"""Near-live reconstruction: windows are reconstructed while the acquisition goes on."""
+
+import datetime as dt
+
+import numpy as np
+import pytest
+
+from nstm_acquire.acquire.controller import AcquisitionController
+from nstm_acquire.acquire.sequences import AcquisitionPlan
+from nstm_acquire.acquire.session import run_live
+from nstm_acquire.recon.worker import ReconstructionWorker
+from nstm_acquire.nstm.config import default_config
+from nstm_acquire.store import ReconReader, StoreReader
+
+SHAPE = (32, 32)
+
+
+def live_config():
+    return default_config().with_fit(max_steps=50, coarse_to_fine_steps=25, warm_max_steps=25)
+
+
+def _precompile(fast_sim, open_scope, tmp_path):
+    """Reconstruct one window of the same shape first, so the live test measures fitting,
+    not the one-time compilation (the package keeps it in a persistent cache across sessions)."""
+    scope = open_scope(fast_sim(frame_shape=SHAPE))
+    AcquisitionController(scope, AcquisitionPlan(modality="dpc", n_windows=1), tmp_path / "warm.zarr").run()
+    from nstm_acquire.recon.chain import StoreReconstructor
+
+    StoreReconstructor(tmp_path / "warm.zarr", live_config()).run()
+
+
+def _t(text):
+    return dt.datetime.fromisoformat(text)
+
+
+def test_windows_are_reconstructed_while_later_ones_are_acquired(fast_sim, open_scope, tmp_path):
+    _precompile(fast_sim, open_scope, tmp_path)
+    scope = open_scope(fast_sim(frame_shape=SHAPE, realtime=True, motion={"dpc": "translation:vx=20"}))
+    plan = AcquisitionPlan(modality="dpc", n_windows=4, window_interval_s=0.8, exposure_ms=5.0)
+    store = tmp_path / "live.zarr"
+    controller = AcquisitionController(scope, plan, store)
+    worker = ReconstructionWorker(store, live_config(), policy="all")
+    previews = []
+    worker.events.preview_ready.connect(lambda w, conv: previews.append((w, conv.shape)))
+    run_live(controller, worker)
+
+    assert controller.summary.status == "completed"
+    assert controller.summary.frames_written == 16 and controller.summary.frames_missing == 0
+    assert worker.done == [0, 1, 2, 3] and worker.skipped == []
+    assert [w for w, _ in previews] == [0, 1, 2, 3] and previews[0][1] == (2, 1, *SHAPE)
+    recon = ReconReader(store)
+    assert recon.windows_done() == [0, 1, 2, 3]
+    info = recon.windows_info()
+    # the first window's NSTM result was written before the last window had been acquired
+    assert _t(info[0]["reconstruction_end_utc"]) < _t(info[3]["window_complete_utc"])
+    assert info[0]["warm_start"] is False and all(info[w]["warm_start"] for w in (1, 2, 3))
+    # every warm window is measured against the cold first window, not against its warm predecessor
+    assert info[0]["reference_val_loss"] is None
+    assert all(info[w]["reference_val_loss"] == info[0]["final_val_loss"] for w in (1, 2, 3))
+    # one render time per shot, at the exposure midpoints
+    reader = StoreReader(store)
+    np.testing.assert_allclose(recon.times_s(2), reader.window(2).midpoints_s[:, 0])
+
+
+def test_policy_newest_skips_windows_it_cannot_keep_up_with(tmp_path):
+    """The worker is busy while windows pile up: with policy 'newest' it takes the last one."""
+    worker = ReconstructionWorker(tmp_path / "none.zarr", live_config(), policy="newest")
+    handled = []
+    worker._reconstruct = lambda w: (handled.append(w), worker.done.append(w))  # no store needed
+    for w in range(5):
+        worker.submit(w)
+    worker.close_input()
+    worker.start()
+    assert worker.join(10)
+    assert handled == [4]
+    assert worker.skipped == [0, 1, 2, 3]
+    assert worker.waiting == 0
+
+
+def test_policy_all_keeps_every_window_in_order(tmp_path):
+    worker = ReconstructionWorker(tmp_path / "none.zarr", live_config(), policy="all")
+    handled = []
+    worker._reconstruct = lambda w: (handled.append(w), worker.done.append(w))
+    for w in range(5):
+        worker.submit(w)
+    worker.close_input()
+    worker.start()
+    assert worker.join(10)
+    assert handled == [0, 1, 2, 3, 4] and worker.skipped == []
+
+
+def test_a_failing_window_is_reported_and_the_worker_goes_on(tmp_path):
+    worker = ReconstructionWorker(tmp_path / "missing.zarr", live_config())
+    errors = []
+    worker.events.error.connect(errors.append)
+    worker.submit(0)
+    worker.close_input()
+    worker.start()
+    assert worker.join(30)
+    assert errors and "missing.zarr" in errors[0]
+    assert worker.skipped == [0]
+
+
+def test_bad_policy_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="policy"):
+        ReconstructionWorker(tmp_path / "x.zarr", policy="sometimes")
