@@ -52,6 +52,9 @@ import jax.numpy as jnp
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+#: An array of either library: the lookup helpers run on numpy (planning) and on JAX (traced).
+AnyArray = jax.Array | np.ndarray
+
 __all__ = [
     "HASH_PRIMES",
     "GridEncodingConfig",
@@ -238,8 +241,8 @@ def _axis_scales(cfg: GridEncodingConfig) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _grid_position(
-    coords: jax.Array, lo: np.ndarray, scale: np.ndarray, resolution: np.ndarray, xp=jnp
-) -> jax.Array:
+    coords: AnyArray, lo: np.ndarray, scale: np.ndarray, resolution: np.ndarray, xp=jnp
+) -> AnyArray:
     """Continuous vertex coordinate ``clip((x - lo) * scale, 0, res)`` (float32, cells).
 
     One subtraction then one product, each rounded once in float32, so the numpy version
@@ -250,8 +253,8 @@ def _grid_position(
 
 
 def _cell_and_fraction(
-    u: jax.Array, resolution: np.ndarray, xp=jnp
-) -> tuple[jax.Array, jax.Array]:
+    u: AnyArray, resolution: np.ndarray, xp=jnp
+) -> tuple[AnyArray, AnyArray]:
     """Lower vertex (int32, ``0..res-1``) and fractional offset in ``[0, 1]`` of ``u``."""
     cell = xp.clip(xp.floor(u), xp.float32(0.0), xp.asarray(resolution - 1, xp.float32))
     return cell.astype(xp.int32), u - cell
@@ -276,12 +279,12 @@ def grid_positions(coords: jax.Array, cfg: GridEncodingConfig, level: int) -> ja
         raise ValueError(f"level={level} must be in [0, {cfg.levels})")
     lo, scale = _axis_scales(cfg)
     res = level_resolutions(cfg)[level]
-    return _grid_position(jnp.asarray(coords, jnp.float32), lo, scale[level], res)
+    return jnp.asarray(_grid_position(jnp.asarray(coords, jnp.float32), lo, scale[level], res))
 
 
 def _vertex_index(
-    vertices: jax.Array, resolution: np.ndarray, dense: bool, log2_table_size: int, xp=jnp
-) -> jax.Array:
+    vertices: AnyArray, resolution: np.ndarray, dense: bool, log2_table_size: int, xp=jnp
+) -> AnyArray:
     """Table rows (int32) of integer vertices ``(..., d)``; see :func:`vertex_table_index`."""
     if dense:
         strides = np.cumprod(np.concatenate([[1], (resolution[::-1] + 1)[:-1]]))[::-1]
@@ -321,9 +324,10 @@ def vertex_table_index(vertices: jax.Array, cfg: GridEncodingConfig, level: int)
             f"{vertices.shape}"
         )
     res = level_resolutions(cfg)[level]
-    return _vertex_index(
+    rows = _vertex_index(
         vertices.astype(jnp.int32), res, bool(level_is_dense(cfg)[level]), cfg.log2_table_size
     )
+    return jnp.asarray(rows)
 
 
 def _corner_offsets(n_dims: int) -> np.ndarray:
@@ -499,8 +503,8 @@ _lerp_rows.defvjp(_lerp_rows_fwd, _lerp_rows_bwd)
 
 
 def _corner_rows_and_weights(
-    u: jax.Array, resolution: np.ndarray, dense: bool, log2_table_size: int, xp=jnp
-) -> tuple[jax.Array, jax.Array]:
+    u: AnyArray, resolution: np.ndarray, dense: bool, log2_table_size: int, xp=jnp
+) -> tuple[AnyArray, AnyArray]:
     """Table rows and multilinear weights of the ``2**d`` corners of each point's cell.
 
     ``u`` ``(N, d)`` grid positions (cells, already clamped) -> ``(2**d, N)`` int32 rows and
@@ -710,7 +714,7 @@ _SEPARABLE_MAX_ROW_RATIO = 0.5
 
 
 def _plan_gather_level(
-    u: np.ndarray, resolution: np.ndarray, dense: bool, cfg: GridEncodingConfig,
+    u: AnyArray, resolution: np.ndarray, dense: bool, cfg: GridEncodingConfig,
     table_rows: int, backward: str,
 ) -> _GatherLevel:
     rows, weights = _corner_rows_and_weights(u, resolution, dense, cfg.log2_table_size, np)
@@ -726,7 +730,7 @@ def _plan_gather_level(
 
 
 def _plan_separable_level(
-    axis_positions: Sequence[np.ndarray], resolution: np.ndarray, dense: bool,
+    axis_positions: Sequence[AnyArray], resolution: np.ndarray, dense: bool,
     cfg: GridEncodingConfig, table_rows: int, axis_op: str, fold_last: bool,
 ) -> tuple[_SeparableLevel, int]:
     """Separable plan of one level and the number of table rows it gathers per call."""
@@ -902,7 +906,7 @@ def make_lookup(
     plans, methods = [], []
     for level in range(cfg.levels):
         res = resolutions[level]
-        chosen = None
+        chosen: tuple[str, _SeparableLevel | _GatherLevel] | None = None
         if axes is not None and method != "gather":
             axis_positions = [
                 _grid_position(

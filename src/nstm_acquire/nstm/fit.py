@@ -180,7 +180,9 @@ def _optimizer(config: NSTMConfig) -> optax.GradientTransformation:
         )
         return optax.adam(schedule, b1=f.adam_b1, b2=f.adam_b2, eps=f.adam_eps)
 
-    labels = lambda params: {k: jax.tree_util.tree_map(lambda _: k, v) for k, v in params.items()}  # noqa: E731
+    def labels(params: Params) -> dict[str, Any]:
+        return {name: jax.tree_util.tree_map(lambda _, n=name: n, sub) for name, sub in params.items()}
+
     return optax.multi_transform({"scene": adam(f.lr_scene), "motion": adam(f.lr_motion)}, labels)
 
 
@@ -318,8 +320,9 @@ def fit(
             "wall_s": result.wall_s,
             "stop_reason": result.stop_reason,
         }
+        rejected_wall_s = result.wall_s
         result = _fit_once(model, forward, data, None, callback, should_stop, monitor, None)
-        result.wall_s += rejected["wall_s"]
+        result.wall_s += rejected_wall_s
         result.reference_val_loss = reference
         result.rejected_warm_fit = rejected
     return result
@@ -345,7 +348,7 @@ def _fit_once(
     plan = model.scene_plan() if cfg.scene_sampling == "grid" else None
     arrays = (tn, jnp.asarray(data.shots), y, jnp.asarray(train), jnp.asarray(val), plan)
     warm = init_params is not None
-    params = init_params if warm else model.init(jax.random.PRNGKey(cfg.seed))
+    params = init_params if init_params is not None else model.init(jax.random.PRNGKey(cfg.seed))
     # a warm start already has every level trained: start at full resolution
     alpha0 = (
         jnp.asarray(1.0 if warm else 0.0, jnp.float32),

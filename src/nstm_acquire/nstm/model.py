@@ -136,10 +136,10 @@ class NSTMModel:
         # ---- scene grid: output pixels, padded by a margin on each side
         lateral = self.scene_shape[-2:]
         self.margin_px = tuple(int(np.ceil(sc.margin_fraction * n)) for n in lateral)
-        lo = [-m for m in self.margin_px]
-        hi = [n - 1 + m for n, m in zip(lateral, self.margin_px)]
-        base = [sc.base_cells_per_px * (h - l) for l, h in zip(lo, hi)]
-        fine = [sc.finest_cells_per_px * (h - l) for l, h in zip(lo, hi)]
+        lo: list[float] = [-m for m in self.margin_px]
+        hi: list[float] = [n - 1 + m for n, m in zip(lateral, self.margin_px, strict=True)]
+        base = [sc.base_cells_per_px * (h - low) for low, h in zip(lo, hi, strict=True)]
+        fine = [sc.finest_cells_per_px * (h - low) for low, h in zip(lo, hi, strict=True)]
         if self.ndim == 3:
             nz = self.scene_shape[0]
             lo = [-0.5] + lo

@@ -64,7 +64,9 @@ def _corner_geometry(
         lower.append(la)
         frac.append(ca - la)
         inside.append((coords[a] >= 0.0) & (coords[a] <= spatial[a] - 1.0))
-    base = sum(lower[a] * int(strides[a]) for a in range(ndim))
+    base = lower[0] * int(strides[0])
+    for a in range(1, ndim):
+        base = base + lower[a] * int(strides[a])
     rows = []
     for corner in range(2**ndim):
         offset = sum(
@@ -81,9 +83,9 @@ def _corner_factors(frac: list[jax.Array], corner: int) -> list[jax.Array]:
     return [frac[a] if (corner >> (ndim - 1 - a)) & 1 else 1.0 - frac[a] for a in range(ndim)]
 
 
-def _product(factors: Sequence[jax.Array]) -> jax.Array | float:
-    out: jax.Array | float = 1.0
-    for f in factors:
+def _product(factors: Sequence[jax.Array]) -> jax.Array:
+    out = factors[0]
+    for f in factors[1:]:
         out = out * f
     return out
 
