@@ -8,6 +8,7 @@ import jax
 import numpy as np
 import pytest
 
+from nstm_acquire.hardware.simulated.dpc_imaging import dpc_background, dpc_image_exact
 from nstm_acquire.physics.dpc.forward import (
     dpc_normalise,
     dpc_regulariser,
@@ -16,7 +17,6 @@ from nstm_acquire.physics.dpc.forward import (
     dpc_transfer_functions,
     dpc_transfer_functions_for,
 )
-from nstm_acquire.hardware.simulated.dpc_imaging import dpc_background, dpc_image_exact
 from nstm_acquire.physics.dpc.illumination import (
     DpcIllumination,
     LedArrayGeometry,

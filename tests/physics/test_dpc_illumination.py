@@ -159,3 +159,29 @@ def test_led_pupils_match_optics_pupil_off_grid():
     for j in range(3):
         expected = pupil((48, 64), optics, shift_per_um=tuple(na[j] / optics.wavelength_um))
         np.testing.assert_array_equal(pupils[j], expected.astype(bool))
+
+
+@pytest.mark.parametrize(
+    ("attrs", "field", "problem"),
+    [
+        ({"led_na": [[0.0, 0.0], [0.1, 0.0]], "shots": [[0], [1, 2]]}, "shots[1][1]", "= 2 is out of range"),
+        ({"led_na": [[0.0, 0.0], [0.9, 0.9]], "shots": [[0]]}, "led_na[1]", "is not a valid illumination NA"),
+        ({"led_na": [[0.0, 0.0]], "shots": [[0], []]}, "shots[1]", "lights no LED"),
+        ({"led_na": [[0.0, 0.0]], "shots": [[0]], "led_brightness": [0.0]}, "led_brightness[0]", "> 0"),
+    ],
+)
+def test_dpc_illumination_errors_name_the_element(attrs, field, problem):
+    """The model is the authority for its values: each error carries the element's path."""
+    from nstm_acquire._validation import FieldError, first_field_problem
+
+    with pytest.raises(ValidationError) as err:
+        DpcIllumination.model_validate(attrs)
+    assert isinstance(err.value.errors()[0]["ctx"]["error"], FieldError)
+    got_field, got_problem = first_field_problem(err.value, prefix="illumination")
+    assert got_field == f"illumination.{field}"
+    assert problem in got_problem and "\n" not in got_problem
+
+
+def test_from_store_returns_a_model_unchanged():
+    ill = DpcIllumination(led_na=[[0.0, 0.0]], shots=[[0]])
+    assert DpcIllumination.from_store(ill) is ill

@@ -30,6 +30,8 @@ from sim_data import (
     unknown,
 )
 
+from nstm_acquire.hardware.simulated.motion import Vibration
+from nstm_acquire.hardware.simulated.phantoms import BeadPhantom, FilamentPhantom
 from nstm_acquire.physics.sim.estimation import (
     SimEstimate,
     SimParameterError,
@@ -39,8 +41,6 @@ from nstm_acquire.physics.sim.estimation import (
     resolve_sim_parameters,
     separate_orders,
 )
-from nstm_acquire.hardware.simulated.motion import Vibration
-from nstm_acquire.hardware.simulated.phantoms import BeadPhantom, FilamentPhantom
 from nstm_acquire.physics.sim.illumination import SimIllumination
 
 K_TOL_PX = 0.05
@@ -86,7 +86,9 @@ def test_embed_spectrum_interpolates_band_limited_images_with_pixel_0_fixed():
     ny, nx, px = 16, 12, 0.1
     y = np.arange(ny)[:, None] * px
     x = np.arange(nx)[None, :] * px
-    f = lambda yy, xx: np.cos(2 * np.pi * (3 / (ny * px) * yy - 2 / (nx * px) * xx) + 0.4)
+    def f(yy, xx):
+        return np.cos(2 * np.pi * (3 / (ny * px) * yy - 2 / (nx * px) * xx) + 0.4)
+
     spec = embed_spectrum(np.fft.fft2(f(y, x)), (3 * ny, 3 * nx))
     fine = np.fft.ifft2(spec).real * 9
     yf = np.arange(3 * ny)[:, None] * px / 3

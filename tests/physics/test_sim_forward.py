@@ -3,9 +3,9 @@
 import jax.numpy as jnp
 import numpy as np
 
-from nstm_acquire.physics.sim.forward import Sim2DForward, fold_spectrum, sim_patterns_2d
 from nstm_acquire.hardware.simulated.fluorescence_imaging import SimImager, camera_pixel_transfer, widefield_otf_2d
 from nstm_acquire.physics.optics import Optics
+from nstm_acquire.physics.sim.forward import Sim2DForward, fold_spectrum, sim_patterns_2d
 from nstm_acquire.physics.sim.illumination import default_sim_illumination
 
 OPTICS = Optics(wavelength_um=0.52, na_detection=1.4, pixel_size_um=0.08, immersion_index=1.515)

@@ -13,6 +13,8 @@ import zarr
 from sim_data import OPTICS, illumination, simulate_moving_2d
 
 from nstm_acquire.cli import main
+from nstm_acquire.hardware.simulated.fluorescence_imaging import SimImager
+from nstm_acquire.hardware.simulated.phantoms import FilamentPhantom
 from nstm_acquire.physics.sim.otf import (
     MeasuredPsf,
     camera_pixel_transfer,
@@ -22,8 +24,6 @@ from nstm_acquire.physics.sim.otf import (
     three_beam_order_otfs,
 )
 from nstm_acquire.physics.sim.wiener import wiener_sim_2d
-from nstm_acquire.hardware.simulated.phantoms import FilamentPhantom
-from nstm_acquire.hardware.simulated.fluorescence_imaging import SimImager
 
 N = 96  # camera pixels of the bead image (9.6 µm: the tails at the border, taken as background, are small)
 

@@ -11,6 +11,9 @@ import numpy as np
 import pytest
 from sim_data import OPTICS, illumination, simulate_2d, simulate_3d
 
+from nstm_acquire.hardware.simulated import fluorescence_imaging as sim_imaging
+from nstm_acquire.hardware.simulated.phantoms import BeadPhantom
+from nstm_acquire.hardware.simulated.sample import MovingSample
 from nstm_acquire.physics.sim.otf import (
     camera_pixel_transfer,
     defocused_otf_2d,
@@ -24,9 +27,6 @@ from nstm_acquire.physics.sim.wiener import (
     wiener_widefield_2d,
     wiener_widefield_3d,
 )
-from nstm_acquire.hardware.simulated import fluorescence_imaging as sim_imaging
-from nstm_acquire.hardware.simulated.phantoms import BeadPhantom
-from nstm_acquire.hardware.simulated.sample import MovingSample
 
 N = 128
 FIELD = (12.8, 12.8)

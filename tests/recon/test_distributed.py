@@ -4,8 +4,8 @@ import pytest
 
 from nstm_acquire.acquire.controller import AcquisitionController
 from nstm_acquire.acquire.sequences import AcquisitionPlan
-from nstm_acquire.recon.distributed import chunk_windows, reconstruct_distributed
 from nstm_acquire.nstm.config import default_config
+from nstm_acquire.recon.distributed import chunk_windows, reconstruct_distributed
 from nstm_acquire.store import ReconReader
 
 

@@ -8,14 +8,13 @@ motion must match the true displacement, and on a static sample the two must agr
 import numpy as np
 import pytest
 
-from nstm_acquire.physics.dpc.forward import dpc_normalise
+from nstm_acquire.evaluation.metrics import correlation, crop, highpass, relative_motion_error_px, structure_mask
 from nstm_acquire.hardware.simulated.setup import simulated_config
 from nstm_acquire.hardware.simulated.windows import simulate_dpc_window
-from nstm_acquire.evaluation.metrics import correlation, crop, highpass, relative_motion_error_px, structure_mask
 from nstm_acquire.nstm.config import default_config
-from nstm_acquire.recon.problem import ProblemBuilder
 from nstm_acquire.recon.arrays import reconstruct_window
-from nstm_acquire.store import StoreAttributes, WindowData
+from nstm_acquire.recon.problem import ProblemBuilder
+from nstm_acquire.store import WindowData
 
 N = 64
 MARGIN = 6
@@ -31,18 +30,8 @@ def run_case(motion: str, seed: int = 0):
     # small, dense cells so that the 32 µm field has structure everywhere
     cells = {"n_cells": 12, "cell_radius_um": (4.0, 9.0)}
     win = simulate_dpc_window(cfg, shape=(N, N), motion=motion, exposure_s=0.03, seed=seed, sample_options=cells)
-    attrs = StoreAttributes.model_validate(
-        {
-            "format_version": 1,
-            "modality": "dpc",
-            "optics": win.optics.to_store(),
-            "illumination": win.illumination.to_store(),
-            "camera": {"offset_adu": 0.0},
-            "acquisition": {},
-        }
-    )
     config = small_config()
-    builder = ProblemBuilder(attrs, (N, N), 1, config, background=win.background[:, None])
+    builder = ProblemBuilder(win.optics, win.illumination, (N, N), 1, config, background=win.background[:, None])
     data = WindowData(0, win.raw[:, None], win.timestamps_s[:, None], win.exposure_s[:, None])
     result = reconstruct_window(builder.problem(data), config)
     px = win.optics.pixel_size_um
@@ -90,3 +79,40 @@ def test_nstm_matches_the_conventional_reconstruction_on_a_static_sample():
     change = phase - phase.mean(0)
     assert np.sqrt(np.mean(change**2)) < 0.03 * phase.std()
     assert np.abs(change).max() < 0.1 * np.abs(phase).max()
+
+
+def test_reconstruct_dpc_from_arrays_without_store_attributes():
+    """The array API takes frames, times, optics and LEDs (camera counts with their dark offset)
+    and never builds store attributes: recon/arrays.py does not import the store."""
+    import ast
+    import inspect
+
+    from nstm_acquire.recon import arrays
+
+    imported = [
+        node.module or ""
+        for node in ast.walk(ast.parse(inspect.getsource(arrays)))
+        if isinstance(node, ast.ImportFrom)
+    ]
+    assert not [m for m in imported if m.startswith("nstm_acquire.store")], imported
+
+    win = simulate_dpc_window(simulated_config(frame_shape=(N, N)), shape=(N, N), motion="static", exposure_s=0.03)
+    ill, offset = win.illumination, 100.0
+    config = small_config()
+    result = arrays.reconstruct_dpc(
+        win.raw + offset,
+        win.timestamps_s,
+        win.exposure_s,
+        win.optics,
+        ill.led_na_array(),
+        ill.shots,
+        background=win.background + offset,
+        config=config,
+        led_brightness=ill.led_brightness,
+        offset_adu=offset,
+    )
+    builder = ProblemBuilder(win.optics, ill, (N, N), 1, config, background=win.background[:, None])
+    problem = builder.problem_from_arrays(win.raw[:, None], win.timestamps_s[:, None], win.exposure_s[:, None])
+    np.testing.assert_allclose(result.conventional, problem.conventional, rtol=1e-4, atol=1e-5)
+    assert result.scene.shape == (4, 2, 1, N, N) and result.channel_names == ["absorption", "phase_rad"]
+    np.testing.assert_allclose(result.times_s, win.timestamps_s + win.exposure_s / 2)

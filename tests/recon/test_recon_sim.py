@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from sim_data import OPTICS, illumination, simulate_moving_2d, simulate_moving_3d, unknown
 
-from nstm_acquire.physics.sim.otf import lateral_cutoff_per_um
-from nstm_acquire.physics.sim.wiener import sim_support_per_um
+from nstm_acquire.evaluation.metrics import correlation, pair_dip, resolved_pairs, spurious_peaks
 from nstm_acquire.hardware.simulated.motion import Vibration
 from nstm_acquire.hardware.simulated.phantoms import BeadPhantom, FilamentPhantom
 from nstm_acquire.hardware.simulated.sample import MovingSample
-from nstm_acquire.evaluation.metrics import correlation, pair_dip, resolved_pairs, spurious_peaks
 from nstm_acquire.nstm.config import default_config
+from nstm_acquire.physics.sim.otf import lateral_cutoff_per_um
+from nstm_acquire.physics.sim.wiener import sim_support_per_um
 from nstm_acquire.recon.arrays import reconstruct_sim
 
 N = 64
@@ -157,3 +157,18 @@ def test_cli_stops_with_one_line_when_the_pattern_estimate_is_implausible(tmp_pa
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert err.startswith("nstm-acquire: orientation ") and "--sim-parameters configured" in err
+
+
+def test_problem_builder_takes_physics_objects_and_checks_them():
+    """No store attributes: the modality follows the illumination model, and what a modality
+    needs is checked where the builder is made."""
+    from nstm_acquire.recon.problem import ProblemBuilder
+
+    builder = ProblemBuilder(OPTICS, unknown(illumination(False)), (32, 32), 1, config(10))
+    assert builder.modality == "sim2d" and builder.forward is None  # resolved from the first window
+    with pytest.raises(ValueError, match="optics.z_step_um is missing"):
+        ProblemBuilder(OPTICS, illumination(True), (32, 32), 4, config(10))
+    with pytest.raises(TypeError, match="DpcIllumination or a SimIllumination"):
+        ProblemBuilder(OPTICS, illumination(False).to_store(), (32, 32), 1, config(10))
+    with pytest.raises(ValueError, match="two-beam"):
+        reconstruct_sim(np.ones((9, 2, 32, 32)), np.zeros((9, 2)), 0.01, OPTICS, illumination(False))

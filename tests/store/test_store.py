@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import zarr
 
+from nstm_acquire.physics.dpc.illumination import DpcIllumination
+from nstm_acquire.physics.sim.illumination import SimIllumination
 from nstm_acquire.store import (
     StoreError,
     StoreReader,
@@ -48,7 +50,8 @@ def sim3d_attrs() -> dict:
             "immersion_index": 1.33,
             "z_step_um": 0.125,
         },
-        "illumination": {"n_orientations": 2, "n_phases": 3, "excitation_wavelength_um": 0.488},
+        # S = 6 shots; three-beam SIM separates 5 orders, so it needs n_phases >= 5
+        "illumination": {"n_orientations": 1, "n_phases": 6, "excitation_wavelength_um": 0.488},
     }
 
 
@@ -97,7 +100,7 @@ def test_round_trip_dpc(tmp_path: Path) -> None:
     assert (reader.n_shots, reader.n_planes, reader.frame_shape) == (4, 1, shape)
     assert reader.dtype == np.uint16
     assert reader.optics.pixel_size_um == 0.65
-    assert reader.attrs.illumination == dpc_attrs()["illumination"]
+    assert reader.attrs.to_store()["illumination"] == dpc_attrs()["illumination"]
     assert reader.attrs.camera.gain_e_per_adu == 0.5
     assert reader.attrs.acquisition == {"simulated": True}
     assert reader.complete_windows() == [0, 1, 2]
@@ -378,6 +381,20 @@ def test_store_left_by_a_crash_mid_window_reads_complete_windows(tmp_path: Path)
     assert summary["complete_windows"] == 2 and summary["partial_windows"] == [2]
 
 
+def test_require_complete_names_the_incomplete_windows(tmp_path: Path) -> None:
+    path = tmp_path / "PART.zarr"
+    with StoreWriter.create(path, dpc_attrs(), 4, 1, (8, 8)) as out:
+        for w, shots in ((0, 4), (1, 3), (2, 4)):
+            for s in range(shots):
+                out.write_frame(w, s, 0, np.zeros((8, 8), np.uint16), w + 0.1 * s, 0.01)
+    reader = StoreReader(path)
+    assert reader.frames_per_window == 4
+    assert reader.require_complete() == [0, 2]
+    assert reader.require_complete([2, 0]) == [2, 0]
+    with pytest.raises(ValueError, match=r"windows \[1\] are not complete \(complete: \[0, 2\]\)"):
+        reader.require_complete([0, 1])
+
+
 def test_timing_summary_matches_numpy(tmp_path: Path) -> None:
     path = tmp_path / "T.zarr"
     shape, S = (8, 8), 4
@@ -459,7 +476,61 @@ def test_attributes_round_trip_keeps_optional_fields() -> None:
     assert stored["illumination"]["led_brightness"] == [1.0, 1.0, 0.9, 0.9, 0.5]
     assert stored["extra_field"] == {"anything": 1}
     assert validate_attributes(stored, "X.zarr").to_store() == stored
-    assert attrs.illumination_model.shots == [[0, 4], [1], [2], [3]]
+    assert [list(lit) for lit in attrs.illumination.shots] == [[0, 4], [1], [2], [3]]
+
+
+def test_illumination_is_the_physics_model_and_keeps_unknown_keys(tmp_path: Path) -> None:
+    """One schema per concept: ``attrs.illumination`` is the physics model; keys it does not
+    know (stores written by other programs) are kept and written back."""
+    data = sim3d_attrs()
+    data["illumination"]["vendor_pattern_id"] = "grating-7"
+    data["illumination"]["modulation"] = [[1.0, 1.2, 0.6]]  # with the order-0 term (FORMAT.md)
+    path = tmp_path / "OTHER.zarr"
+    StoreWriter.create(path, data, 6, 2, (8, 8)).close()
+    attrs = StoreReader(path).attrs
+    assert isinstance(attrs.illumination, SimIllumination) and attrs.illumination.three_beam
+    assert attrs.illumination.modulation == ((1.2, 0.6),)  # one internal form
+    assert attrs.illumination_extra == {"vendor_pattern_id": "grating-7"}
+    stored = attrs.to_store()["illumination"]
+    assert stored["vendor_pattern_id"] == "grating-7" and stored["modulation"] == [[1.2, 0.6]]
+    # rewritten, the extra key survives
+    StoreWriter.create(tmp_path / "AGAIN.zarr", attrs.to_store(), 6, 2, (8, 8)).close()
+    again = StoreReader(tmp_path / "AGAIN.zarr").attrs
+    assert again.illumination == attrs.illumination
+    assert again.illumination_extra == attrs.illumination_extra
+    # a two-beam store without three_beam takes it from the modality
+    two = validate_attributes(
+        {**sim3d_attrs(), "modality": "sim2d", "illumination": {
+            "n_orientations": 3, "n_phases": 3, "excitation_wavelength_um": 0.488,
+            "modulation": [[0.8], [1.0, 0.8], [0.7]],
+        }},
+        "X.zarr",
+    )
+    assert not two.illumination.three_beam and two.illumination.modulation == ((0.8,), (0.8,), (0.7,))
+
+
+def test_writer_takes_the_physics_model_directly(tmp_path: Path) -> None:
+    """The microscope's physics object goes into the attributes as it is; the writer serialises it
+    once, to the same store as its FORMAT.md dict."""
+    as_dict = dpc_attrs()
+    as_object = {**dpc_attrs(), "illumination": DpcIllumination.from_store(as_dict["illumination"])}
+    for name, data in (("DICT.zarr", as_dict), ("OBJECT.zarr", as_object)):
+        StoreWriter.create(tmp_path / name, data, 4, 1, (8, 8)).close()
+    stored = [read_json(tmp_path / n / "zarr.json")["attributes"]["nstm_acquire"] for n in ("DICT.zarr", "OBJECT.zarr")]
+    assert stored[0] == stored[1]
+    assert stored[1]["illumination"] == as_dict["illumination"]
+    assert StoreReader(tmp_path / "OBJECT.zarr").attrs.illumination == as_object["illumination"]
+    sim = SimIllumination(n_orientations=1, n_phases=6, excitation_wavelength_um=0.488, three_beam=True)
+    with StoreWriter.create(tmp_path / "SIM.zarr", {**sim3d_attrs(), "illumination": sim}, 6, 2, (8, 8)) as out:
+        assert out.attrs.illumination is sim  # validated, not rebuilt
+    # the object must fit the modality
+    with pytest.raises(StoreError) as err:
+        StoreWriter.create(tmp_path / "MIX.zarr", {**dpc_attrs(), "illumination": sim}, 6, 1, (8, 8))
+    assert "illumination is a SimIllumination but modality 'dpc' needs a DpcIllumination" in one_line(err)
+    two_beam = sim.model_copy(update={"three_beam": False})
+    with pytest.raises(StoreError) as err:
+        StoreWriter.create(tmp_path / "MIX.zarr", {**sim3d_attrs(), "illumination": two_beam}, 6, 2, (8, 8))
+    assert "illumination.three_beam = False does not match modality 'sim3d'" in one_line(err)
 
 
 # ---------------------------------------------------------------- errors
@@ -502,7 +573,7 @@ def _store_with(tmp_path: Path, mutate) -> Path:
         (
             lambda a: a["nstm_acquire"].update(
                 modality="sim3d",
-                illumination={"n_orientations": 1, "n_phases": 4, "excitation_wavelength_um": 0.49},
+                illumination={"n_orientations": 1, "n_phases": 5, "excitation_wavelength_um": 0.49},
             ),
             "attribute nstm_acquire.optics.z_step_um is missing",
         ),

@@ -16,7 +16,7 @@ Every problem is reported as one line naming the file and the field, for example
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import yaml
@@ -289,12 +289,10 @@ class HardwareConfig(_Strict):
 
 
 def _format_validation_error(source: str, err: ValidationError) -> str:
-    lines = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"])
-        msg = e["msg"].removeprefix("Value error, ")
-        lines.append(f"{source}: {loc or '(top level)'}: {msg}")
-    return "\n".join(lines)
+    """One ``<source>: <field>: <message>`` line per problem."""
+    from nstm_acquire._validation import error_lines
+
+    return "\n".join(error_lines(err, source))
 
 
 def parse_hardware_config(data: dict[str, Any], source: str = "<config>") -> HardwareConfig:

@@ -10,25 +10,20 @@ No store is read or written here: :mod:`nstm_acquire.recon.chain` does that for 
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from jax.flatten_util import ravel_pytree
 
-from nstm_acquire.physics.sim.otf import MeasuredPsf, load_psf
-from nstm_acquire.physics.dpc.illumination import DpcIllumination
-from nstm_acquire.nstm.compile_cache import enable_compilation_cache
 from nstm_acquire.nstm.config import NSTMConfig, default_config
 from nstm_acquire.nstm.fit import FitResult, build_model, fit, render_scenes
 from nstm_acquire.nstm.model import Params
+from nstm_acquire.physics.dpc.illumination import DpcIllumination
 from nstm_acquire.physics.optics import Optics
-from nstm_acquire.recon.problem import ProblemBuilder, WindowProblem
+from nstm_acquire.physics.sim.estimation import SimParameterPolicy
 from nstm_acquire.physics.sim.illumination import SimIllumination
-from nstm_acquire.store import ReconWriter, StoreAttributes, StoreError, StoreReader, WindowData
+from nstm_acquire.physics.sim.otf import MeasuredPsf
+from nstm_acquire.recon.problem import ProblemBuilder, WindowProblem
 
 __all__ = [
     "WindowResult",
@@ -37,7 +32,6 @@ __all__ = [
     "reconstruct_sim",
     "reconstruct_window",
 ]
-
 
 
 @dataclasses.dataclass
@@ -116,6 +110,12 @@ def reconstruct_window(
     )
 
 
+def _without_offset(frames: np.ndarray, offset_adu: float) -> np.ndarray:
+    """float32 ``frames`` minus the camera's dark offset (counts)."""
+    out = np.asarray(frames, np.float32)
+    return out - np.float32(offset_adu) if offset_adu else out
+
+
 def reconstruct_dpc(
     raw: np.ndarray,
     timestamps_s: np.ndarray,
@@ -125,33 +125,34 @@ def reconstruct_dpc(
     shots: Sequence[Sequence[int]],
     background: np.ndarray | None = None,
     config: NSTMConfig | None = None,
+    *,
+    led_brightness: Sequence[float] | None = None,
+    offset_adu: float = 0.0,
 ) -> WindowResult:
-    """DPC from arrays: ``raw`` ``(S, Y, X)`` counts (offset removed), times ``(S,)`` in s.
+    """DPC from arrays: ``raw`` ``(S, Y, X)`` camera counts, times ``(S,)`` in s.
 
-    ``led_na`` ``(N, 2)`` illumination NA of every LED, ``shots`` the LEDs lit in each shot,
-    ``background`` ``(S, Y, X)`` sample-free frames (None: normalise by each frame's mean).
+    ``led_na`` ``(N, 2)`` illumination NA of every LED, ``shots`` the LEDs lit in each shot
+    (:class:`~nstm_acquire.physics.dpc.illumination.DpcIllumination`; ``led_brightness`` the
+    optional relative brightness of every LED), ``background`` ``(S, Y, X)`` sample-free
+    frames in counts (None: normalise by each frame's mean). ``offset_adu`` is the camera's
+    dark offset, subtracted from ``raw`` and ``background`` first (default 0: already removed).
     """
-    raw = np.asarray(raw, np.float32)
-    if raw.ndim != 3:
-        raise ValueError(f"raw has shape {raw.shape}; give (S, Y, X) frames of one window")
-    s = raw.shape[0]
+    frames = _without_offset(raw, offset_adu)
+    if frames.ndim != 3:
+        raise ValueError(f"raw has shape {frames.shape}; give (S, Y, X) frames of one window")
+    s = frames.shape[0]
     ts = np.asarray(timestamps_s, np.float64).reshape(s, 1)
     ex = np.asarray(exposure_s, np.float64).reshape(s, 1)
-    ill = DpcIllumination(led_na=np.asarray(led_na).tolist(), shots=[list(map(int, x)) for x in shots])
-    attrs = StoreAttributes.model_validate(
+    ill = DpcIllumination.model_validate(
         {
-            "format_version": 1,
-            "modality": "dpc",
-            "optics": optics.to_store(),
-            "illumination": ill.to_store(),
-            "camera": {"offset_adu": 0.0},
-            "acquisition": {},
+            "led_na": np.asarray(led_na).tolist(),
+            "shots": [list(map(int, x)) for x in shots],
+            "led_brightness": None if led_brightness is None else [float(b) for b in led_brightness],
         }
     )
-    bg = None if background is None else np.asarray(background, np.float32)[:, None]
-    builder = ProblemBuilder(attrs, raw.shape[-2:], 1, config or default_config(), background=bg)
-    problem = builder.problem(WindowData(index=0, raw=raw[:, None], timestamps_s=ts, exposure_s=ex))
-    return reconstruct_window(problem, config)
+    bg = None if background is None else _without_offset(background, offset_adu)[:, None]
+    builder = ProblemBuilder(optics, ill, frames.shape[-2:], 1, config or default_config(), background=bg)
+    return reconstruct_window(builder.problem_from_arrays(frames[:, None], ts, ex), config)
 
 
 def reconstruct_sim(
@@ -161,11 +162,13 @@ def reconstruct_sim(
     optics: Optics,
     illumination: SimIllumination,
     config: NSTMConfig | None = None,
-    sim_parameters: str = "fallback",
+    sim_parameters: SimParameterPolicy = "fallback",
     upsample: int = 2,
     psf: MeasuredPsf | None = None,
+    *,
+    offset_adu: float = 0.0,
 ) -> WindowResult:
-    """SIM from arrays: ``raw`` ``(S, Z, Y, X)`` counts (offset removed), times ``(S, Z)`` in s.
+    """SIM from arrays: ``raw`` ``(S, Z, Y, X)`` camera counts, times ``(S, Z)`` in s.
 
     Shot ``s = d * n_phases + p``; ``Z = 1`` for two-beam 2D SIM (``illumination.three_beam``
     False), the stack's planes ``optics.z_step_um`` µm apart for three-beam 3D SIM. Missing
@@ -173,34 +176,28 @@ def reconstruct_sim(
     (``sim_parameters``: ``"fallback"``, ``"error"``, ``"estimate"`` or ``"configured"``,
     :func:`~nstm_acquire.physics.sim.estimation.resolve_sim_parameters`); the report is in
     ``result.info["sim_parameters"]``. ``psf``: a measured PSF instead of the theoretical OTF
-    (:class:`~nstm_acquire.physics.sim.otf.MeasuredPsf`).
+    (:class:`~nstm_acquire.physics.sim.otf.MeasuredPsf`). ``offset_adu`` is the camera's dark
+    offset, subtracted from ``raw`` first (default 0: already removed).
     """
-    raw = np.asarray(raw, np.float32)
-    if raw.ndim != 4:
-        raise ValueError(f"raw has shape {raw.shape}; give (S, Z, Y, X) frames of one window (Z = 1 for 2D SIM)")
-    modality = "sim3d" if illumination.three_beam else "sim2d"
-    if modality == "sim2d" and raw.shape[1] != 1:
-        raise ValueError(f"raw has {raw.shape[1]} planes but the illumination is two-beam (2D SIM): give Z = 1")
-    ts = np.asarray(timestamps_s, np.float64).reshape(raw.shape[:2])
-    ex = np.broadcast_to(np.asarray(exposure_s, np.float64), raw.shape[:2]).copy()
-    attrs = StoreAttributes.model_validate(
-        {
-            "format_version": 1,
-            "modality": modality,
-            "optics": optics.to_store(),
-            "illumination": illumination.to_store(),
-            "camera": {"offset_adu": 0.0},
-            "acquisition": {},
-        }
-    )
+    frames = _without_offset(raw, offset_adu)
+    if frames.ndim != 4:
+        raise ValueError(
+            f"raw has shape {frames.shape}; give (S, Z, Y, X) frames of one window (Z = 1 for 2D SIM)"
+        )
+    if not illumination.three_beam and frames.shape[1] != 1:
+        raise ValueError(
+            f"raw has {frames.shape[1]} planes but the illumination is two-beam (2D SIM): give Z = 1"
+        )
+    ts = np.asarray(timestamps_s, np.float64).reshape(frames.shape[:2])
+    ex = np.broadcast_to(np.asarray(exposure_s, np.float64), frames.shape[:2]).copy()
     builder = ProblemBuilder(
-        attrs,
-        raw.shape[-2:],
-        raw.shape[1],
+        optics,
+        illumination,
+        frames.shape[-2:],
+        frames.shape[1],
         config or default_config(),
         sim_parameters=sim_parameters,
         upsample=upsample,
         psf=psf,
     )
-    problem = builder.problem(WindowData(index=0, raw=raw, timestamps_s=ts, exposure_s=ex))
-    return reconstruct_window(problem, config)
+    return reconstruct_window(builder.problem_from_arrays(frames, ts, ex), config)

@@ -7,30 +7,72 @@ after. The per-window fit itself is :func:`~nstm_acquire.recon.arrays.reconstruc
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from nstm_acquire.physics.sim.otf import MeasuredPsf, load_psf
-from nstm_acquire.physics.dpc.illumination import DpcIllumination
 from nstm_acquire.nstm.compile_cache import enable_compilation_cache
 from nstm_acquire.nstm.config import NSTMConfig, default_config
-from nstm_acquire.nstm.fit import FitResult, build_model, fit, render_scenes
 from nstm_acquire.nstm.model import Params
-from nstm_acquire.physics.optics import Optics
-from nstm_acquire.recon.problem import ProblemBuilder, WindowProblem
-from nstm_acquire.physics.sim.illumination import SimIllumination
-from nstm_acquire.store import ReconWriter, StoreAttributes, StoreError, StoreReader, WindowData
-
+from nstm_acquire.physics.sim.estimation import SimParameterPolicy
+from nstm_acquire.physics.sim.otf import MeasuredPsf, load_psf
 from nstm_acquire.recon.arrays import WindowResult, model_description, reconstruct_window
+from nstm_acquire.recon.problem import ProblemBuilder, WindowProblem
+from nstm_acquire.store import ReconWriter, StoreError, StoreReader
 
-__all__ = ["StoreReconstructor"]
+__all__ = ["StoreReconstructor", "open_recon_writer", "recon_config"]
+
+
+def recon_config(
+    config: NSTMConfig, source_store: str | Path, modality: str, warm_start: bool, **more: Any
+) -> dict[str, Any]:
+    """The ``config`` attribute of a ``recon/<name>`` group: every NSTM hyper-parameter, the
+    source store, the modality, whether windows were warm-started, and ``more``."""
+    return {
+        "nstm": config.model_dump(mode="json"),
+        "source_store": str(source_store),
+        "warm_start": warm_start,
+        "modality": modality,
+        **more,
+    }
+
+
+def open_recon_writer(
+    out: str | Path,
+    name: str,
+    *,
+    scene_shape: tuple[int, int, int, int],
+    motion_dims: int,
+    pixel_size_um: float,
+    z_step_um: float | None,
+    channel_names: Sequence[str],
+    overwrite: bool,
+    config: dict[str, Any],
+) -> ReconWriter:
+    """Create ``recon/<name>`` in the store ``out`` for NSTM results and record ``config``.
+
+    ``scene_shape`` is ``(C, Z, Y', X')`` of one scene (the shape of a window's conventional
+    result), ``pixel_size_um`` / ``z_step_um`` the output grid, ``config`` the group's
+    configuration (:func:`recon_config`). Used by the store chain and by the Dask client.
+    """
+    writer = ReconWriter(
+        out,
+        name=name,
+        scene_shape=scene_shape,
+        motion_dims=motion_dims,
+        pixel_size_um=pixel_size_um,
+        overwrite=overwrite,
+        method="nstm",
+        z_step_um=z_step_um,
+        channel_names=list(channel_names),
+    )
+    writer.set_config(config)
+    return writer
 
 
 class StoreReconstructor:
@@ -78,13 +120,11 @@ class StoreReconstructor:
         self.name = name
         self.overwrite = overwrite
         self.warm_start = warm_start
-        self.builder = ProblemBuilder(
-            self.reader.attrs,
-            self.reader.frame_shape,
-            self.reader.n_planes,
+        self.builder = ProblemBuilder.for_store(
+            self.reader,
             self.config,
-            background=self.reader.background(),
-            sim_parameters=sim_parameters,
+            # checked when the pattern is resolved (resolve_sim_parameters names the choices)
+            sim_parameters=cast(SimParameterPolicy, sim_parameters),
             psf=self._measured_psf(store),
         )
         self._writer: ReconWriter | None = None
@@ -106,24 +146,16 @@ class StoreReconstructor:
     def _open_writer(self, problem: WindowProblem) -> ReconWriter:
         if self._writer is None:
             z = problem.scene_shape[0] if len(problem.scene_shape) == 3 else 1
-            self._writer = ReconWriter(
+            self._writer = open_recon_writer(
                 self.out,
-                name=self.name,
-                scene_shape=(problem.channels, z, *problem.scene_shape[-2:]),
+                self.name,
+                scene_shape=(problem.channels, z, problem.scene_shape[-2], problem.scene_shape[-1]),
                 motion_dims=problem.motion_dims,
                 pixel_size_um=problem.pixel_size_um,
-                overwrite=self.overwrite,
-                method="nstm",
                 z_step_um=problem.z_step_um,
                 channel_names=problem.channel_names,
-            )
-            self._writer.set_config(
-                {
-                    "nstm": self.config.model_dump(mode="json"),
-                    "source_store": str(self.reader.path),
-                    "warm_start": self.warm_start,
-                    "modality": self.reader.modality,
-                }
+                overwrite=self.overwrite,
+                config=recon_config(self.config, self.reader.path, self.reader.modality, self.warm_start),
             )
         return self._writer
 
@@ -161,7 +193,7 @@ class StoreReconstructor:
         )
         result.info["warm_start_from"] = self._last_window if result.fit.warm_start else None
         result.info.update(extra_info or {})
-        result.info["reconstruction_end_utc"] = datetime.now(timezone.utc).isoformat()
+        result.info["reconstruction_end_utc"] = datetime.now(UTC).isoformat()
         if writer is not None:
             writer.write_window(w, result.scene, result.times_s, result.motion, problem.conventional, info=result.info)
             writer.write_network(w, ravel_pytree(result.fit.params)[0])
@@ -182,13 +214,7 @@ class StoreReconstructor:
         progress: Callable[[int, int, dict[str, float]], None] | None = None,
     ) -> list[WindowResult]:
         """Reconstruct ``windows`` (default: every complete window) in order."""
-        complete = self.reader.complete_windows()
-        todo = list(complete if windows is None else windows)
-        missing = [w for w in todo if w not in complete]
-        if missing:
-            raise ValueError(
-                f"{self.reader.path}: windows {missing} are not complete (complete: {complete})"
-            )
+        todo = self.reader.require_complete(windows)
         results = []
         for w in todo:
             cb = None if progress is None else (lambda step, m, w=w: progress(w, step, m))

@@ -17,9 +17,12 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nstm_acquire.nstm.config import NSTMConfig, default_config
+
+if TYPE_CHECKING:
+    from nstm_acquire.physics.sim.estimation import SimParameterPolicy
 
 __all__ = ["chunk_windows", "reconstruct_chunk", "reconstruct_distributed"]
 
@@ -35,7 +38,7 @@ def chunk_windows(windows: Sequence[int], n_chunks: int) -> list[list[int]]:
 
 
 def reconstruct_chunk(
-    store: str, config_json: str, windows: list[int], warm_start: bool = True, sim_parameters: str = "fallback"
+    store: str, config_json: str, windows: list[int], warm_start: bool = True, sim_parameters: SimParameterPolicy = "fallback"
 ) -> list[dict]:
     """Reconstruct ``windows`` of ``store`` in order (a warm-start chain); return plain arrays.
 
@@ -70,26 +73,6 @@ def reconstruct_chunk(
     return out
 
 
-def _writer_for(result: dict, out: Path, name: str, overwrite: bool, config: NSTMConfig, store: str) -> Any:
-    from nstm_acquire.store import ReconWriter
-
-    c, z = result["scene"].shape[1:3]
-    writer = ReconWriter(
-        out,
-        name=name,
-        scene_shape=(c, z, *result["scene"].shape[-2:]),
-        motion_dims=result["motion"].shape[1],
-        pixel_size_um=result["pixel_size_um"],
-        overwrite=overwrite,
-        method="nstm",
-        z_step_um=result["z_step_um"],
-        channel_names=result["channel_names"],
-    )
-    writer.set_config({"nstm": config.model_dump(mode="json"), "source_store": str(store), "distributed": True})
-    writer.set_attributes(model=result["model"])
-    return writer
-
-
 def reconstruct_distributed(
     store: str | Path,
     config: NSTMConfig | None = None,
@@ -101,33 +84,43 @@ def reconstruct_distributed(
     overwrite: bool = False,
     warm_start: bool = True,
     on_window: Callable[[dict], None] | None = None,
-    sim_parameters: str = "fallback",
+    sim_parameters: SimParameterPolicy = "fallback",
 ) -> list[int]:
     """Reconstruct ``windows`` (default: all complete) of ``store`` on a Dask cluster.
 
     Returns the windows written, in the order they were written. ``n_chunks`` defaults to the
     number of workers (one warm-start chain per worker).
     """
+    from nstm_acquire.recon.chain import open_recon_writer, recon_config
     from nstm_acquire.store import StoreReader
 
     config = config or default_config()
     store = str(store)
     reader = StoreReader(store)
-    complete = reader.complete_windows()
-    todo = list(complete if windows is None else windows)
-    missing = [w for w in todo if w not in complete]
-    if missing:
-        raise ValueError(f"{store}: windows {missing} are not complete (complete: {complete})")
+    todo = reader.require_complete(windows)
     out_path = Path(out) if out is not None else Path(store)
+    group_config = recon_config(config, store, reader.modality, warm_start, distributed=True)
     config_json = config.model_dump_json()
     written: list[int] = []
-    writer = None
+    writer: Any = None
 
     def write(results: list[dict]) -> None:
         nonlocal writer
         for r in results:
             if writer is None:
-                writer = _writer_for(r, out_path, name, overwrite, config, store)
+                c, z, y, x = r["scene"].shape[1:]
+                writer = open_recon_writer(
+                    out_path,
+                    name,
+                    scene_shape=(c, z, y, x),
+                    motion_dims=r["motion"].shape[1],
+                    pixel_size_um=r["pixel_size_um"],
+                    z_step_um=r["z_step_um"],
+                    channel_names=r["channel_names"],
+                    overwrite=overwrite,
+                    config=group_config,
+                )
+                writer.set_attributes(model=r["model"])
             writer.write_window(r["window"], r["scene"], r["times_s"], r["motion"], r["conventional"], info=r["info"])
             writer.write_network(r["window"], r["network"])
             written.append(r["window"])

@@ -1,28 +1,40 @@
-"""Turn one stored window into what the NSTM fits: forward model, data, times, baseline.
+"""Turn one window of frames into what the NSTM fits: forward model, data, times, baseline.
 
 A :class:`WindowProblem` is modality-agnostic: the reconstructor fits ``problem.data``
 through ``problem.forward`` on a scene grid of ``problem.scene_shape`` and renders the
-result at ``problem.render_times_s``. :class:`ProblemBuilder` makes one per window for a
-store's modality and keeps what is the same for every window (transfer functions, estimated
-illumination) so windows after the first cost nothing to prepare.
+result at ``problem.render_times_s``. :class:`ProblemBuilder` makes one per window from
+physics objects (:class:`~nstm_acquire.physics.optics.Optics` and the modality's illumination
+model) and plain values, and keeps what is the same for every window (transfer functions,
+estimated illumination) so windows after the first cost nothing to prepare.
+:meth:`ProblemBuilder.for_store` builds one from an acquisition store; nothing else here
+knows about stores.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax.numpy as jnp
 import numpy as np
 
+from nstm_acquire.nstm.config import NSTMConfig
+from nstm_acquire.nstm.fit import FitData
 from nstm_acquire.physics.dpc.forward import DpcForward, dpc_normalise
+from nstm_acquire.physics.dpc.illumination import DpcIllumination
+from nstm_acquire.physics.optics import Optics
+from nstm_acquire.physics.sim.estimation import (
+    SimParameterPolicy,
+    estimate_sim_parameters,
+    resolve_sim_parameters,
+)
 from nstm_acquire.physics.sim.forward import (
     Sim2DForward,
     Sim3DForward,
     lateral_order_fields,
     sim_patterns_2d,
 )
-from nstm_acquire.physics.sim.estimation import estimate_sim_parameters, resolve_sim_parameters
+from nstm_acquire.physics.sim.illumination import SimIllumination
 from nstm_acquire.physics.sim.otf import (
     MeasuredPsf,
     camera_pixel_transfer,
@@ -31,14 +43,22 @@ from nstm_acquire.physics.sim.otf import (
     three_beam_order_otfs,
 )
 from nstm_acquire.physics.sim.wiener import wiener_sim_2d, wiener_sim_3d
-from nstm_acquire.physics.dpc.illumination import DpcIllumination
-from nstm_acquire.nstm.config import NSTMConfig
-from nstm_acquire.nstm.fit import FitData
-from nstm_acquire.physics.optics import Optics
-from nstm_acquire.physics.sim.illumination import SimIllumination
-from nstm_acquire.store import StoreAttributes, WindowData
 
-__all__ = ["ProblemBuilder", "WindowProblem", "exposure_sample_times"]
+if TYPE_CHECKING:
+    from nstm_acquire.store import StoreReader, WindowData
+
+__all__ = ["ProblemBuilder", "WindowProblem", "exposure_sample_times", "modality_of"]
+
+
+def modality_of(illumination: DpcIllumination | SimIllumination) -> str:
+    """``"dpc"``, ``"sim2d"`` (two-beam) or ``"sim3d"`` (three-beam) of an illumination model."""
+    if isinstance(illumination, DpcIllumination):
+        return "dpc"
+    if isinstance(illumination, SimIllumination):
+        return "sim3d" if illumination.three_beam else "sim2d"
+    raise TypeError(
+        f"illumination is a {type(illumination).__name__}; give a DpcIllumination or a SimIllumination"
+    )
 
 
 @dataclasses.dataclass
@@ -88,44 +108,121 @@ def exposure_sample_times(timestamps_s: np.ndarray, exposure_s: np.ndarray, n_su
 
 
 class ProblemBuilder:
-    """Makes :class:`WindowProblem` s for the windows of one store."""
+    """Makes :class:`WindowProblem` s for the windows of one acquisition.
+
+    Parameters
+    ----------
+    optics
+        Optics of the acquisition (``z_step_um`` needed for 3D SIM).
+    illumination
+        The illumination model; it sets the modality (:func:`modality_of`): a
+        :class:`~nstm_acquire.physics.dpc.illumination.DpcIllumination`, or a
+        :class:`~nstm_acquire.physics.sim.illumination.SimIllumination` whose missing
+        ``k_per_um`` / ``phase_rad`` / ``modulation`` are estimated from the first window.
+    frame_shape
+        ``(Y, X)`` camera frame shape, pixels.
+    n_planes
+        Z, planes per window (1 for DPC and 2D SIM).
+    config
+        NSTM configuration (the exposure sub-samples of the data times come from it).
+    background
+        DPC: sample-free frames ``(S, Z, Y, X)`` in counts, camera offset removed (None:
+        normalise each frame by its mean).
+    tikhonov_reg
+        DPC: Tikhonov regularisation of the conventional reconstruction.
+    sim_parameters
+        SIM: how the pattern is chosen from the estimate and the given values.
+    upsample
+        SIM: output grid refinement (the scene has ``upsample`` times the camera's pixels).
+    psf
+        SIM: a measured PSF, which replaces the theoretical OTF everywhere.
+
+    Frames given to :meth:`problem` / :meth:`problem_from_arrays` are camera counts with the
+    dark offset already removed, axes ``(S, Z, Y, X)``; times are in seconds.
+    """
 
     def __init__(
         self,
-        attrs: StoreAttributes,
+        optics: Optics,
+        illumination: DpcIllumination | SimIllumination,
         frame_shape: tuple[int, int],
         n_planes: int,
         config: NSTMConfig,
+        *,
         background: np.ndarray | None = None,
         tikhonov_reg: float = 1e-4,
-        sim_parameters: str = "fallback",
+        sim_parameters: SimParameterPolicy = "fallback",
         upsample: int = 2,
         psf: MeasuredPsf | None = None,
     ) -> None:
-        self.attrs = attrs
-        self.modality = attrs.modality
-        self.frame_shape = tuple(frame_shape)
-        self.n_planes = n_planes
+        self.modality = modality_of(illumination)
+        if self.modality == "sim3d" and optics.z_step_um is None:
+            raise ValueError(
+                "optics.z_step_um is missing (axial plane spacing in µm; three-beam 3D SIM needs it)"
+            )
+        self.optics: Optics = optics
+        self.frame_shape = (int(frame_shape[0]), int(frame_shape[1]))
+        self.n_planes = int(n_planes)
         self.config = config
         self.background = background
         self.tikhonov_reg = tikhonov_reg
-        self.optics: Optics = attrs.optics
         self.sim_parameters = sim_parameters
         self.upsample = int(upsample)
         self.psf = psf  # SIM: a measured PSF replaces the theoretical OTF everywhere
         self.sim_report: dict[str, Any] | None = None
-        if self.modality == "dpc":
-            self.illumination = DpcIllumination.from_store(attrs.illumination)
-            self.forward = DpcForward.for_illumination(self.frame_shape, self.optics, self.illumination)
-        else:  # SIM: the pattern is resolved from the first window (estimated or configured)
-            self.configured = SimIllumination.from_store(attrs.illumination, modality=self.modality)
+        # SIM: the pattern used is resolved from the first window (estimated or configured)
+        self.illumination: DpcIllumination | SimIllumination = illumination
+        if isinstance(illumination, DpcIllumination):
+            self.forward: Any = DpcForward.for_illumination(self.frame_shape, self.optics, illumination)
+        else:
+            self.configured = illumination
             self.forward = None
 
+    @classmethod
+    def for_store(
+        cls,
+        reader: StoreReader,
+        config: NSTMConfig,
+        *,
+        tikhonov_reg: float = 1e-4,
+        sim_parameters: SimParameterPolicy = "fallback",
+        upsample: int = 2,
+        psf: MeasuredPsf | None = None,
+    ) -> ProblemBuilder:
+        """The builder of a store's windows: its optics, illumination, frame shape, planes and
+        background (the store's measured PSF, if any, is for the caller to load and pass)."""
+        return cls(
+            reader.optics,
+            reader.attrs.illumination,
+            reader.frame_shape,
+            reader.n_planes,
+            config,
+            background=reader.background(),
+            tikhonov_reg=tikhonov_reg,
+            sim_parameters=sim_parameters,
+            upsample=upsample,
+            psf=psf,
+        )
+
     def problem(self, window: WindowData) -> WindowProblem:
-        """The fitting problem of one complete window."""
+        """The fitting problem of one complete window read from a store."""
+        return self.problem_from_arrays(window.raw, window.timestamps_s, window.exposure_s, window.index)
+
+    def problem_from_arrays(
+        self, raw: np.ndarray, timestamps_s: np.ndarray, exposure_s: np.ndarray, index: int = 0
+    ) -> WindowProblem:
+        """The fitting problem of one window given as arrays.
+
+        ``raw`` ``(S, Z, Y, X)`` counts with the camera offset removed; ``timestamps_s`` and
+        ``exposure_s`` ``(S, Z)`` exposure starts and durations, s; ``index`` names the window
+        in messages.
+        """
+        raw = np.asarray(raw, np.float32)
+        ts = np.asarray(timestamps_s, np.float64)
+        exp = np.asarray(exposure_s, np.float64)
         if self.modality == "dpc":
-            return self._dpc(window)
-        return self._sim(window)
+            return self._dpc(raw, ts, exp)
+        return self._sim(raw, ts, exp, index)
 
     # ------------------------------------------------------------------ SIM
     def _resolve_illumination(self, raw: np.ndarray) -> SimIllumination:
@@ -135,9 +232,12 @@ class ProblemBuilder:
             estimate = estimate_sim_parameters(
                 raw, self.optics, self.configured, z_step_um=z_step, psf=self.psf
             )
-            self.illumination, self.sim_report = resolve_sim_parameters(
-                estimate, self.configured, policy=self.sim_parameters  # type: ignore[arg-type]
+            resolved, self.sim_report = resolve_sim_parameters(
+                estimate, self.configured, policy=self.sim_parameters
             )
+            self.illumination = resolved
+            return resolved
+        assert isinstance(self.illumination, SimIllumination)
         return self.illumination
 
     def _sim_forward(self, ill: SimIllumination) -> Any:
@@ -158,22 +258,23 @@ class ProblemBuilder:
         # sample inside the stack; forward/sim.py)
         pad = self.n_planes // 2
         padded = (self.n_planes + 2 * pad, *fine)
+        z_step = self.optics.z_step_um
+        assert z_step is not None  # checked in __init__
         if self.psf is not None:
-            otfs = measured_three_beam_order_otfs(self.psf, padded, fine_px, self.optics.z_step_um, kz)
+            otfs = measured_three_beam_order_otfs(self.psf, padded, fine_px, z_step, kz)
         else:
-            otfs = three_beam_order_otfs(padded, fine_px, self.optics.z_step_um, self.optics, kz, camera_pixel_um=cam_px)
+            otfs = three_beam_order_otfs(padded, fine_px, z_step, self.optics, kz, camera_pixel_um=cam_px)
         return Sim3DForward.create(lateral_order_fields(ill, fine, fine_px, n), otfs[:2], u, self.n_planes)
 
-    def _sim(self, window: WindowData) -> WindowProblem:
-        raw = window.raw  # (S, Z, Y, X)
+    def _sim(self, raw: np.ndarray, ts: np.ndarray, exp: np.ndarray, index: int) -> WindowProblem:
+        # raw (S, Z, Y, X); ts, exp (S, Z)
         ill = self._resolve_illumination(raw)
         if self.forward is None:
             self.forward = self._sim_forward(ill)
         scale = float(np.mean(raw))
         if not scale > 0:
-            raise ValueError(f"window {window.index} is dark (mean {scale:.3g} counts): nothing to reconstruct")
+            raise ValueError(f"window {index} is dark (mean {scale:.3g} counts): nothing to reconstruct")
         y = raw / scale
-        ts, exp = window.timestamps_s, window.exposure_s
         mid = ts + 0.5 * exp  # (S, Z)
         u = self.upsample
         if self.modality == "sim2d":
@@ -213,11 +314,11 @@ class ProblemBuilder:
         )
 
     # ------------------------------------------------------------------ DPC
-    def _dpc(self, window: WindowData) -> WindowProblem:
-        raw = window.raw[:, 0]  # (S, Y, X), offset already removed
+    def _dpc(self, raw: np.ndarray, timestamps_s: np.ndarray, exposure_s: np.ndarray) -> WindowProblem:
+        raw = raw[:, 0]  # (S, Y, X), offset already removed
         bg = None if self.background is None else self.background[:, 0]
         y = dpc_normalise(raw, bg)
-        ts, exp = window.timestamps_s[:, 0], window.exposure_s[:, 0]
+        ts, exp = timestamps_s[:, 0], exposure_s[:, 0]
         times = exposure_sample_times(ts, exp, self.config.fit.exposure_subsamples)
         data = FitData(y, times, np.arange(raw.shape[0]))
         conv = np.asarray(self.forward.conventional(jnp.asarray(y), self.tikhonov_reg))

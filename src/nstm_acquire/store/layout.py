@@ -28,7 +28,17 @@ Optional fields added by this implementation (documented for ``docs/format.md``)
 * extra keys are accepted (and kept) in ``nstm_acquire``, ``illumination``, ``camera``,
   ``optics`` and ``acquisition``, so stores written by other programs with added optional
   fields still validate. Unknown ``optics`` keys are kept in :attr:`StoreAttributes.optics_extra`
-  because :class:`~nstm_acquire.physics.optics.Optics` itself forbids extra fields.
+  and unknown ``illumination`` keys in :attr:`StoreAttributes.illumination_extra`, because the
+  physics models (:class:`~nstm_acquire.physics.optics.Optics`,
+  :class:`~nstm_acquire.physics.dpc.illumination.DpcIllumination`,
+  :class:`~nstm_acquire.physics.sim.illumination.SimIllumination`) forbid extra fields;
+* SIM ``illumination`` may carry ``three_beam`` (it must agree with the modality; written by
+  this implementation) and ``axial_k_per_um``; ``modulation`` entries may include the order-0
+  term (``[1.0, m]``), which is dropped on reading.
+
+The ``illumination`` of :class:`StoreAttributes` is the physics model itself (one schema per
+concept): the physics models own the checks of their values; this module turns their errors
+into store messages.
 
 Every problem found in a store is reported as one :class:`StoreError` line that names the store,
 the field and the fix, e.g.
@@ -38,6 +48,7 @@ the field and the fix, e.g.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -51,7 +62,10 @@ from pydantic import (
     model_validator,
 )
 
+from nstm_acquire._validation import FieldError, first_field_problem
+from nstm_acquire.physics.dpc.illumination import DpcIllumination
 from nstm_acquire.physics.optics import Optics
+from nstm_acquire.physics.sim.illumination import SimIllumination
 
 __all__ = [
     "FORMAT_VERSION",
@@ -73,10 +87,13 @@ __all__ = [
     "MODALITIES",
     "StoreError",
     "CameraModel",
-    "DpcIllumination",
-    "SimIllumination",
+    "Illumination",
     "StoreAttributes",
+    "illumination_model_for",
     "n_shots",
+    "acquired_frames",
+    "window_is_complete",
+    "window_is_partial",
     "validate_attributes",
     "ome_image_metadata",
     "to_json",
@@ -123,15 +140,6 @@ class StoreError(ValueError):
         super().__init__(f"{self.store}: {field} {self.problem}")
 
 
-class _FieldProblem(ValueError):
-    """Raised inside validators to carry a precise field path (relative to ``nstm_acquire``)."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        self.field = field
-        self.problem = problem
-        super().__init__(f"{field} {problem}")
-
-
 # What each field means, used to complete "is missing" and "is invalid" messages.
 _FIELD_HINTS: dict[str, str] = {
     "format_version": "store format version; must be 1",
@@ -147,11 +155,13 @@ _FIELD_HINTS: dict[str, str] = {
     "illumination.shots": "list, per shot, of the indices of the LEDs lit in that shot",
     "illumination.led_brightness": "relative brightness of every LED, one number per LED",
     "illumination.n_orientations": "number of SIM pattern orientations, integer >= 1",
-    "illumination.n_phases": "number of SIM pattern phases per orientation, integer >= 1",
+    "illumination.n_phases": "number of SIM pattern phases per orientation, integer >= 3",
     "illumination.excitation_wavelength_um": "SIM excitation wavelength in µm",
     "illumination.k_per_um": "per orientation, [k_y, k_x] of the finest pattern, cycles/µm",
     "illumination.phase_rad": "per orientation, the pattern phase of shot p = 0, rad",
     "illumination.modulation": "per orientation, a list of modulation depths per order",
+    "illumination.three_beam": "true for three-beam (sim3d) SIM, false for two-beam (sim2d)",
+    "illumination.axial_k_per_um": "three-beam axial frequency of order 1, cycles/µm",
     "camera": "object with offset_adu (and optional gain_e_per_adu, read_noise_e)",
     "camera.offset_adu": "dark offset in camera counts",
     "camera.gain_e_per_adu": "photo-electrons per camera count, > 0",
@@ -183,87 +193,62 @@ class CameraModel(BaseModel):
         return value
 
 
-class DpcIllumination(BaseModel):
-    """DPC illumination: LED positions (illumination NA) and the LEDs lit in each shot."""
-
-    model_config = ConfigDict(extra="allow")
-
-    led_na: list[tuple[float, float]] = Field(min_length=1)
-    shots: list[list[int]] = Field(min_length=1)
-    led_brightness: list[float] | None = None
-
-    @model_validator(mode="after")
-    def _consistent(self) -> DpcIllumination:
-        n_led = len(self.led_na)
-        for j, (na_y, na_x) in enumerate(self.led_na):
-            if not (math.isfinite(na_y) and math.isfinite(na_x)) or na_y**2 + na_x**2 >= 1.0:
-                raise _FieldProblem(
-                    f"illumination.led_na[{j}]",
-                    f"= [{na_y}, {na_x}] is not a valid illumination NA (signed sines of the "
-                    "illumination angle along y and x: finite, with na_y^2 + na_x^2 < 1)",
-                )
-        for k, leds in enumerate(self.shots):
-            if not leds:
-                raise _FieldProblem(
-                    f"illumination.shots[{k}]", "is empty (every shot must light at least one LED)"
-                )
-            for i, led in enumerate(leds):
-                if not 0 <= led < n_led:
-                    raise _FieldProblem(
-                        f"illumination.shots[{k}][{i}]",
-                        f"= {led} is out of range (LED indices must be in 0..{n_led - 1} "
-                        f"because led_na lists {n_led} LEDs)",
-                    )
-        if self.led_brightness is not None:
-            if len(self.led_brightness) != n_led:
-                raise _FieldProblem(
-                    "illumination.led_brightness",
-                    f"has {len(self.led_brightness)} entries (give one per LED: {n_led})",
-                )
-            if any(not math.isfinite(b) or b < 0 for b in self.led_brightness):
-                raise _FieldProblem(
-                    "illumination.led_brightness",
-                    "has a negative or non-finite entry (relative brightness must be >= 0)",
-                )
-        return self
+Illumination = DpcIllumination | SimIllumination
+"""The physics model of a store's ``illumination``: DPC LEDs, or a SIM pattern."""
 
 
-class SimIllumination(BaseModel):
-    """SIM illumination: pattern counts, excitation wavelength and optional known parameters."""
+def illumination_model_for(modality: str) -> type[DpcIllumination] | type[SimIllumination]:
+    """The physics model that describes the ``illumination`` of ``modality``."""
+    return DpcIllumination if modality == "dpc" else SimIllumination
 
-    model_config = ConfigDict(extra="allow")
 
-    n_orientations: int = Field(ge=1)
-    n_phases: int = Field(ge=1)
-    excitation_wavelength_um: float = Field(gt=0)
-    k_per_um: list[tuple[float, float]] | None = None
-    phase_rad: list[float] | None = None
-    modulation: list[list[float]] | None = None
+def _parse_illumination(value: Any, modality: str) -> Illumination:
+    """The physics model of a store's ``illumination`` (already one, or its FORMAT.md dict).
 
-    @model_validator(mode="after")
-    def _consistent(self) -> SimIllumination:
-        if self.excitation_wavelength_um > 5.0:
-            raise _FieldProblem(
-                "illumination.excitation_wavelength_um",
-                f"= {self.excitation_wavelength_um} looks like nm (give it in µm, e.g. 0.488)",
+    Unknown keys must have been split off (:meth:`StoreAttributes._split_extras`). A SIM dict
+    without ``three_beam`` takes it from the modality. Raises :class:`FieldError` naming the
+    field from the root of the attributes (``illumination.shots[1]``).
+    """
+    model = illumination_model_for(modality)
+    if isinstance(value, (DpcIllumination, SimIllumination)):
+        if not isinstance(value, model):
+            raise FieldError(
+                "illumination",
+                f"is a {type(value).__name__} but modality {modality!r} needs a "
+                f"{model.__name__} (make the modality and the illumination agree)",
             )
-        n = self.n_orientations
-        for name in ("k_per_um", "phase_rad", "modulation"):
-            value = getattr(self, name)
-            if value is not None and len(value) != n:
-                raise _FieldProblem(
-                    f"illumination.{name}",
-                    f"has {len(value)} entries (give one per orientation: n_orientations = {n})",
-                )
-        return self
+        ill = value
+    elif isinstance(value, Mapping):
+        data = dict(value)
+        if model is SimIllumination:
+            data.setdefault("three_beam", modality == "sim3d")
+        try:
+            ill = model.model_validate(data)
+        except ValidationError as err:
+            raise FieldError(*first_field_problem(err, "illumination", _hint)) from None
+    else:
+        raise FieldError(
+            "illumination", f"is a {type(value).__name__}, not an object ({_hint('illumination')})"
+        )
+    if isinstance(ill, SimIllumination) and ill.three_beam != (modality == "sim3d"):
+        raise FieldError(
+            "illumination.three_beam",
+            f"= {ill.three_beam} does not match modality {modality!r} (three-beam SIM is "
+            "'sim3d', two-beam SIM is 'sim2d')",
+        )
+    return ill
 
 
 class StoreAttributes(BaseModel):
     """The root attribute ``nstm_acquire`` of a store (FORMAT.md, version 1).
 
-    ``illumination`` stays a plain dict (FORMAT.md field names) but is validated per modality
-    with :class:`DpcIllumination` or :class:`SimIllumination`; :attr:`illumination_model`
-    gives the parsed form. Unknown top-level keys are kept (``extra="allow"``).
+    ``illumination`` is the physics model of the modality (:class:`DpcIllumination` for
+    ``dpc``, :class:`SimIllumination` with ``three_beam`` = ``modality == "sim3d"`` for SIM):
+    the one schema of an illumination, shared with the microscope and the reconstruction. It is
+    given either as that object or as its FORMAT.md dict. Keys the physics models do not know
+    (stores written by other programs may add optional fields) are kept in
+    :attr:`illumination_extra`, unknown ``optics`` keys in :attr:`optics_extra`, and both are
+    written back by :meth:`to_store`. Unknown top-level keys are kept (``extra="allow"``).
     """
 
     model_config = ConfigDict(extra="allow")
@@ -274,101 +259,75 @@ class StoreAttributes(BaseModel):
     optics_extra: dict[str, Any] = Field(
         default_factory=dict, description="optional optics keys that Optics does not know"
     )
-    illumination: dict[str, Any]
+    illumination: Illumination
+    illumination_extra: dict[str, Any] = Field(
+        default_factory=dict,
+        description="optional illumination keys that the modality's physics model does not know",
+    )
     camera: CameraModel = Field(default_factory=CameraModel)
     acquisition: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
-    def _split_optics_extra(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("optics"), dict):
+    def _split_extras(cls, data: Any) -> Any:
+        """Move unknown ``optics`` and ``illumination`` keys to ``*_extra``."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if isinstance(data.get("optics"), Mapping):
             known = set(Optics.model_fields)
             optics = data["optics"]
             extra = {k: v for k, v in optics.items() if k not in known}
             if extra:
-                data = dict(data)
                 data["optics"] = {k: v for k, v in optics.items() if k in known}
                 data["optics_extra"] = {**data.get("optics_extra", {}), **extra}
+        modality = data.get("modality")
+        if isinstance(data.get("illumination"), Mapping) and modality in MODALITIES:
+            known = set(illumination_model_for(modality).model_fields)
+            illumination = data["illumination"]
+            extra = {k: v for k, v in illumination.items() if k not in known}
+            if extra:
+                data["illumination"] = {k: v for k, v in illumination.items() if k in known}
+                data["illumination_extra"] = {**data.get("illumination_extra", {}), **extra}
         return data
+
+    @field_validator("illumination", mode="plain")
+    @classmethod
+    def _parsed_with_the_modality(cls, value: Any) -> Any:
+        """Kept as given here: :meth:`_per_modality` parses it once the modality is known valid."""
+        return value
 
     @model_validator(mode="after")
     def _per_modality(self) -> StoreAttributes:
-        model: type[BaseModel] = DpcIllumination if self.modality == "dpc" else SimIllumination
-        try:
-            model.model_validate(self.illumination)
-        except ValidationError as err:
-            field, problem = _first_problem(err, prefix="illumination")
-            raise _FieldProblem(field, problem) from None
+        self.illumination = _parse_illumination(self.illumination, self.modality)
         if self.modality == "sim3d" and self.optics.z_step_um is None:
-            raise _FieldProblem(
+            raise FieldError(
                 "optics.z_step_um", "is missing (axial plane spacing in µm; sim3d needs it)"
             )
         return self
 
     @property
-    def illumination_model(self) -> DpcIllumination | SimIllumination:
-        """``illumination`` parsed with the model of this modality."""
-        if self.modality == "dpc":
-            return DpcIllumination.model_validate(self.illumination)
-        return SimIllumination.model_validate(self.illumination)
+    def n_shots(self) -> int:
+        """Shots S per plane and window: DPC ``len(shots)``; SIM orientations x phases."""
+        return self.illumination.n_shots
 
     def to_store(self) -> dict[str, Any]:
         """The JSON object written under ``nstm_acquire`` (FORMAT.md field names)."""
-        data = self.model_dump(mode="json", exclude={"optics", "optics_extra", "camera"})
+        data = self.model_dump(
+            mode="json",
+            exclude={"optics", "optics_extra", "illumination", "illumination_extra", "camera"},
+        )
         data["optics"] = {**self.optics.to_store(), **self.optics_extra}
+        data["illumination"] = {**self.illumination.to_store(), **to_json(self.illumination_extra)}
         data["camera"] = self.camera.model_dump(mode="json", exclude_none=True)
         return data
 
 
-def _format_loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
-
-
-def _first_problems(err: ValidationError, prefix: str = "") -> list[tuple[str, str]]:
-    """Turn pydantic errors into ``(field, problem)`` pairs, one short phrase each."""
-    problems: list[tuple[str, str]] = []
-    for item in err.errors():
-        ctx_error = (item.get("ctx") or {}).get("error")
-        if isinstance(ctx_error, _FieldProblem):
-            problems.append((ctx_error.field, ctx_error.problem))
-            continue
-        field = _format_loc(((prefix,) if prefix else ()) + tuple(item["loc"]))
-        hint = _hint(field) if field else "see FORMAT.md"
-        kind = item["type"]
-        if kind == "missing":
-            problems.append((field, f"is missing ({hint})"))
-        elif kind == "extra_forbidden":
-            problems.append((field, "is not a known field (remove it or check its spelling)"))
-        else:
-            msg = str(item.get("msg", "is invalid"))
-            value = item.get("input")
-            shown = "" if isinstance(value, (dict, list)) else f"= {value!r} "
-            if len(shown) > 60:
-                shown = shown[:56] + "... "
-            if kind == "value_error":  # our own validators already explain the fix
-                problems.append((field, f"{shown}is invalid: {msg.removeprefix('Value error, ')}"))
-            else:
-                problems.append((field, f"{shown}is invalid: {msg} ({hint})"))
-    return problems
-
-
-def _first_problem(err: ValidationError, prefix: str = "") -> tuple[str, str]:
-    problems = _first_problems(err, prefix)
-    field, problem = problems[0]
-    if len(problems) > 1:
-        others = ", ".join(f for f, _ in problems[1:4]) + (", ..." if len(problems) > 4 else "")
-        problem += f" (also wrong: {others})"
-    return field, problem
-
-
 def validate_attributes(data: Any, store: str) -> StoreAttributes:
     """Validate the ``nstm_acquire`` attribute object of the store named ``store``.
+
+    ``data`` is a :class:`StoreAttributes` (returned as is) or its dict form, whose
+    ``illumination`` may be the physics model itself or its FORMAT.md dict.
 
     Raises
     ------
@@ -391,16 +350,41 @@ def validate_attributes(data: Any, store: str) -> StoreAttributes:
     try:
         return StoreAttributes.model_validate(data)
     except ValidationError as err:
-        field, problem = _first_problem(err)
+        field, problem = first_field_problem(err, hint=_hint)
         name = f"attribute {ROOT_ATTRIBUTE_KEY}" + (f".{field}" if field else "")
         raise StoreError(store, name, problem) from None
 
 
 def n_shots(attrs: StoreAttributes) -> int:
     """Number of shots S per plane and window: DPC ``len(shots)``; SIM orientations x phases."""
-    if attrs.modality == "dpc":
-        return len(attrs.illumination["shots"])
-    return int(attrs.illumination["n_orientations"]) * int(attrs.illumination["n_phases"])
+    return attrs.n_shots
+
+
+def acquired_frames(timestamps_s: np.ndarray) -> np.ndarray:
+    """Frames acquired in each window: the finite timestamps of ``(W, S, Z)``, int64 ``(W,)``.
+
+    FORMAT.md: a frame is acquired when its timestamp is finite (the writer stores the frame
+    before its timestamp).
+    """
+    ts = np.asarray(timestamps_s, dtype=np.float64)
+    if ts.ndim == 0 or ts.shape[0] == 0:
+        return np.zeros(ts.shape[:1], dtype=np.int64)
+    return np.isfinite(ts).reshape(ts.shape[0], -1).sum(axis=1).astype(np.int64)
+
+
+def window_is_complete(acquired: np.ndarray | int, frames_per_window: int) -> np.ndarray:
+    """Whether windows with ``acquired`` frames are complete: all ``S * Z`` frames are there.
+
+    The one completeness rule of the package (FORMAT.md: all the window's timestamps finite);
+    ``acquired`` is a count or an array of counts (:func:`acquired_frames`).
+    """
+    return np.asarray(acquired) == int(frames_per_window)
+
+
+def window_is_partial(acquired: np.ndarray | int, frames_per_window: int) -> np.ndarray:
+    """Whether windows with ``acquired`` frames have some but not all of their frames."""
+    count = np.asarray(acquired)
+    return (count > 0) & ~window_is_complete(count, frames_per_window)
 
 
 def ome_image_metadata(

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import zarr
@@ -34,10 +35,10 @@ from nstm_acquire.store.layout import (
     TIMESTAMPS,
     StoreAttributes,
     StoreError,
+    acquired_frames,
     validate_attributes,
-)
-from nstm_acquire.store.layout import (
-    n_shots as attrs_n_shots,
+    window_is_complete,
+    window_is_partial,
 )
 
 __all__ = ["StoreReader", "WindowData", "open_zarr_group"]
@@ -70,7 +71,9 @@ class WindowData:
         return self.timestamps_s + 0.5 * self.exposure_s
 
 
-def open_zarr_group(path: str | os.PathLike[str], mode: str = "r") -> zarr.Group:
+def open_zarr_group(
+    path: str | os.PathLike[str], mode: Literal["r", "r+", "a"] = "r"
+) -> zarr.Group:
     """Open the Zarr v3 group at ``path``; StoreError if it is not one.
 
     ``mode`` is zarr's (``"r"`` read-only, ``"r+"``/``"a"`` read-write); the group must exist.
@@ -134,7 +137,7 @@ class StoreReader:
         self._name = str(path)
         self._group = open_zarr_group(self._path, mode="r")
         self._attrs = validate_attributes(self._group.attrs.get(ROOT_ATTRIBUTE_KEY), self._name)
-        self._n_shots = attrs_n_shots(self._attrs)
+        self._n_shots = self._attrs.n_shots
         self._n_leading_complete = 0  # windows 0..n-1 are known complete (they stay so)
         self.refresh()
 
@@ -233,6 +236,11 @@ class StoreReader:
         return self._frame_shape
 
     @property
+    def frames_per_window(self) -> int:
+        """S * Z, the frames of a complete window."""
+        return self._n_shots * self._n_planes
+
+    @property
     def n_windows(self) -> int:
         """W as of the last :meth:`refresh` (includes windows not yet or never acquired)."""
         return self._n_windows
@@ -260,31 +268,42 @@ class StoreReader:
 
         ``refresh=True`` first re-reads the array shapes, to see windows a running writer added.
         """
-        counts = self._frames_per_window(refresh)
-        return [int(w) for w in np.flatnonzero(counts == self._n_shots * self._n_planes)]
+        counts = self._acquired_frames(refresh)
+        return [int(w) for w in np.flatnonzero(window_is_complete(counts, self.frames_per_window))]
 
     def partial_windows(self, refresh: bool = True) -> list[int]:
         """Windows with some but not all frames (being acquired, or cut off by a crash)."""
-        counts = self._frames_per_window(refresh)
-        partial = (counts > 0) & (counts < self._n_shots * self._n_planes)
-        return [int(w) for w in np.flatnonzero(partial)]
+        counts = self._acquired_frames(refresh)
+        return [int(w) for w in np.flatnonzero(window_is_partial(counts, self.frames_per_window))]
 
-    def _frames_per_window(self, refresh: bool) -> np.ndarray:
-        """Acquired frames of every window, int ``(W,)``.
+    def require_complete(self, windows: Sequence[int] | None = None) -> list[int]:
+        """``windows`` (default: every complete window, ascending), checked to be complete.
+
+        Raises ``ValueError`` naming the incomplete ones and the complete ones.
+        """
+        complete = self.complete_windows()
+        todo = list(complete if windows is None else windows)
+        missing = [w for w in todo if w not in complete]
+        if missing:
+            raise ValueError(f"{self._path}: windows {missing} are not complete (complete: {complete})")
+        return todo
+
+    def _acquired_frames(self, refresh: bool) -> np.ndarray:
+        """Acquired frames of every window, int ``(W,)`` (:func:`~nstm_acquire.store.layout.acquired_frames`).
 
         Frames are never overwritten, so a complete window stays complete: the timestamps of
         the leading run of complete windows are not read again, which keeps polling cheap.
         """
         if refresh:
             self.refresh()
-        n_windows, per_window = self._n_windows, self._n_shots * self._n_planes
+        n_windows, per_window = self._n_windows, self.frames_per_window
         start = min(self._n_leading_complete, n_windows)
         counts = np.full(n_windows, per_window, dtype=np.int64)
         if start < n_windows:
-            ts = np.asarray(self._timestamps[start:n_windows], dtype=np.float64)
-            counts[start:] = np.isfinite(ts).reshape(n_windows - start, -1).sum(axis=1)
+            counts[start:] = acquired_frames(np.asarray(self._timestamps[start:n_windows]))
+        complete = window_is_complete(counts, per_window)
         k = start
-        while k < n_windows and counts[k] == per_window:
+        while k < n_windows and complete[k]:
             k += 1
         self._n_leading_complete = k
         return counts
@@ -315,8 +334,9 @@ class StoreReader:
         """
         w = self._check_window_index(w)
         timestamps = np.asarray(self._timestamps[w], dtype=np.float64)  # read times first
-        missing = int((~np.isfinite(timestamps)).sum())
-        if missing:
+        acquired = int(acquired_frames(timestamps[None])[0])
+        if not window_is_complete(acquired, self.frames_per_window):
+            missing = self.frames_per_window - acquired
             raise StoreError(
                 self._name,
                 f"window {w}",
@@ -386,14 +406,15 @@ class StoreReader:
         ts = self.timestamps_s(refresh=refresh)
         exp = self.exposures_s()[: ts.shape[0]]
         finite = np.isfinite(ts)
-        complete = finite.all(axis=(1, 2))
-        partial = finite.any(axis=(1, 2)) & ~complete
+        per_window = self.frames_per_window
+        counts = acquired_frames(ts)
+        complete = window_is_complete(counts, per_window)
+        partial = window_is_partial(counts, per_window)
         starts = np.sort(ts[finite])
-        per_window = self._n_shots * self._n_planes
         window_starts = ts[complete].reshape(int(complete.sum()), per_window).min(axis=1)
         return {
             "frames_acquired": int(finite.sum()),
-            "frames_per_window": int(self._n_shots * self._n_planes),
+            "frames_per_window": int(per_window),
             "complete_windows": int(complete.sum()),
             "partial_windows": [int(w) for w in np.flatnonzero(partial)],
             "duration_s": float(starts[-1] - starts[0]) if starts.size else None,

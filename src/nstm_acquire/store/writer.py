@@ -64,9 +64,6 @@ from nstm_acquire.store.layout import (
     to_json,
     validate_attributes,
 )
-from nstm_acquire.store.layout import (
-    n_shots as attrs_n_shots,
-)
 
 __all__ = ["StoreWriter"]
 
@@ -100,6 +97,121 @@ def _write_in_place(path: Path, offset: int, data: np.ndarray) -> None:
         os.pwrite(fd, data.tobytes(), offset)
     finally:
         os.close(fd)
+
+
+def _check_counts(name: str, attrs: StoreAttributes, n_shots: int, n_planes: int) -> None:
+    """S must be what the illumination describes; Z >= 1, and 1 unless the modality is 3D."""
+    expected_shots = attrs.n_shots
+    if int(n_shots) != expected_shots:
+        raise StoreError(
+            name,
+            "n_shots",
+            f"= {n_shots} does not match the illumination attributes, which describe "
+            f"{expected_shots} shots (pass n_shots={expected_shots})",
+        )
+    if int(n_planes) < 1:
+        raise StoreError(name, "n_planes", f"= {n_planes} must be >= 1")
+    if attrs.modality != "sim3d" and int(n_planes) != 1:
+        raise StoreError(
+            name,
+            "n_planes",
+            f"= {n_planes} but modality {attrs.modality!r} is 2D (pass n_planes=1, or use "
+            "modality 'sim3d' for z stacks)",
+        )
+
+
+def _checked_frame_shape(name: str, frame_shape: tuple[int, int]) -> tuple[int, int]:
+    """``(Y, X)`` as ints, both >= 1."""
+    if len(frame_shape) != 2 or any(int(n) < 1 for n in frame_shape):
+        raise StoreError(
+            name, "frame_shape", f"= {tuple(frame_shape)} must be (Y, X) with positive sizes"
+        )
+    return int(frame_shape[0]), int(frame_shape[1])
+
+
+def _checked_dtype(name: str, dtype: str | np.dtype) -> np.dtype:
+    """The little-endian form of an allowed ``raw`` dtype (uint16 or float32)."""
+    if str(np.dtype(dtype)) not in RAW_DTYPES:
+        raise StoreError(
+            name, "dtype", f"= {np.dtype(dtype)} is not allowed (use uint16 or float32)"
+        )
+    return np.dtype(dtype).newbyteorder("<")
+
+
+def _clear_for_new_store(path: Path, overwrite: bool) -> None:
+    """Make room for a new store at ``path``: refuse, or remove an earlier Zarr store."""
+    name = str(path)
+    if not path.exists():
+        return
+    if not overwrite:
+        raise StoreError(
+            name,
+            "path",
+            "already exists (choose a new name, or pass overwrite=True to replace it)",
+        )
+    if path.is_dir() and (path / "zarr.json").is_file():
+        shutil.rmtree(path)
+    elif path.is_dir() and not any(path.iterdir()):
+        path.rmdir()
+    else:
+        raise StoreError(
+            name,
+            "path",
+            "exists and is not a Zarr store, so overwrite=True will not delete it "
+            "(remove it yourself or choose another name)",
+        )
+
+
+def _raw_compressors(compression: Compression) -> Any:
+    """zarr ``compressors`` of ``raw``: Zstandard level 1, Blosc-LZ4 with shuffle, or none."""
+    if compression == "zstd":
+        return [ZstdCodec(level=1)]
+    if compression == "lz4":
+        return [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]
+    return None
+
+
+def _create_arrays(
+    group: zarr.Group,
+    shape: tuple[int, int, int, int, int],
+    dtype: np.dtype,
+    compression: Compression,
+) -> dict[str, zarr.Array]:
+    """``raw`` (one frame per chunk) and the timing arrays (one window per chunk).
+
+    ``shape`` is ``(W, S, Z, Y, X)`` with W the initial capacity. Every array is created with
+    ``write_empty_chunks=True`` (the writer relies on a chunk file per written chunk).
+    """
+    W, S, Z, Y, X = shape
+    keys: dict[str, Any] = {"name": "default", "separator": "/"}
+    arrays = {
+        RAW: group.create_array(
+            RAW,
+            shape=(W, S, Z, Y, X),
+            chunks=(1, 1, 1, Y, X),
+            dtype=dtype,
+            fill_value=0,
+            serializer=BytesCodec(endian="little"),
+            compressors=_raw_compressors(compression),
+            chunk_key_encoding=keys,
+            dimension_names=RAW_DIMENSIONS,
+            config={"write_empty_chunks": True},
+        )
+    }
+    for array_name in (TIMESTAMPS, EXPOSURE):
+        arrays[array_name] = group.create_array(
+            array_name,
+            shape=(W, S, Z),
+            chunks=(1, S, Z),
+            dtype="<f8",
+            fill_value=float("nan"),
+            serializer=BytesCodec(endian="little"),
+            compressors=None,
+            chunk_key_encoding=keys,
+            dimension_names=TIMING_DIMENSIONS,
+            config={"write_empty_chunks": True},
+        )
+    return arrays
 
 
 class StoreWriter:
@@ -168,7 +280,11 @@ class StoreWriter:
         path
             Directory of the new store (conventionally ``NAME.zarr``).
         attrs
-            The ``nstm_acquire`` root attributes (validated; a dict is accepted).
+            The ``nstm_acquire`` root attributes (validated): a :class:`StoreAttributes`, or
+            its dict form, whose ``illumination`` may be the physics object
+            (:class:`~nstm_acquire.physics.dpc.illumination.DpcIllumination` /
+            :class:`~nstm_acquire.physics.sim.illumination.SimIllumination`, serialised once
+            here) or its FORMAT.md dict.
         n_shots
             S, shots per plane and window; must equal what ``attrs.illumination`` implies.
         n_planes
@@ -189,33 +305,9 @@ class StoreWriter:
         path = Path(path)
         name = str(path)
         attrs = validate_attributes(attrs, name)
-        expected_shots = attrs_n_shots(attrs)
-        if int(n_shots) != expected_shots:
-            raise StoreError(
-                name,
-                "n_shots",
-                f"= {n_shots} does not match the illumination attributes, which describe "
-                f"{expected_shots} shots (pass n_shots={expected_shots})",
-            )
-        if int(n_planes) < 1:
-            raise StoreError(name, "n_planes", f"= {n_planes} must be >= 1")
-        if attrs.modality != "sim3d" and int(n_planes) != 1:
-            raise StoreError(
-                name,
-                "n_planes",
-                f"= {n_planes} but modality {attrs.modality!r} is 2D (pass n_planes=1, or use "
-                "modality 'sim3d' for z stacks)",
-            )
-        if len(frame_shape) != 2 or any(int(n) < 1 for n in frame_shape):
-            raise StoreError(
-                name, "frame_shape", f"= {tuple(frame_shape)} must be (Y, X) with positive sizes"
-            )
-        frame_shape = (int(frame_shape[0]), int(frame_shape[1]))
-        if str(np.dtype(dtype)) not in RAW_DTYPES:
-            raise StoreError(
-                name, "dtype", f"= {np.dtype(dtype)} is not allowed (use uint16 or float32)"
-            )
-        dtype = np.dtype(dtype).newbyteorder("<")
+        _check_counts(name, attrs, n_shots, n_planes)
+        frame_shape = _checked_frame_shape(name, frame_shape)
+        dtype = _checked_dtype(name, dtype)
         if compression not in ("none", "zstd", "lz4"):
             raise StoreError(
                 name, "compression", f"= {compression!r} is not one of 'none', 'zstd', 'lz4'"
@@ -223,27 +315,7 @@ class StoreWriter:
         if int(n_windows_hint) < 1:
             raise StoreError(name, "n_windows_hint", f"= {n_windows_hint} must be >= 1")
         capacity = int(n_windows_hint)
-
-        if path.exists():
-            if not overwrite:
-                raise StoreError(
-                    name,
-                    "path",
-                    "already exists (choose a new name, or pass overwrite=True to replace it)",
-                )
-            if path.is_dir() and (path / "zarr.json").is_file():
-                shutil.rmtree(path)
-            elif path.is_dir() and not any(path.iterdir()):
-                path.rmdir()
-            else:
-                raise StoreError(
-                    name,
-                    "path",
-                    "exists and is not a Zarr store, so overwrite=True will not delete it "
-                    "(remove it yourself or choose another name)",
-                )
-
-        S, Z, (Y, X) = int(n_shots), int(n_planes), frame_shape
+        _clear_for_new_store(path, overwrite)
         root_attrs = {
             ROOT_ATTRIBUTE_KEY: attrs.to_store(),
             "ome": ome_image_metadata(
@@ -251,39 +323,8 @@ class StoreWriter:
             ),
         }
         group = zarr.create_group(store=str(path), zarr_format=3, attributes=root_attrs)
-        if compression == "zstd":
-            compressors: Any = [ZstdCodec(level=1)]
-        elif compression == "lz4":
-            compressors = [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]
-        else:
-            compressors = None
-        keys = {"name": "default", "separator": "/"}
-        arrays = {}
-        arrays[RAW] = group.create_array(
-            RAW,
-            shape=(capacity, S, Z, Y, X),
-            chunks=(1, 1, 1, Y, X),
-            dtype=dtype,
-            fill_value=0,
-            serializer=BytesCodec(endian="little"),
-            compressors=compressors,
-            chunk_key_encoding=keys,
-            dimension_names=RAW_DIMENSIONS,
-            config={"write_empty_chunks": True},
-        )
-        for array_name in (TIMESTAMPS, EXPOSURE):
-            arrays[array_name] = group.create_array(
-                array_name,
-                shape=(capacity, S, Z),
-                chunks=(1, S, Z),
-                dtype="<f8",
-                fill_value=float("nan"),
-                serializer=BytesCodec(endian="little"),
-                compressors=None,
-                chunk_key_encoding=keys,
-                dimension_names=TIMING_DIMENSIONS,
-                config={"write_empty_chunks": True},
-            )
+        S, Z = int(n_shots), int(n_planes)
+        arrays = _create_arrays(group, (capacity, S, Z, *frame_shape), dtype, compression)
         return cls(path, group, arrays, attrs, S, Z, frame_shape, dtype, capacity, compression)
 
     def _check_chunk_keys(self) -> None:

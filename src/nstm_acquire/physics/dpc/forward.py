@@ -92,12 +92,14 @@ def dpc_transfer_functions(
     """
     if len(shape) != 2 or min(shape) < 1:
         raise ValueError(f"shape={shape} must be (Y, X) with positive sizes")
-    illumination = DpcIllumination(
-        led_na=[
-            tuple(map(float, row)) for row in np.asarray(led_na, dtype=np.float64).reshape(-1, 2)
-        ],
-        shots=[tuple(int(i) for i in lit) for lit in shots],
-        led_brightness=None if led_brightness is None else [float(b) for b in led_brightness],
+    illumination = DpcIllumination.model_validate(
+        {
+            "led_na": [
+                tuple(map(float, row)) for row in np.asarray(led_na, dtype=np.float64).reshape(-1, 2)
+            ],
+            "shots": [tuple(int(i) for i in lit) for lit in shots],
+            "led_brightness": None if led_brightness is None else [float(b) for b in led_brightness],
+        }
     )
     na_all = illumination.led_na_array()
     brightness_all = illumination.brightness_array()

@@ -15,12 +15,13 @@ DPC store (``FORMAT.md``).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from nstm_acquire._validation import FieldError
 from nstm_acquire.physics.optics import Optics
 
 __all__ = [
@@ -212,6 +213,13 @@ class DpcIllumination(BaseModel):
         For each shot index s, the indices of the LEDs lit in that shot.
     led_brightness
         Optional relative brightness of every LED (> 0); ``None`` means all equal to 1.
+
+    The model is frozen; lists given for the fields are stored as tuples. It is the one
+    description of a DPC illumination: the microscope builds it, the store layout validates a
+    store's ``illumination`` with it (unknown keys of a store are kept beside it, see
+    :class:`~nstm_acquire.store.layout.StoreAttributes`) and the reconstruction uses it. A bad
+    value raises a ``ValidationError`` whose error carries a
+    :class:`~nstm_acquire._validation.FieldError` naming the element (``shots[1][0]``).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -220,49 +228,51 @@ class DpcIllumination(BaseModel):
     shots: tuple[tuple[int, ...], ...]
     led_brightness: tuple[float, ...] | None = None
 
-    @field_validator("led_na")
-    @classmethod
-    def _check_na(cls, value: tuple[tuple[float, float], ...]) -> tuple[tuple[float, float], ...]:
-        if len(value) == 0:
-            raise ValueError("led_na is empty; give [na_y, na_x] for every LED of the array")
-        arr = np.asarray(value, dtype=np.float64)
-        if not np.all(np.isfinite(arr)) or np.any(np.abs(arr) >= 1.0):
-            raise ValueError("led_na values must be finite sines in (-1, 1); check units (not mm)")
-        if np.any(np.hypot(arr[:, 0], arr[:, 1]) >= 1.0):
-            raise ValueError("led_na rows must have |[na_y, na_x]| < 1 (a propagating plane wave)")
-        return value
-
-    @field_validator("shots")
-    @classmethod
-    def _check_shots(cls, value: tuple[tuple[int, ...], ...]) -> tuple[tuple[int, ...], ...]:
-        if len(value) == 0:
-            raise ValueError("shots is empty; give the list of lit LED indices for every shot")
-        for s, lit in enumerate(value):
-            if len(lit) == 0:
-                raise ValueError(
-                    f"shots[{s}] lights no LED; every shot needs at least one LED index"
-                )
-            if len(set(lit)) != len(lit):
-                raise ValueError(f"shots[{s}] lists an LED twice; give each lit index once")
-        return value
-
     @model_validator(mode="after")
-    def _check_indices(self) -> DpcIllumination:
+    def _check(self) -> DpcIllumination:
+        """Every problem names its element (``shots[1][0]``) and the fix (:class:`FieldError`)."""
         n = len(self.led_na)
+        if n == 0:
+            raise FieldError("led_na", "is empty (give [na_y, na_x] for every LED of the array)")
+        for j, (na_y, na_x) in enumerate(self.led_na):
+            if not (math.isfinite(na_y) and math.isfinite(na_x)) or na_y**2 + na_x**2 >= 1.0:
+                raise FieldError(
+                    f"led_na[{j}]",
+                    f"= [{na_y}, {na_x}] is not a valid illumination NA (signed sines of the "
+                    "illumination angle along y and x: finite, with na_y^2 + na_x^2 < 1; "
+                    "check the units, not mm)",
+                )
+        if len(self.shots) == 0:
+            raise FieldError("shots", "is empty (give the list of lit LED indices for every shot)")
         for s, lit in enumerate(self.shots):
-            bad = [i for i in lit if not 0 <= i < n]
-            if bad:
-                raise ValueError(
-                    f"shots[{s}] has LED indices {bad} outside [0, {n}) (len(led_na)={n})"
+            if len(lit) == 0:
+                raise FieldError(
+                    f"shots[{s}]", "lights no LED (every shot must light at least one LED)"
+                )
+            for i, led in enumerate(lit):
+                if not 0 <= led < n:
+                    raise FieldError(
+                        f"shots[{s}][{i}]",
+                        f"= {led} is out of range (LED indices must be in 0..{n - 1} because "
+                        f"led_na lists {n} LEDs; {led} is outside the array)",
+                    )
+            if len(set(lit)) != len(lit):
+                twice = sorted({led for led in lit if lit.count(led) > 1})
+                raise FieldError(
+                    f"shots[{s}]", f"lists LED {twice[0]} twice (give each lit index once)"
                 )
         if self.led_brightness is not None:
             if len(self.led_brightness) != n:
-                raise ValueError(
-                    f"led_brightness has {len(self.led_brightness)} values; give one per LED ({n})"
+                raise FieldError(
+                    "led_brightness",
+                    f"has {len(self.led_brightness)} entries (give one per LED: {n})",
                 )
-            b = np.asarray(self.led_brightness, dtype=np.float64)
-            if not np.all(np.isfinite(b)) or np.any(b <= 0):
-                raise ValueError("led_brightness values must be finite and > 0")
+            for j, b in enumerate(self.led_brightness):
+                if not (math.isfinite(b) and b > 0):
+                    raise FieldError(
+                        f"led_brightness[{j}]",
+                        f"= {b} is invalid (relative LED brightness must be finite and > 0)",
+                    )
         return self
 
     @classmethod
@@ -277,10 +287,14 @@ class DpcIllumination(BaseModel):
         """The half-circle DPC illumination (one shot per entry of ``axes``)."""
         arr = _check_led_na(led_na)
         patterns = dpc_half_circle_patterns(arr, na_detection, axes, margin)
-        return cls(
-            led_na=[tuple(map(float, row)) for row in arr],
-            shots=[tuple(patterns[a]) for a in axes],
-            led_brightness=None if led_brightness is None else [float(b) for b in led_brightness],
+        return cls.model_validate(
+            {
+                "led_na": [tuple(map(float, row)) for row in arr],
+                "shots": [tuple(patterns[a]) for a in axes],
+                "led_brightness": None
+                if led_brightness is None
+                else [float(b) for b in led_brightness],
+            }
         )
 
     @property
@@ -316,21 +330,25 @@ class DpcIllumination(BaseModel):
         return out
 
     @classmethod
-    def from_store(cls, attrs: dict[str, Any]) -> DpcIllumination:
-        """Build from a store's ``illumination`` dict.
+    def from_store(cls, attrs: Mapping[str, Any] | DpcIllumination) -> DpcIllumination:
+        """Build from a store's ``illumination`` dict (a :class:`DpcIllumination` is returned as is).
 
         Unknown keys are ignored (FORMAT.md allows optional additions); missing required keys
         raise ``ValueError``.
         """
+        if isinstance(attrs, DpcIllumination):
+            return attrs
         missing = [k for k in ("led_na", "shots") if k not in attrs]
         if missing:
             raise ValueError(
                 f"DPC illumination is missing {missing}; FORMAT.md requires led_na and shots"
             )
-        return cls(
-            led_na=[tuple(row) for row in attrs["led_na"]],
-            shots=[tuple(lit) for lit in attrs["shots"]],
-            led_brightness=attrs.get("led_brightness"),
+        return cls.model_validate(
+            {
+                "led_na": [tuple(row) for row in attrs["led_na"]],
+                "shots": [tuple(lit) for lit in attrs["shots"]],
+                "led_brightness": attrs.get("led_brightness"),
+            }
         )
 
 

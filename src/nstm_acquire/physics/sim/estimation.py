@@ -71,17 +71,18 @@ from typing import Any, Literal
 import numpy as np
 from scipy.optimize import minimize
 
-from nstm_acquire.physics.sim.otf import MeasuredPsf, OrderTransfer, lateral_cutoff_per_um
 from nstm_acquire.physics.optics import Optics
 from nstm_acquire.physics.sim.illumination import (
     IDEAL_THREE_BEAM_MODULATION,
     SimIllumination,
     three_beam_axial_k_per_um,
 )
+from nstm_acquire.physics.sim.otf import MeasuredPsf, OrderTransfer, lateral_cutoff_per_um
 
 __all__ = [
     "SimEstimate",
     "SimParameterError",
+    "SimParameterPolicy",
     "estimate_sim_parameters",
     "resolve_sim_parameters",
     "separate_orders",
@@ -477,7 +478,7 @@ class _Estimator:
             y1, y0 = self.matched_pair(b_m, b_0, k, 0.0)
             product = np.sum(w * y1 * np.conj(y0), axis=0)
 
-            def negative(offset: np.ndarray) -> float:
+            def negative(offset: np.ndarray, product: np.ndarray = product) -> float:
                 ey = np.exp(-2j * np.pi * float(offset[0]) * sy * yv)
                 ex = np.exp(-2j * np.pi * float(offset[1]) * sx * xv)
                 return -abs(_bilinear_form(ey, product, ex))
@@ -530,7 +531,7 @@ class _Estimator:
                 "frequency of the camera grid; check k_per_um and the optics"
             )
         masked = np.where(region, ncc, -np.inf)
-        iy, ix = np.unravel_index(int(np.argmax(masked)), masked.shape)
+        iy, ix = (int(i) for i in np.unravel_index(int(np.argmax(masked)), masked.shape))
         peak = float(ncc[iy, ix])
         k0 = (float(self.fqy[iy, 0]), float(self.fqx[0, ix]))
         # background: the search region away from the peak
@@ -703,6 +704,46 @@ def estimate_sim_parameters(
     SimEstimate
         Values per orientation (cycles/µm, rad, modulation) with quality and plausibility.
     """
+    data, z_step_um = _checked_window(raw, optics, ill, expected, z_step_um)
+    _check_search_settings(search_ring, k_tolerance, edge_taper, low_frequency_cut, expected_fraction_of_cutoff)
+    est = _Estimator(data, optics, ill, z_step_um, edge_taper, low_frequency_cut, psf)
+    cutoff = est.cutoff
+    mags, vecs = _expected_magnitudes(ill, expected, expected_fraction_of_cutoff, cutoff)
+    results = [
+        est.estimate_orientation(d, _search_ring(d, mags[d], cutoff, search_ring))
+        for d in range(ill.n_orientations)
+    ]
+    expected_modulation = _expected_modulation(ill, expected)
+    tolerances = _Tolerances(
+        k_tolerance,
+        angle_tolerance_rad,
+        min_contrast,
+        max_contrast,
+        modulation_tolerance,
+        min_peak_to_background,
+        phase_step_tolerance_rad,
+    )
+    problems, notes = _check_plausibility(results, ill, mags, vecs, expected_modulation, tolerances)
+    failed = [d for d in range(ill.n_orientations) if problems[d] and mags[d] is None]
+    good = [d for d in range(ill.n_orientations) if not problems[d]]
+    if failed and 2 * len(good) >= ill.n_orientations:
+        k_ring = _search_failed_again(est, results, failed, good, cutoff, search_ring)
+        problems, notes = _check_plausibility(results, ill, mags, vecs, expected_modulation, tolerances)
+        notes = list(notes) + [
+            f"orientation {d}: searched again around the other orientations' |k| = {k_ring:.4g} cycles/µm"
+            for d in failed
+        ]
+    return _as_estimate(ill, results, problems, notes, mags)
+
+
+def _checked_window(
+    raw: np.ndarray,
+    optics: Optics,
+    ill: SimIllumination,
+    expected: SimIllumination | None,
+    z_step_um: float | None,
+) -> tuple[np.ndarray, float | None]:
+    """The window as float64 ``(S, Z, Y, X)`` and the plane spacing (three-beam), both checked."""
     if not isinstance(optics, Optics):
         raise TypeError(f"optics must be an nstm_acquire.physics.optics.Optics, got {type(optics).__name__}")
     if not isinstance(ill, SimIllumination):
@@ -737,6 +778,17 @@ def estimate_sim_parameters(
             )
         if not (math.isfinite(z_step_um) and z_step_um > 0):
             raise ValueError(f"z_step_um={z_step_um} must be finite and > 0 (µm)")
+    return data, z_step_um
+
+
+def _check_search_settings(
+    search_ring: float,
+    k_tolerance: float,
+    edge_taper: float,
+    low_frequency_cut: float,
+    expected_fraction_of_cutoff: float | None,
+) -> None:
+    """The search and windowing settings of :func:`estimate_sim_parameters` are in range."""
     for name, value, lo, hi in (
         ("search_ring", search_ring, 0.0, 1.0),
         ("k_tolerance", k_tolerance, 0.0, 1.0),
@@ -751,54 +803,62 @@ def estimate_sim_parameters(
             "(the pattern must lie inside the detection passband)"
         )
 
-    est = _Estimator(data, optics, ill, z_step_um, edge_taper, low_frequency_cut, psf)
-    cutoff = est.cutoff
-    mags, vecs = _expected_magnitudes(ill, expected, expected_fraction_of_cutoff, cutoff)
-    results: list[_OrientationResult] = []
-    for d in range(ill.n_orientations):
-        if mags[d] is not None:
-            if mags[d] >= cutoff:
-                raise ValueError(
-                    f"orientation {d}: the expected |k| = {mags[d]:.4g} cycles/µm is at or beyond "
-                    f"the detection cut-off 2NA/λ = {cutoff:.4g}; the pattern cannot be seen in "
-                    "the raw frames"
-                )
-            ring = (mags[d] * (1.0 - search_ring), min(mags[d] * (1.0 + search_ring), cutoff))
-        else:
-            ring = (_FULL_SEARCH[0] * cutoff, _FULL_SEARCH[1] * cutoff)
-        results.append(est.estimate_orientation(d, ring))
 
+def _search_ring(d: int, magnitude: float | None, cutoff: float, search_ring: float) -> tuple[float, float]:
+    """The ``|k|`` range (cycles/µm) searched for orientation ``d``: around the expected
+    magnitude when there is one, else most of the passband."""
+    if magnitude is None:
+        return (_FULL_SEARCH[0] * cutoff, _FULL_SEARCH[1] * cutoff)
+    if magnitude >= cutoff:
+        raise ValueError(
+            f"orientation {d}: the expected |k| = {magnitude:.4g} cycles/µm is at or beyond "
+            f"the detection cut-off 2NA/λ = {cutoff:.4g}; the pattern cannot be seen in "
+            "the raw frames"
+        )
+    return (magnitude * (1.0 - search_ring), min(magnitude * (1.0 + search_ring), cutoff))
+
+
+def _expected_modulation(
+    ill: SimIllumination, expected: SimIllumination | None
+) -> tuple[tuple[float, ...], ...] | None:
+    """The modulation to check the estimate against: configured, else ``expected``'s, else None."""
     if ill.modulation is not None:
-        expected_modulation = ill.modulation
-    elif expected is not None and expected.modulation is not None:
-        expected_modulation = expected.modulation
-    else:
-        expected_modulation = None
-    tolerances = _Tolerances(
-        k_tolerance,
-        angle_tolerance_rad,
-        min_contrast,
-        max_contrast,
-        modulation_tolerance,
-        min_peak_to_background,
-        phase_step_tolerance_rad,
-    )
-    problems, notes = _check_plausibility(results, ill, mags, vecs, expected_modulation, tolerances)
-    # A full search can lock onto a spurious peak of a sparse sample in one orientation. The
-    # pattern's |k| is the same for every orientation, so search again for the failed ones in a
-    # ring around the plausible orientations' |k| (when at least half of them are plausible).
-    failed = [d for d in range(ill.n_orientations) if problems[d] and mags[d] is None]
-    good = [d for d in range(ill.n_orientations) if not problems[d]]
-    if failed and 2 * len(good) >= ill.n_orientations:
-        k_ring = float(np.median([math.hypot(*results[d].k) for d in good]))
-        ring = (k_ring * (1.0 - search_ring), min(k_ring * (1.0 + search_ring), cutoff))
-        for d in failed:
-            results[d] = est.estimate_orientation(d, ring)
-        problems, notes = _check_plausibility(results, ill, mags, vecs, expected_modulation, tolerances)
-        notes = list(notes) + [
-            f"orientation {d}: searched again around the other orientations' |k| = {k_ring:.4g} cycles/µm"
-            for d in failed
-        ]
+        return ill.modulation
+    if expected is not None and expected.modulation is not None:
+        return expected.modulation
+    return None
+
+
+def _search_failed_again(
+    est: _Estimator,
+    results: list[_OrientationResult],
+    failed: list[int],
+    good: list[int],
+    cutoff: float,
+    search_ring: float,
+) -> float:
+    """Search the ``failed`` orientations again around the plausible ones' median ``|k|``.
+
+    A full search can lock onto a spurious peak of a sparse sample in one orientation. The
+    pattern's ``|k|`` is the same for every orientation, so the ring around the ``good``
+    orientations' ``|k|`` is searched instead. Replaces ``results[d]`` in place; returns that
+    ``|k|`` (cycles/µm).
+    """
+    k_ring = float(np.median([math.hypot(*results[d].k) for d in good]))
+    ring = (k_ring * (1.0 - search_ring), min(k_ring * (1.0 + search_ring), cutoff))
+    for d in failed:
+        results[d] = est.estimate_orientation(d, ring)
+    return k_ring
+
+
+def _as_estimate(
+    ill: SimIllumination,
+    results: list[_OrientationResult],
+    problems: list[list[str]],
+    notes: list[str],
+    mags: list[float | None],
+) -> SimEstimate:
+    """The per-orientation results, their plausibility and notes as a :class:`SimEstimate`."""
     return SimEstimate(
         three_beam=ill.three_beam,
         k_per_um=tuple(r.k for r in results),
@@ -841,22 +901,23 @@ def _check_plausibility(
     ideal = IDEAL_THREE_BEAM_MODULATION if ill.three_beam else (1.0,)
     names = ("m1", "m2") if ill.three_beam else ("m",)
     for d, r in enumerate(results):
-        if mags[d] is not None:
-            off = abs(k_est[d] - mags[d]) / mags[d]
+        mag, vec = mags[d], vecs[d]
+        if mag is not None:
+            off = abs(k_est[d] - mag) / mag
             if off > tol.k:
                 problems[d].append(
                     f"orientation {d}: estimated k = {k_est[d]:.3f} cycles/µm is {100 * off:.0f} % "
-                    f"off the expected {mags[d]:.3f}"
+                    f"off the expected {mag:.3f}"
                 )
-        if vecs[d] is not None:
-            exp_angle = _axis_angle(*vecs[d])
+        if vec is not None:
+            exp_angle = _axis_angle(*vec)
             diff = _angle_difference(angles[d], exp_angle)
             if diff > tol.angle:
                 problems[d].append(
                     f"orientation {d}: estimated pattern angle {math.degrees(angles[d]):.1f}° is "
                     f"{math.degrees(diff):.1f}° off the expected {math.degrees(exp_angle):.1f}°"
                 )
-            elif r.k[0] * vecs[d][0] + r.k[1] * vecs[d][1] < 0:
+            elif r.k[0] * vec[0] + r.k[1] * vec[1] < 0:
                 notes.append(
                     f"orientation {d}: the estimated k points opposite to the configured one "
                     "(the phase steps run the other way round); the estimate follows the data"
@@ -924,13 +985,14 @@ def _check_plausibility(
 
 
 # ----------------------------------------------------------------------------- resolution
-Policy = Literal["fallback", "error", "estimate", "configured"]
+SimParameterPolicy = Literal["fallback", "error", "estimate", "configured"]
+"""How :func:`resolve_sim_parameters` chooses between the estimate and the configured pattern."""
 
 
 def resolve_sim_parameters(
     estimate: SimEstimate,
     configured: SimIllumination,
-    policy: Policy = "fallback",
+    policy: SimParameterPolicy = "fallback",
 ) -> tuple[SimIllumination, dict[str, Any]]:
     """The complete illumination to reconstruct with, and a report of where each value came from.
 
@@ -972,7 +1034,7 @@ def resolve_sim_parameters(
             f"three_beam={configured.three_beam})"
         )
     fields = ("k_per_um", "phase_rad", "modulation")
-    est_values = {
+    est_values: dict[str, list[Any]] = {
         "k_per_um": [list(k) for k in estimate.k_per_um],
         "phase_rad": list(estimate.phase_rad),
         # Noise can push an estimated depth slightly above 1; a pattern cannot be deeper
@@ -1016,6 +1078,7 @@ def resolve_sim_parameters(
                 chosen[f][d] = est_values[f][d]
                 source[f][d] = "estimate"
             else:
+                assert conf_value is not None  # only a configured value is used instead
                 chosen[f][d] = list(conf_value) if f != "phase_rad" else float(conf_value)
                 source[f][d] = "configured"
     if policy == "estimate" and not estimate.all_plausible:

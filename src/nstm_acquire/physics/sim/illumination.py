@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from nstm_acquire._validation import FieldError
 from nstm_acquire.physics.optics import Optics
 
 __all__ = [
@@ -82,6 +83,18 @@ def _three_beam_min_intensity(m1: float, m2: float) -> float:
     return min(1.0 - m2, 1.0 + m2 - m1)
 
 
+def _has_order_zero(entry: Any, n_orders: int) -> bool:
+    """Whether a ``modulation`` entry starts with the order-0 term: ``[1.0, ...]``, one too long."""
+    if not isinstance(entry, (list, tuple)) or len(entry) != n_orders + 1:
+        return False
+    first = entry[0]
+    return (
+        isinstance(first, (int, float))
+        and not isinstance(first, bool)
+        and abs(float(first) - 1.0) <= _NEGATIVE_TOLERANCE
+    )
+
+
 class SimIllumination(BaseModel):
     """The SIM illumination of an acquisition (FORMAT.md SIM ``illumination``).
 
@@ -102,7 +115,9 @@ class SimIllumination(BaseModel):
         (``None``: unknown).
     modulation
         Per orientation, the modulation of each order: two-beam ``[m]``, three-beam
-        ``[m1, m2]`` for orders 1 (``k/2``) and 2 (``k``). ``None``: unknown.
+        ``[m1, m2]`` for orders 1 (``k/2``) and 2 (``k``). ``None``: unknown. FORMAT.md lets
+        writers include the order-0 term as a leading 1.0 (``[1.0, m]``, ``[1.0, m1, m2]``);
+        it is dropped on validation, so the model always holds the form without it.
     three_beam
         ``True`` for three-beam (3D) SIM, whose order 1 is modulated axially.
         Not a FORMAT.md field (an optional extra; a store without it is read from the
@@ -113,7 +128,11 @@ class SimIllumination(BaseModel):
         immersion index. Optional extra field.
 
     The model is frozen and hashable; lists given for the array fields are stored as tuples.
-    Bad values raise ``ValueError`` (pydantic ``ValidationError``) naming the field.
+    Bad values raise ``ValueError`` (pydantic ``ValidationError``) naming the field; the error
+    carries a :class:`~nstm_acquire._validation.FieldError` with the element's path
+    (``k_per_um[1]``). It is the one description of a SIM illumination: the microscope builds
+    it, the store layout validates a store's ``illumination`` with it (unknown keys of a store
+    are kept beside it) and the reconstruction uses it.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -135,78 +154,108 @@ class SimIllumination(BaseModel):
         default=None, description="axial frequency of order 1 (three-beam), cycles/µm"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _without_order_zero(cls, data: Any) -> Any:
+        """Drop a leading order-0 term ``1.0`` from each ``modulation`` entry (FORMAT.md).
+
+        Writers may give ``[1.0, m]`` (two-beam) or ``[1.0, m1, m2]`` (three-beam); the model
+        keeps ``[m]`` / ``[m1, m2]``. An entry is recognised by its length (one more than the
+        orders of the pattern) and its first value (1.0).
+        """
+        if not isinstance(data, Mapping):
+            return data
+        modulation = data.get("modulation")
+        if not isinstance(modulation, (list, tuple)):
+            return data
+        n_orders = 2 if data.get("three_beam", False) in (True, 1) else 1
+        normalised = [
+            list(m)[1:] if _has_order_zero(m, n_orders) else m for m in modulation
+        ]
+        return {**data, "modulation": normalised}
+
     @model_validator(mode="after")
     def _check(self) -> SimIllumination:
-        nd = self.n_orientations
+        """Every problem names its field (``k_per_um[1]``) and the fix (:class:`FieldError`)."""
         if self.excitation_wavelength_um > 5.0:
-            raise ValueError(
-                f"excitation_wavelength_um={self.excitation_wavelength_um} looks like nanometres; "
-                "give it in µm (for example 0.488)"
+            raise FieldError(
+                "excitation_wavelength_um",
+                f"= {self.excitation_wavelength_um} looks like nanometres (give it in µm, for "
+                "example 0.488)",
             )
         if self.three_beam and self.n_phases < 5:
-            raise ValueError(
-                f"n_phases={self.n_phases}: three-beam (3D) SIM has 5 orders to separate; "
-                "set n_phases to at least 5"
+            raise FieldError(
+                "n_phases",
+                f"= {self.n_phases} is too few: three-beam (3D) SIM has 5 orders to separate (set "
+                "n_phases to at least 5)",
             )
+        self._check_per_orientation_lengths()
         if self.k_per_um is not None:
-            if len(self.k_per_um) != nd:
-                raise ValueError(
-                    f"k_per_um has {len(self.k_per_um)} entries for n_orientations={nd}; "
-                    "give one [k_y, k_x] per orientation"
-                )
             for d, (ky, kx) in enumerate(self.k_per_um):
                 if not (math.isfinite(ky) and math.isfinite(kx)) or math.hypot(ky, kx) == 0:
-                    raise ValueError(
-                        f"k_per_um[{d}]=[{ky}, {kx}] must be finite and non-zero (cycles/µm)"
+                    raise FieldError(
+                        f"k_per_um[{d}]", f"= [{ky}, {kx}] must be finite and non-zero (cycles/µm)"
                     )
-        if self.phase_rad is not None:
-            if len(self.phase_rad) != nd:
-                raise ValueError(
-                    f"phase_rad has {len(self.phase_rad)} entries for n_orientations={nd}; "
-                    "give one phase (rad) per orientation"
-                )
-            if not all(math.isfinite(p) for p in self.phase_rad):
-                raise ValueError(f"phase_rad={list(self.phase_rad)} must be finite (rad)")
+        if self.phase_rad is not None and not all(math.isfinite(p) for p in self.phase_rad):
+            raise FieldError("phase_rad", f"= {list(self.phase_rad)} must be finite (rad)")
         if self.modulation is not None:
-            if len(self.modulation) != nd:
-                raise ValueError(
-                    f"modulation has {len(self.modulation)} entries for n_orientations={nd}; "
-                    "give one list per orientation"
-                )
-            n_orders = 2 if self.three_beam else 1
             for d, m in enumerate(self.modulation):
-                if len(m) != n_orders:
-                    what = "[m1, m2] (orders 1 and 2)" if self.three_beam else "[m]"
-                    raise ValueError(
-                        f"modulation[{d}]={list(m)}: {'three' if self.three_beam else 'two'}-beam "
-                        f"SIM needs {n_orders} value(s) per orientation, {what}"
-                    )
-                if not all(math.isfinite(v) and v >= 0 for v in m):
-                    raise ValueError(f"modulation[{d}]={list(m)} must be finite and >= 0")
-                if self.three_beam:
-                    low = _three_beam_min_intensity(m[0], m[1])
-                    if low < -_NEGATIVE_TOLERANCE:
-                        raise ValueError(
-                            f"modulation[{d}]={list(m)} makes the three-beam pattern negative "
-                            f"(minimum {low:.3g}); equal beams give "
-                            f"{list(IDEAL_THREE_BEAM_MODULATION)}, scale both values down"
-                        )
-                elif m[0] > 1.0 + _NEGATIVE_TOLERANCE:
-                    raise ValueError(
-                        f"modulation[{d}]={list(m)} makes the two-beam pattern negative; "
-                        "the modulation depth must be in [0, 1]"
-                    )
+                self._check_modulation(d, m)
         if self.axial_k_per_um is not None:
             if not self.three_beam:
-                raise ValueError(
-                    "axial_k_per_um applies to three-beam SIM only; set three_beam=True or "
-                    "leave axial_k_per_um out"
+                raise FieldError(
+                    "axial_k_per_um",
+                    "applies to three-beam SIM only (set three_beam=True or leave axial_k_per_um "
+                    "out)",
                 )
             if not math.isfinite(self.axial_k_per_um) or self.axial_k_per_um < 0:
-                raise ValueError(
-                    f"axial_k_per_um={self.axial_k_per_um} must be finite and >= 0 (cycles/µm)"
+                raise FieldError(
+                    "axial_k_per_um",
+                    f"= {self.axial_k_per_um} must be finite and >= 0 (cycles/µm)",
                 )
         return self
+
+    def _check_per_orientation_lengths(self) -> None:
+        nd = self.n_orientations
+        what = {
+            "k_per_um": "one [k_y, k_x]",
+            "phase_rad": "one phase (rad)",
+            "modulation": "one list",
+        }
+        for name, one in what.items():
+            value = getattr(self, name)
+            if value is not None and len(value) != nd:
+                raise FieldError(
+                    name,
+                    f"has {len(value)} entries (give {one} per orientation: n_orientations = {nd})",
+                )
+
+    def _check_modulation(self, d: int, m: tuple[float, ...]) -> None:
+        n_orders = 2 if self.three_beam else 1
+        if len(m) != n_orders:
+            form = "[m1, m2] (orders 1 and 2)" if self.three_beam else "[m]"
+            order0 = "[1.0, m1, m2]" if self.three_beam else "[1.0, m]"
+            raise FieldError(
+                f"modulation[{d}]",
+                f"= {list(m)} has {len(m)} value(s): {'three' if self.three_beam else 'two'}-beam "
+                f"SIM needs {n_orders} per orientation ({form}, or {order0} with the order-0 term)",
+            )
+        if not all(math.isfinite(v) and v >= 0 for v in m):
+            raise FieldError(f"modulation[{d}]", f"= {list(m)} must be finite and >= 0")
+        if self.three_beam:
+            low = _three_beam_min_intensity(m[0], m[1])
+            if low < -_NEGATIVE_TOLERANCE:
+                raise FieldError(
+                    f"modulation[{d}]",
+                    f"= {list(m)} makes the three-beam pattern negative (minimum {low:.3g}; equal "
+                    f"beams give {list(IDEAL_THREE_BEAM_MODULATION)}, scale both values down)",
+                )
+        elif m[0] > 1.0 + _NEGATIVE_TOLERANCE:
+            raise FieldError(
+                f"modulation[{d}]",
+                f"= {list(m)} makes the two-beam pattern negative (the modulation depth must be "
+                "in [0, 1])",
+            )
 
     # ------------------------------------------------------------------ shots
     @property
@@ -293,14 +342,16 @@ class SimIllumination(BaseModel):
 
     @classmethod
     def from_store(
-        cls, illumination: Mapping[str, Any], modality: str | None = None
+        cls, illumination: Mapping[str, Any] | SimIllumination, modality: str | None = None
     ) -> SimIllumination:
-        """Read a store's SIM ``illumination`` object.
+        """Read a store's SIM ``illumination`` object (a :class:`SimIllumination` is returned as is).
 
         Fields this model does not know are ignored (FORMAT.md lets writers add optional
         fields). When ``three_beam`` is absent it follows ``modality`` (``"sim3d"`` ->
         three-beam, ``"sim2d"`` -> two-beam); with neither, ``ValueError``.
         """
+        if isinstance(illumination, SimIllumination):
+            return illumination
         if not isinstance(illumination, Mapping):
             raise TypeError(
                 f"illumination must be a mapping (the store's illumination object), got "

@@ -36,19 +36,19 @@ result is the plain linear reconstruction of the whole field).
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
+from nstm_acquire.physics.optics import Optics
 from nstm_acquire.physics.sim.estimation import edge_taper_window, embed_spectrum, separate_orders
+from nstm_acquire.physics.sim.illumination import SimIllumination, three_beam_axial_k_per_um
 from nstm_acquire.physics.sim.otf import (
     MeasuredPsf,
     OrderTransfer,
     axial_cutoff_per_um,
     lateral_cutoff_per_um,
 )
-from nstm_acquire.physics.optics import Optics
-from nstm_acquire.physics.sim.illumination import SimIllumination, three_beam_axial_k_per_um
 
 __all__ = [
     "widefield_from_sim",
@@ -236,7 +236,7 @@ def _wiener(
             if widefield_only and m != 0:
                 continue
             band = bands[m] if m >= 0 else np.conj(bands[-m])
-            spec = embed_spectrum(np.fft.fftn(band, axes=axes), fine) * scale
+            spec: np.ndarray = embed_spectrum(np.fft.fftn(band, axes=axes), fine) * scale
             if m != 0:
                 shifted = np.fft.ifft2(spec) * np.exp(-2j * np.pi * (ky * fy + kx * fx))
                 spec = np.fft.fft2(shifted)
@@ -257,6 +257,7 @@ def _wiener(
         lateral, axial = sim_support_per_um(optics, ill, z_step_um)
     estimate *= apodisation_filter(np.hypot(fqy, fqx) / lateral, apodisation)
     if three_beam:
+        assert z_step_um is not None  # three-beam callers pass the plane spacing
         kz = np.fft.fftfreq(nz, d=z_step_um)[:, None, None]
         estimate *= apodisation_filter(np.abs(kz) / axial, apodisation)
     out = np.fft.ifftn(estimate, axes=axes).real
@@ -440,7 +441,7 @@ def _placeholder_pattern(ill: SimIllumination) -> SimIllumination:
     """``ill`` with any unknown pattern fields filled (order 0 does not depend on them)."""
     if not isinstance(ill, SimIllumination):
         raise TypeError(f"ill must be a SimIllumination, got {type(ill).__name__}")
-    changes = {}
+    changes: dict[str, Any] = {}
     nd = ill.n_orientations
     if ill.k_per_um is None:
         changes["k_per_um"] = [[0.0, 1.0]] * nd
