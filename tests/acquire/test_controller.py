@@ -1,6 +1,5 @@
 """Acquisitions on the simulated microscope: frames, shots, timestamps, the store while writing."""
 
-import threading
 import time
 
 import numpy as np
@@ -114,8 +113,8 @@ def test_sim2d_frames_carry_the_configured_pattern(fast_sim, open_scope, tmp_pat
     _acquire(scope, AcquisitionPlan(modality="sim2d", n_windows=1, exposure_ms=2.0), tmp_path / "s.zarr")
     reader = StoreReader(tmp_path / "s.zarr")
     raw = reader.window(0).raw[:, 0]
-    ill = reader.attrs.illumination
-    k = np.asarray(ill["k_per_um"])
+    ill = reader.attrs.illumination  # the physics model (SimIllumination)
+    k = np.asarray(ill.k_per_um)
     px = reader.optics.pixel_size_um
     y, x = np.mgrid[0:64, 0:64] * px
     window = np.outer(np.hanning(64), np.hanning(64))
@@ -212,7 +211,7 @@ def test_democamera_cfg_runs_the_real_hardware_path(open_scope, tmp_path):
     assert np.all(np.diff(order) >= 0.005 * 0.9)
     # the presets lit the LEDs the store says were lit
     led = scope.core.getProperty("LEDArray", "LEDs")
-    assert [int(i) for i in led.split(",")] == reader.attrs.illumination["shots"][3]
+    assert [int(i) for i in led.split(",")] == list(reader.attrs.illumination.shots[3])
     assert "host clock" in reader.attrs.acquisition["timestamp_source"]
 
 
@@ -229,3 +228,104 @@ def test_a_run_that_cannot_start_still_finishes_with_an_error(fast_sim, open_sco
     assert [s.status for s in finished] == ["error"]
     assert errors and "already exists" in errors[0]
     assert controller.wait(0)
+
+
+def test_the_controller_installs_its_engine_and_runs_on_a_host_core(fast_sim, open_scope, tmp_path):
+    """A core lent by a host application (not owned) gets the timestamping engine when a run starts,
+    and keeps its devices afterwards."""
+    from nstm_acquire.acquire.engine import TimestampingMDAEngine
+    from nstm_acquire.hardware.microscope import Microscope
+
+    own = open_scope(fast_sim())
+    assert not isinstance(own.core.mda.engine, TimestampingMDAEngine)
+    lent = Microscope(own.config, own.core, owns_core=False)
+    _, summary = _acquire(lent, AcquisitionPlan(modality="sim2d", n_windows=1, exposure_ms=2.0), tmp_path / "h.zarr")
+    assert summary.status == "completed" and summary.frames_written == 9
+    assert isinstance(own.core.mda.engine, TimestampingMDAEngine)
+    loaded = list(own.core.getLoadedDevices())
+    lent.close()
+    assert list(own.core.getLoadedDevices()) == loaded
+
+
+def test_frames_without_the_configured_camera_timestamp_use_the_host_clock_and_are_counted(open_scope, tmp_path):
+    mm_test_adapters = pytest.importorskip("mm_test_adapters")
+    from pathlib import Path
+
+    from nstm_acquire.hardware.config import load_hardware_config
+
+    cfg = load_hardware_config(Path(__file__).resolve().parents[2] / "hardware_configs" / "democamera_dpc.yaml")
+    cfg = cfg.model_copy(update={"camera": cfg.camera.model_copy(update={"hardware_timestamp_key": "NoClock-ms"})})
+    scope = open_scope(cfg, adapter_paths=[mm_test_adapters.device_adapter_path()])
+    errors = []
+    controller = AcquisitionController(scope, AcquisitionPlan(modality="dpc", n_windows=2, exposure_ms=5.0),
+                                       tmp_path / "nc.zarr")
+    controller.events.error.connect(errors.append)
+    summary = controller.run()
+    assert summary.status == "completed" and summary.frames_written == 8
+    assert summary.frames_host_clock_fallback == 8
+    assert len(errors) == 1 and "no camera timestamp 'NoClock-ms'" in errors[0]
+    reader = StoreReader(tmp_path / "nc.zarr")
+    assert reader.attrs.acquisition["frames_host_clock_fallback"] == 8
+    assert "'NoClock-ms'" in reader.attrs.acquisition["timestamp_source"]
+    order = reader.timestamps_s().reshape(-1)
+    assert np.all(np.isfinite(order)) and np.all(np.diff(order) > 0)
+
+
+def test_a_failing_listener_loses_no_frame_and_is_logged(fast_sim, open_scope, tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="nstm_acquire")
+    scope = open_scope(fast_sim())
+    controller = AcquisitionController(scope, AcquisitionPlan(modality="dpc", n_windows=2), tmp_path / "l.zarr")
+
+    def broken(w):
+        raise RuntimeError("listener bug")
+
+    controller.events.window_complete.connect(broken)
+    summary = controller.run()
+    assert summary.status == "completed" and summary.frames_written == 8 and summary.windows_complete == 2
+    assert StoreReader(tmp_path / "l.zarr").complete_windows() == [0, 1]
+    failures = [r for r in caplog.records if "listener" in r.getMessage() and r.exc_info]
+    assert len(failures) == 2 and "listener bug" in str(failures[0].exc_info[1])
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert any("l.zarr" in m and "8 frames" in m for m in messages), messages  # run start
+    assert any("l.zarr completed" in m for m in messages), messages  # run end with its status
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_frame_that_cannot_be_stored_is_logged_with_its_traceback(fast_sim, open_scope, tmp_path, caplog,
+                                                                     monkeypatch):
+    import logging
+
+    from nstm_acquire.store import StoreWriter
+
+    caplog.set_level(logging.INFO, logger="nstm_acquire")
+    original = StoreWriter.write_frame
+    calls = {"n": 0}
+
+    def failing_write(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError("disk full")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(StoreWriter, "write_frame", failing_write)
+    scope = open_scope(fast_sim())
+    controller = AcquisitionController(scope, AcquisitionPlan(modality="dpc", n_windows=2), tmp_path / "e.zarr",
+                                       background=False)
+    controller.start()
+    assert controller.wait(60)
+    assert controller.summary.status == "error" and controller.summary.frames_written == 2
+    assert any("could not be stored: disk full" in e for e in controller.summary.errors)
+    logged = [r for r in caplog.records if "could not be stored" in r.getMessage() and r.exc_info]
+    assert logged and "disk full" in str(logged[0].exc_info[1])
+    assert StoreReader(tmp_path / "e.zarr").attrs.acquisition["status"] == "error"
+
+
+def test_settings_of_the_engine_the_controller_replaces_carry_over(fast_sim, open_scope, tmp_path):
+    scope = open_scope(fast_sim())
+    scope.core.mda.engine.use_hardware_sequencing = False  # set before any run, on pymmcore-plus's engine
+    _, summary = _acquire(scope, AcquisitionPlan(modality="dpc", n_windows=1, exposure_ms=2.0), tmp_path / "s.zarr")
+    assert summary.status == "completed" and summary.frames_written == 4
+    assert summary.frames_hardware_triggered == 0, "single snaps, as the replaced engine was told"
+    assert scope.core.mda.engine.use_hardware_sequencing is False

@@ -11,20 +11,36 @@ Python camera attaches to a snapped frame. This subclass adds to every frame's m
   name when the camera exposes a hardware timestamp that way (the simulated camera does).
 
 Sequenced (hardware-triggered) bursts already carry the camera's per-frame metadata.
+
+The acquisition controller installs it on the microscope's core when a run starts
+(:func:`install_timestamping_engine`), so a core lent by a host application keeps its own
+engine until nstm-acquire acquires on it.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
+from pymmcore_plus import CMMCorePlus
 from pymmcore_plus.mda import MDAEngine
 from useq import MDAEvent
 
-__all__ = ["TimestampingMDAEngine"]
+__all__ = ["HARDWARE_TIMESTAMP_PROPERTY", "TimestampingMDAEngine", "install_timestamping_engine"]
 
 HARDWARE_TIMESTAMP_PROPERTY = "HardwareTimestamp-s"
+
+# public settings of pymmcore-plus's MDAEngine that a replacing engine takes over
+_ENGINE_SETTINGS = (
+    "use_hardware_sequencing",
+    "force_set_xy_position",
+    "restore_initial_state",
+    "timeout_base",
+    "timeout_multiplier",
+    "timeout_first_frame",
+    "timeout_action",
+)
 
 
 def _forward(gen: Iterable[Any], transform: Callable[[Any], Any]) -> Generator[Any, Any, None]:
@@ -35,7 +51,7 @@ def _forward(gen: Iterable[Any], transform: Callable[[Any], Any]) -> Generator[A
         item = next(it)
         while True:
             signal = yield (transform(item) if item is not None else None)
-            item = it.send(signal) if is_gen else next(it)
+            item = cast(Generator[Any, Any, Any], it).send(signal) if is_gen else next(it)
     except StopIteration:
         return
 
@@ -62,10 +78,30 @@ class TimestampingMDAEngine(MDAEngine):
         prop = self.timestamp_property
         has_prop = bool(cam) and core.hasProperty(cam, prop)
         for payload in super().exec_single_event(event):
-            img, ev, meta = payload
-            meta["nstm_snap_call_s"] = t_call
-            if has_prop:
-                cam_md = dict(meta.get("camera_metadata") or {})
-                cam_md[prop] = core.getProperty(cam, prop)
-                meta["camera_metadata"] = cam_md
+            if payload is not None:
+                meta = cast(dict[str, Any], payload[2])
+                meta["nstm_snap_call_s"] = t_call
+                if has_prop:
+                    cam_md = dict(meta.get("camera_metadata") or {})
+                    cam_md[prop] = core.getProperty(cam, prop)
+                    meta["camera_metadata"] = cam_md
             yield payload
+
+
+def install_timestamping_engine(core: CMMCorePlus, timestamp_property: str | None) -> TimestampingMDAEngine:
+    """Make ``core``'s MDA engine a :class:`TimestampingMDAEngine` (unless it is one); returns it.
+
+    ``timestamp_property`` is the camera property read after single snaps (the hardware
+    timestamp key); None keeps the default ``HardwareTimestamp-s``. The settings of the engine it
+    replaces (``use_hardware_sequencing``, timeouts, ...) carry over. Call it while no MDA runs.
+    """
+    engine = core.mda.engine
+    if not isinstance(engine, TimestampingMDAEngine):
+        previous = engine
+        engine = TimestampingMDAEngine(core)
+        for name in _ENGINE_SETTINGS:  # keep what was set on the engine it replaces
+            if hasattr(previous, name):
+                setattr(engine, name, getattr(previous, name))
+        core.mda.set_engine(engine)
+    engine.timestamp_property = timestamp_property or HARDWARE_TIMESTAMP_PROPERTY
+    return engine

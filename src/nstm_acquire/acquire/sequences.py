@@ -12,6 +12,7 @@ them into one hardware-triggered burst whenever every device involved is sequenc
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Literal
 
 import numpy as np
@@ -84,7 +85,7 @@ def build_sequence(
     exposure = plan.exposure_ms or exposure_ms
     channels = [useq.Channel(group=channel_group, config=p, exposure=exposure) for p in presets]
     kwargs: dict = {
-        "time_plan": useq.TIntervalLoops(interval=plan.window_interval_s, loops=plan.n_windows),
+        "time_plan": useq.TIntervalLoops(interval=timedelta(seconds=plan.window_interval_s), loops=plan.n_windows),
         "channels": channels,
         "metadata": {"nstm_acquire": {"plan": plan.model_dump(), **(metadata or {})}},
     }

@@ -1,21 +1,36 @@
-"""Build a pymmcore-plus core for a hardware configuration: simulated devices or a real ``.cfg``.
+"""The microscope as an acquisition sees it: a configured pymmcore-plus core and what it reports.
 
-The simulated microscope is the same code path as a real one: a ``UniMMCore`` whose devices
-happen to be Python objects. :meth:`Microscope.prepare` turns a modality's configuration into
-what an acquisition needs: the configuration group and presets that select each shot's
-pattern, the optics and illumination description for the store.
+:class:`Microscope` wraps a ``UniMMCore`` loaded from a real ``.cfg`` (or an existing host core)
+and is the one interface the acquisition layer talks to: :meth:`Microscope.prepare` turns a
+modality's configuration into what an acquisition needs (the configuration group and presets
+that select each shot's pattern, the optics and illumination description for the store), and a
+few small methods describe the camera (:meth:`~Microscope.camera_model`,
+:meth:`~Microscope.timestamp_source`), mark the run's start (:meth:`~Microscope.acquisition_started`),
+take sample-free frames (:meth:`~Microscope.sample_free`) and add run metadata
+(:meth:`~Microscope.run_metadata`).
+
+The simulated microscope (:class:`~nstm_acquire.hardware.simulated.microscope.SimulatedMicroscope`)
+is a subclass: its devices are Python objects driving a simulated world, and it answers the same
+methods from that world. Nothing outside ``hardware/`` needs to know which one it has.
+
+This layer imports nothing from ``acquire/``, ``recon/``, ``store/`` or ``gui/``.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from pymmcore_plus.experimental.unicore import UniMMCore
 
-from nstm_acquire.acquire.engine import TimestampingMDAEngine
+from nstm_acquire._logger import logger as _package_logger
+from nstm_acquire._validation import first_field_problem
+from nstm_acquire.hardware.camera import TimestampSource
 from nstm_acquire.hardware.config import (
     ConfigError,
     DpcConfig,
@@ -26,8 +41,24 @@ from nstm_acquire.hardware.config import (
 )
 from nstm_acquire.physics.dpc.illumination import DpcIllumination, dpc_half_circle_patterns
 from nstm_acquire.physics.optics import Optics
+from nstm_acquire.physics.sim.illumination import SimIllumination
 
-__all__ = ["Microscope", "ModalitySetup", "open_microscope"]
+__all__ = [
+    "HOST_CLOCK_DESCRIPTION",
+    "Microscope",
+    "ModalitySetup",
+    "dpc_shots",
+    "open_microscope",
+    "use_psygnal_signals",
+]
+
+logger = _package_logger.getChild("hardware")
+
+HOST_CLOCK_DESCRIPTION = (
+    "host clock (single snaps: just before the snap request; hardware-triggered bursts: "
+    "ElapsedTime-ms at buffer arrival minus the exposure)"
+)
+"""``acquisition.timestamp_source`` of a camera without a hardware timestamp."""
 
 
 @dataclass
@@ -39,7 +70,8 @@ class ModalitySetup:
     channel_group: str
     presets: list[str]
     optics: Optics
-    illumination: dict[str, Any]
+    illumination: DpcIllumination | SimIllumination
+    """The physics model of the modality's illumination (the store writer serialises it)."""
     exposure_ms: float
     focus_device: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -64,27 +96,105 @@ def dpc_shots(cfg: DpcConfig) -> dict[str, list[int]]:
 
 
 class Microscope:
-    """A configured core (``UniMMCore``), and the simulated world when there is one."""
+    """A configured core (``UniMMCore``) and what an acquisition needs to know about it.
 
-    def __init__(self, config: HardwareConfig, core: UniMMCore, world: Any | None = None) -> None:
+    Parameters
+    ----------
+    config
+        The hardware configuration the core was set up for.
+    core
+        The core; its camera (and shutter, if configured) are selected.
+    owns_core
+        True when this object made the core: :meth:`close` unloads its devices. False for a
+        core owned by someone else (a host application's ``mmcore``), which is never unloaded.
+
+    A subclass describes other hardware by overriding the reporting methods
+    (:meth:`camera_model`, :meth:`timestamp_source`, :meth:`acquisition_started`,
+    :meth:`sample_free`, :meth:`run_metadata`, :meth:`default_background`,
+    :meth:`calibrated_sim_pattern`); the simulated microscope is one.
+    """
+
+    def __init__(self, config: HardwareConfig, core: UniMMCore, owns_core: bool = True) -> None:
         self.config = config
         self.core = core
-        self.world = world
-        engine = TimestampingMDAEngine(core)
-        if config.camera.hardware_timestamp_key:
-            engine.timestamp_property = config.camera.hardware_timestamp_key
-        self.core.mda.set_engine(engine)
+        self.owns_core = bool(owns_core)
 
     @property
     def simulated(self) -> bool:
-        return self.world is not None
+        """True for the simulated microscope (for scoring against its truth; acquisition never asks)."""
+        return False
+
+    @property
+    def world(self) -> Any | None:
+        """The simulated world (ground truth for evaluation), None on a real microscope."""
+        return None
+
+    # ------------------------------------------------------------ reporting
+    def camera_model(self) -> dict[str, float]:
+        """The store's ``camera`` attributes: ``offset_adu`` (ADU), and ``gain_e_per_adu``
+        (electrons per ADU) and ``read_noise_e`` (electrons) where known, as configured."""
+        cam = self.config.camera
+        model: dict[str, float] = {"offset_adu": cam.offset_adu}
+        if cam.gain_e_per_adu is not None:
+            model["gain_e_per_adu"] = cam.gain_e_per_adu
+        if cam.read_noise_e is not None:
+            model["read_noise_e"] = cam.read_noise_e
+        return model
+
+    def timestamp_source(self) -> TimestampSource:
+        """Where frame times come from: the configured hardware timestamp, else the host clock."""
+        cam = self.config.camera
+        if cam.hardware_timestamp_key:
+            return TimestampSource(
+                key=cam.hardware_timestamp_key,
+                unit=cam.hardware_timestamp_unit,
+                on_acquisition_clock=False,
+                description=f"camera hardware timestamp {cam.hardware_timestamp_key!r} (exposure start)",
+            )
+        return TimestampSource(key=None, description=HOST_CLOCK_DESCRIPTION)
+
+    def acquisition_started(self) -> None:
+        """Called by the acquisition just before its first event, at its time zero (real: nothing)."""
+
+    @contextmanager
+    def sample_free(self) -> Iterator[None]:
+        """Context for background frames without the sample.
+
+        A real microscope cannot remove its sample: the user has moved to an empty area
+        before, so this does nothing. The simulated one blanks its sample inside the block.
+        """
+        yield
+
+    def run_metadata(self) -> dict[str, Any]:
+        """Entries for the store's ``acquisition`` attributes: ``simulated`` (bool) and any other."""
+        return {"simulated": False}
+
+    def default_background(self, modality: str) -> bool:
+        """Whether an acquisition of ``modality`` takes background frames unless told (real: no,
+        as the sample would have to be moved away first)."""
+        return False
+
+    def calibrated_sim_pattern(self, modality: str) -> dict[str, Any]:
+        """The SIM pattern parameters this microscope knows, as store ``illumination`` fields.
+
+        A real microscope knows what its configuration says (``k_per_um``, ``phase_rad``,
+        ``modulation``, those given); fields it leaves out are estimated from the data.
+        """
+        cfg = self.config.modality(modality)
+        assert isinstance(cfg, SimConfig)
+        known: dict[str, Any] = {}
+        if cfg.k_per_um is not None:
+            known["k_per_um"] = [list(k) for k in cfg.k_per_um]
+        if cfg.phase_rad is not None:
+            known["phase_rad"] = list(cfg.phase_rad)
+        if cfg.modulation is not None:
+            known["modulation"] = [list(m) for m in cfg.modulation]
+        return known
 
     # ------------------------------------------------------------------
     def prepare(self, modality: str) -> ModalitySetup:
         """Check the hardware for ``modality`` and describe how to acquire it."""
         cfg = self.config.modality(modality)
-        if self.world is not None:
-            self.world.set_modality(modality)
         if isinstance(cfg, DpcConfig):
             return self._prepare_dpc(cfg)
         return self._prepare_sim(modality, cfg)
@@ -93,7 +203,13 @@ class Microscope:
         shots = dpc_shots(cfg)
         names = list(cfg.shot_names)
         led_na = cfg.led_na_array()
-        illum = DpcIllumination(led_na=led_na.tolist(), shots=[shots[n] for n in names])
+        try:
+            illum = DpcIllumination.model_validate(
+                {"led_na": led_na.tolist(), "shots": [shots[n] for n in names]}
+            )
+        except ValidationError as err:
+            field_name, problem = first_field_problem(err)
+            raise ConfigError(f"{self.config.name}: dpc illumination {field_name} {problem}") from None
         group, presets = self._pattern_group("dpc", cfg.pattern_control, names)
         return ModalitySetup(
             modality="dpc",
@@ -101,7 +217,7 @@ class Microscope:
             channel_group=group,
             presets=presets,
             optics=cfg.optics,
-            illumination=illum.to_store(),
+            illumination=illum,
             exposure_ms=cfg.exposure_ms or self.config.camera.exposure_ms,
         )
 
@@ -109,23 +225,18 @@ class Microscope:
         names = [f"a{d}p{p}" for d in range(cfg.n_orientations) for p in range(cfg.n_phases)]
         indices = [str(i) for i in range(len(names))]  # PatternIndex-style default values
         group, presets = self._pattern_group(modality, cfg.pattern_control, names, indices)
-        illum: dict[str, Any] = {
+        fields: dict[str, Any] = {
             "n_orientations": cfg.n_orientations,
             "n_phases": cfg.n_phases,
             "excitation_wavelength_um": cfg.excitation_wavelength_um,
             "three_beam": modality == "sim3d",
         }
-        if cfg.k_per_um is not None:
-            illum["k_per_um"] = [list(k) for k in cfg.k_per_um]
-        if cfg.phase_rad is not None:
-            illum["phase_rad"] = list(cfg.phase_rad)
-        if cfg.modulation is not None:
-            illum["modulation"] = [list(m) for m in cfg.modulation]
-        if self.world is not None:
-            # the simulator knows its true pattern; record it as the configured one
-            true = self.world.scene(modality).illumination.to_store()
-            keep = ("k_per_um", "phase_rad", "modulation", "three_beam", "axial_k_per_um")
-            illum.update({k: v for k, v in true.items() if k in keep and v is not None})
+        fields.update(self.calibrated_sim_pattern(modality))
+        try:
+            illum = SimIllumination.model_validate(fields)
+        except ValidationError as err:
+            field_name, problem = first_field_problem(err)
+            raise ConfigError(f"{self.config.name}: {modality}.{field_name} {problem}") from None
         focus = cfg.focus_device
         if modality == "sim3d" and focus not in self.core.getLoadedDevices():
             raise ConfigError(f"{self.config.name}: sim3d.focus_device {focus!r} is not a loaded device")
@@ -185,53 +296,52 @@ class Microscope:
         return group, names
 
     def close(self) -> None:
-        """Unload every device."""
+        """Unload every device of a core this object made; a host's core is left as it is."""
+        if not self.owns_core:
+            return
         try:
             self.core.unloadAllDevices()
         except Exception:  # noqa: BLE001 - best effort at shutdown
-            pass
+            logger.debug("unloading the devices of %s failed", self.config.name, exc_info=True)
 
 
-def _build_simulated(config: HardwareConfig) -> Microscope:
-    from nstm_acquire.hardware.simulated.devices import (
-        SimulatedCamera,
-        SimulatedLEDArray,
-        SimulatedShutter,
-        SimulatedSIMPatterns,
-        SimulatedZStage,
-    )
-    from nstm_acquire.hardware.simulated.world import SimulatedWorld
+@contextmanager
+def use_psygnal_signals() -> Iterator[None]:
+    """Cores created inside this block use psygnal signals (``PYMM_SIGNALS_BACKEND=psygnal``).
 
-    world = SimulatedWorld(config)
-    core = UniMMCore()
+    With a QApplication running, pymmcore-plus would give a new core Qt signals (through the
+    ``qtpy`` package, which nstm-acquire does not depend on). The acquisition connects to a
+    core's signals on its own threads and expects psygnal's direct calls, so every core made
+    here is made inside this block. A backend the user set explicitly is kept; the variable is
+    restored when the block ends (a core keeps the backend it was created with).
+    """
+    key = "PYMM_SIGNALS_BACKEND"
+    before = os.environ.get(key)
+    if before is None:
+        os.environ[key] = "psygnal"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+
+
+def _select_devices(config: HardwareConfig, core: UniMMCore, where: str) -> None:
+    """Select the configured camera (and shutter) on ``core``; ``where`` names the core in errors."""
     cam = config.camera.label
-    core.loadPyDevice(cam, SimulatedCamera(world))
-    shutter = config.shutter_label or "Shutter"
-    core.loadPyDevice(shutter, SimulatedShutter(world))
-    if config.dpc is not None:
-        shots = dpc_shots(config.dpc)
-        n_leds = len(config.dpc.led_na_array())
-        core.loadPyDevice(config.dpc.led_array_label, SimulatedLEDArray(world, patterns=shots, n_leds=n_leds))
-    sims = [c for c in (config.sim2d, config.sim3d) if c is not None]
-    if sims:
-        n_patterns = max(c.n_orientations * c.n_phases for c in sims)
-        labels = {c.pattern_device_label for c in sims}
-        for label in labels:
-            core.loadPyDevice(label, SimulatedSIMPatterns(world, n_patterns=n_patterns))
-        for focus in {c.focus_device for c in sims}:
-            core.loadPyDevice(focus, SimulatedZStage(world))
-    core.initializeAllDevices()
+    if cam not in core.getLoadedDevices():
+        raise ConfigError(
+            f"{config.name}: camera.label {cam!r} is not a device of {where} "
+            f"(loaded: {list(core.getLoadedDevices())})"
+        )
     core.setCameraDevice(cam)
-    core.setShutterDevice(shutter)
-    core.setAutoShutter(False)
-    core.setExposure(config.camera.exposure_ms)
-    if sims:
-        core.setFocusDevice(sims[0].focus_device)
-    return Microscope(config, core, world)
+    if config.shutter_label:
+        core.setShutterDevice(config.shutter_label)
 
 
 def _build_real(config: HardwareConfig, adapter_paths: list[str | Path] | None) -> Microscope:
-    core = UniMMCore()
+    with use_psygnal_signals():
+        core = UniMMCore()
     if adapter_paths:
         core.setDeviceAdapterSearchPaths([str(p) for p in adapter_paths])
     cfg_path = config.resolved_mm_config()
@@ -241,29 +351,59 @@ def _build_real(config: HardwareConfig, adapter_paths: list[str | Path] | None) 
     except Exception as err:  # the core's messages are multi-line; keep the first line
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"{config.name}: loading {cfg_path.name} failed: {first}") from err
-    cam = config.camera.label
-    if cam not in core.getLoadedDevices():
-        raise ConfigError(
-            f"{config.name}: camera.label {cam!r} is not a device of {cfg_path.name} "
-            f"(loaded: {list(core.getLoadedDevices())})"
-        )
-    core.setCameraDevice(cam)
-    if config.shutter_label:
-        core.setShutterDevice(config.shutter_label)
+    _select_devices(config, core, cfg_path.name)
     core.setAutoShutter(False)
     core.setExposure(config.camera.exposure_ms)
-    return Microscope(config, core, None)
+    return Microscope(config, core, owns_core=True)
+
+
+def _on_host_core(config: HardwareConfig, core: UniMMCore) -> Microscope:
+    """Use a core someone else loaded (e.g. a host application's): select camera and shutter only."""
+    _select_devices(config, core, "the given core")
+    return Microscope(config, core, owns_core=False)
 
 
 def open_microscope(
-    config: HardwareConfig | str | Path, adapter_paths: list[str | Path] | None = None
+    config: HardwareConfig | str | Path,
+    adapter_paths: list[str | Path] | None = None,
+    core: UniMMCore | None = None,
 ) -> Microscope:
-    """Create the core and devices for a hardware configuration (object or YAML path)."""
+    """The microscope of a hardware configuration (object or YAML path).
+
+    Parameters
+    ----------
+    config
+        A :class:`~nstm_acquire.hardware.config.HardwareConfig` or the path of its YAML file.
+    adapter_paths
+        Micro-Manager device adapter folders for loading the configuration's ``.cfg``.
+    core
+        An existing core with the hardware already loaded (a host application's ``mmcore``):
+        it is used as it is (only the configured camera and shutter are selected) and never
+        unloaded by :meth:`Microscope.close`. A simulated configuration ignores it and runs on
+        its own simulated core.
+
+    Returns
+    -------
+    Microscope
+        A :class:`~nstm_acquire.hardware.simulated.microscope.SimulatedMicroscope` for a
+        simulated configuration without a ``.cfg``, else a :class:`Microscope`.
+    """
     if not isinstance(config, HardwareConfig):
         config = load_hardware_config(config)
-    # pymmcore-plus picks Qt signals for a core made while a QApplication runs, which needs
-    # qtpy; our signals are connected thread-safely ourselves, so use psygnal unless told
-    os.environ.setdefault("PYMM_SIGNALS_BACKEND", "psygnal")
     if config.simulated and config.micromanager_config is None:
-        return _build_simulated(config)
-    return _build_real(config, adapter_paths)
+        from nstm_acquire.hardware.simulated.microscope import build_simulated_microscope
+
+        if core is not None:
+            logger.warning("%s is simulated: it runs on its own simulated core, not on the given core", config.name)
+        microscope: Microscope = build_simulated_microscope(config)
+    elif core is not None:
+        microscope = _on_host_core(config, core)
+    else:
+        microscope = _build_real(config, adapter_paths)
+    logger.info(
+        "opened %s (%s; modalities %s)",
+        config.name,
+        "simulated" if microscope.simulated else ("host core" if core is not None else "own core"),
+        ", ".join(config.available_modalities()),
+    )
+    return microscope

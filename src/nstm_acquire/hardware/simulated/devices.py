@@ -21,8 +21,8 @@ their state to themselves, so the Python LED device also works beside real hardw
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pymmcore_plus.experimental.unicore import (
@@ -32,6 +32,8 @@ from pymmcore_plus.experimental.unicore import (
     SLMDevice,
     StageDevice,
 )
+
+from nstm_acquire._logger import logger as _package_logger
 
 if TYPE_CHECKING:
     from numpy.typing import DTypeLike
@@ -46,6 +48,8 @@ __all__ = [
     "SimulatedShutter",
     "SimulatedZStage",
 ]
+
+logger = _package_logger.getChild("hardware.simulated")
 
 HARDWARE_TIMESTAMP_KEY = "HardwareTimestamp-s"
 MAX_SEQUENCE = 100_000
@@ -124,7 +128,11 @@ class SimulatedCamera(CameraDevice):
             t0 += timing.pattern_switch_ms / 1000.0 + jitter
             world.clock.wait_until(t0)
             buf = get_buffer(self.shape(), np.uint16)
-            buf[:] = world.render(t0, exposure_s)
+            try:
+                buf[:] = world.render(t0, exposure_s)
+            except Exception:  # the core's sequence thread dies on it: keep the traceback in the log
+                logger.exception("simulated camera: frame %d of the sequence could not be rendered", count)
+                raise
             self._last_end_s = t0 + exposure_s
             world.clock.wait_until(self._last_end_s + timing.readout_ms / 1000.0)
             self._last_timestamp_s = t0

@@ -15,9 +15,9 @@ import numpy as np
 
 from nstm_acquire.hardware.config import HardwareConfig, SimulatedSample
 from nstm_acquire.hardware.microscope import dpc_shots
+from nstm_acquire.hardware.simulated.fluorescence_imaging import SimImager
 from nstm_acquire.hardware.simulated.noise import CameraNoise
 from nstm_acquire.hardware.simulated.sample import MovingSample
-from nstm_acquire.hardware.simulated.fluorescence_imaging import SimImager
 from nstm_acquire.hardware.simulated.world import DpcScene, sub_exposure_times
 from nstm_acquire.physics.dpc.illumination import DpcIllumination
 from nstm_acquire.physics.optics import Optics

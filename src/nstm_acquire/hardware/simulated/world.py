@@ -25,11 +25,11 @@ from nstm_acquire.hardware.config import (
 )
 from nstm_acquire.hardware.simulated.clock import SimulatedClock
 from nstm_acquire.hardware.simulated.dpc_imaging import dpc_background, dpc_image_exact
+from nstm_acquire.hardware.simulated.fluorescence_imaging import SimImager
 from nstm_acquire.hardware.simulated.motion import motion_from_spec
 from nstm_acquire.hardware.simulated.noise import CameraNoise
 from nstm_acquire.hardware.simulated.phantoms import BeadPhantom, CellPhantom, FilamentPhantom
 from nstm_acquire.hardware.simulated.sample import MovingSample
-from nstm_acquire.hardware.simulated.fluorescence_imaging import SimImager
 from nstm_acquire.physics.sim.illumination import SimIllumination, default_sim_illumination
 
 __all__ = ["SimulatedWorld", "DpcScene", "SimScene", "sub_exposure_times"]
