@@ -1,16 +1,27 @@
 """The ``nstm-acquire`` command line.
 
-Sub-commands: ``demo``, ``acquire``, ``info`` (more are added by the reconstruction and
-live modules). Every user error ends the program with one line on stderr and exit code 2.
+Sub-commands: ``demo``, ``run``, ``acquire``, ``reconstruct``, ``render``, ``trajectory``,
+``presets``, ``gui``, ``info``. Every user error ends the program with one line on stderr and exit
+code 2. ``run``, ``demo`` and ``acquire`` go through one
+:class:`~nstm_acquire.acquire.session.LiveSession`, which logs to ``<store>.log`` beside the
+store; ``--verbose`` / ``--debug`` (before or after the command) also show the log on stderr,
+``--debug`` with the traceback of an error otherwise reported in one line.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from collections.abc import Callable, Sequence
+import threading
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nstm_acquire.acquire.session import LiveSession
+    from nstm_acquire.hardware.microscope import Microscope
 
 __all__ = ["main"]
 
@@ -133,48 +144,111 @@ class _Progress:
         self.stream.flush()
 
 
-def run_acquisition(args: argparse.Namespace, out: Path, overwrite: bool):
-    from nstm_acquire.acquire.controller import AcquisitionController
+def open_session(
+    args: argparse.Namespace, out: Path, overwrite: bool, reconstruct: bool = True
+) -> tuple[LiveSession, Microscope]:
+    """The :class:`~nstm_acquire.acquire.session.LiveSession` and microscope the arguments describe.
+
+    The caller closes the microscope (:func:`run_session` does).
+    """
+    from nstm_acquire.acquire.session import LiveSession
     from nstm_acquire.hardware.microscope import open_microscope
 
     cfg = load_config_with_overrides(args)
     z_default = cfg.sim3d.optics.z_step_um if (args.modality == "sim3d" and cfg.sim3d) else None
     plan = _plan_from_args(args, z_default)
-    microscope = open_microscope(cfg, adapter_paths=args.adapter_path)
-    controller = AcquisitionController(microscope, plan, out, overwrite=overwrite)
-    progress = _Progress()
-    state = {"frames": 0, "windows": 0}
+    nstm = None
+    if reconstruct:
+        from nstm_acquire.nstm.compile_cache import enable_compilation_cache
 
-    def on_frame(w: int, s: int, z: int, t: float) -> None:
-        state["frames"] += 1
-        progress.show(
-            f"acquiring {plan.modality}: frame {state['frames']}/{controller.summary.frames_expected}  "
-            f"windows {state['windows']}/{plan.n_windows}  t={t:7.3f} s"
+        enable_compilation_cache()
+        nstm = nstm_config_from_args(args)
+    microscope = open_microscope(cfg, adapter_paths=args.adapter_path)
+    try:
+        session = LiveSession(
+            microscope, plan, out, nstm, overwrite=overwrite, reconstruct=reconstruct,
+            policy=getattr(args, "policy", "all"), warm_start=not getattr(args, "no_warm_start", False),
+            sim_parameters=getattr(args, "sim_parameters", "fallback"),
+        )  # fmt: skip
+    except BaseException:
+        microscope.close()
+        raise
+    return session, microscope
+
+
+class _SessionDisplay:
+    """The one-line terminal display of a live session (frames, windows, lag, fit)."""
+
+    def __init__(self, session: LiveSession) -> None:
+        self.session = session
+        self.progress = _Progress()
+        self._lock = threading.Lock()  # frames and fit progress arrive on different threads
+        self.fit = ""
+        self.t_s = 0.0
+        ev = session.events
+        ev.frame_stored.connect(self._on_frame)
+        ev.window_complete.connect(lambda w: self.show())
+        ev.window_done.connect(lambda w, result: self.show())
+        ev.progress.connect(self._on_progress)
+        ev.error.connect(lambda source, message: print(f"\n{source}: {message}", file=sys.stderr))
+
+    def _on_frame(self, w: int, s: int, z: int, t_s: float) -> None:
+        self.t_s = t_s
+        self.show()
+
+    def _on_progress(self, w: int, step: int, metrics: dict) -> None:
+        self.fit = f"window {w}: step {step} loss {metrics['loss']:.2e}"
+        self.show()
+
+    def show(self) -> None:
+        with self._lock:
+            self._show()
+
+    def _show(self) -> None:
+        s, plan = self.session, self.session.plan
+        expected = s.summary.frames_expected
+        if not s.reconstructing:
+            self.progress.show(
+                f"acquiring {plan.modality}: frame {s.frames}/{expected}  "
+                f"windows {len(s.complete)}/{plan.n_windows}  t={self.t_s:7.3f} s"
+            )
+            return
+        self.progress.show(
+            f"frames {s.frames}/{expected} | windows {len(s.complete)}/{plan.n_windows} acquired, "
+            f"{len(s.done)} reconstructed | waiting {s.waiting} ({s.lag_s():.1f} s) | {self.fit}"
         )
 
-    def on_window(w: int) -> None:
-        state["windows"] += 1
 
-    controller.events.frame_stored.connect(on_frame)
-    controller.events.window_complete.connect(on_window)
-    controller.events.error.connect(lambda msg: print(f"\nerror: {msg}", file=sys.stderr))
-    controller.start()  # acquisition in its own thread: Ctrl-C here cancels it cleanly
+def run_session(session: LiveSession, microscope: Microscope) -> None:
+    """Run ``session`` with a terminal display; close ``microscope`` at the end.
+
+    Ctrl-C cancels the acquisition and stops the reconstruction (both are waited for), then
+    KeyboardInterrupt is re-raised.
+    """
+    display = _SessionDisplay(session)
+    interrupted = False
     try:
-        try:
-            while not controller.wait(0.2):
-                pass
-        except KeyboardInterrupt:
-            print("\ninterrupted: stopping after the current event ...", file=sys.stderr)
-            controller.cancel()
-            controller.wait()
+        session.run()
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:
-        progress.done()
+        display.show()
+        display.progress.done()
         microscope.close()
-    return controller.summary
+        if interrupted:
+            print("interrupted: acquisition canceled; frames and finished windows are in the store", file=sys.stderr)
+    if session.log_path is not None and session.errors:
+        print(f"details of the errors above: {session.log_path}", file=sys.stderr)
 
 
 def cmd_acquire(args: argparse.Namespace) -> int:
-    summary = run_acquisition(args, args.out, args.overwrite)
+    session, microscope = open_session(args, args.out, args.overwrite, reconstruct=False)
+    try:
+        run_session(session, microscope)
+    except KeyboardInterrupt:
+        pass  # canceled: the summary says so
+    summary = session.summary
     print(
         f"{summary.store}: {summary.modality}, {summary.windows_complete} complete windows, "
         f"{summary.frames_written}/{summary.frames_expected} frames in {summary.duration_s:.2f} s ({summary.status})"
@@ -183,66 +257,15 @@ def cmd_acquire(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    summary, worker, microscope, cfg = run_live_session(args, args.out, args.overwrite)
+    session, microscope = open_session(args, args.out, args.overwrite)
+    run_session(session, microscope)
+    summary = session.summary
     print(
         f"{summary.store}: {summary.frames_written}/{summary.frames_expected} frames, "
-        f"{summary.windows_complete} windows acquired ({summary.status}), {len(worker.done)} reconstructed"
-        + (f", {len(worker.skipped)} skipped (policy newest)" if worker.skipped else "")
+        f"{summary.windows_complete} windows acquired ({summary.status}), {len(session.done)} reconstructed"
+        + (f", {len(session.skipped)} skipped (policy newest)" if session.skipped else "")
     )
-    return 0 if summary.status == "completed" and not worker.skipped else 1
-
-
-def run_live_session(args: argparse.Namespace, out: Path, overwrite: bool):
-    """Acquisition plus near-live reconstruction with a one-line terminal display."""
-    from nstm_acquire.acquire.controller import AcquisitionController
-    from nstm_acquire.hardware.microscope import open_microscope
-    from nstm_acquire.acquire.session import run_live
-    from nstm_acquire.recon.worker import ReconstructionWorker
-    from nstm_acquire.nstm.compile_cache import enable_compilation_cache
-
-    enable_compilation_cache()
-    cfg = load_config_with_overrides(args)
-    z_default = cfg.sim3d.optics.z_step_um if (args.modality == "sim3d" and cfg.sim3d) else None
-    plan = _plan_from_args(args, z_default)
-    microscope = open_microscope(cfg, adapter_paths=args.adapter_path)
-    controller = AcquisitionController(microscope, plan, out, overwrite=overwrite)
-    worker = ReconstructionWorker(
-        out, nstm_config_from_args(args), policy=args.policy, warm_start=not args.no_warm_start,
-        sim_parameters=args.sim_parameters,
-    )
-    progress = _Progress()
-    state = {"frames": 0, "fit": ""}
-
-    def show(*_: object) -> None:
-        lag = worker.lag_s()
-        progress.show(
-            f"frames {state['frames']}/{controller.summary.frames_expected} | windows "
-            f"{controller.summary.windows_complete}/{plan.n_windows} acquired, {len(worker.done)} "
-            f"reconstructed | waiting {worker.waiting} ({lag:.1f} s) | {state['fit']}"
-        )
-
-    def on_frame(*_: object) -> None:
-        state["frames"] += 1
-        show()
-
-    def on_progress(w: int, step: int, m: dict) -> None:
-        state["fit"] = f"window {w}: step {step} loss {m['loss']:.2e}"
-        show()
-
-    controller.events.frame_stored.connect(on_frame)
-    controller.events.error.connect(lambda msg: print(f"\nacquisition: {msg}", file=sys.stderr))
-    worker.events.progress.connect(on_progress)
-    worker.events.error.connect(lambda msg: print(f"\nreconstruction: {msg}", file=sys.stderr))
-    try:
-        run_live(controller, worker)
-    except KeyboardInterrupt:
-        progress.done()
-        print("interrupted: acquisition canceled; frames and finished windows are in the store", file=sys.stderr)
-        raise
-    finally:
-        progress.done()
-        microscope.close()
-    return controller.summary, worker, microscope, cfg
+    return 0 if summary.status == "completed" and not session.skipped else 1
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -350,12 +373,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         args.windows = 3 if args.windows == 6 else args.windows
         args.steps = args.steps or 200
         args.plane_order = args.plane_order or "pattern_major"
-    summary, worker, microscope, cfg = run_live_session(args, out, overwrite=True)
+    session, microscope = open_session(args, out, overwrite=True)
+    run_session(session, microscope)
     print(format_info(StoreReader(out)))
     figure = demo_figure(out, microscope.world, args.modality, out.with_suffix(".png"))
-    print(f"\nreconstructed {len(worker.done)} windows near-live; figure: {figure}")
+    print(f"\nreconstructed {len(session.done)} windows near-live; figure: {figure}")
     print(f"open the store in napari:  napari {out}   (raw: {out}/raw, NSTM: {out}/recon/nstm/scene)")
-    return 0 if summary.status == "completed" else 1
+    return 0 if session.summary.status == "completed" else 1
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
@@ -487,8 +511,19 @@ def build_parser() -> argparse.ArgumentParser:
     from nstm_acquire import __version__
 
     parser.add_argument("--version", action="version", version=f"nstm-acquire {__version__}")
+    _add_logging_args(parser, default=False)
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_acquisition_commands(sub)
+    _add_store_commands(sub)
+    for name, register in COMMANDS.items():
+        register(sub.add_parser(name))
+    for sub_parser in sub.choices.values():  # also accepted after the command: run --debug ...
+        _add_logging_args(sub_parser, default=argparse.SUPPRESS)
+    return parser
 
+
+def _add_acquisition_commands(sub: Any) -> None:
+    """``demo``, ``run``, ``acquire``: a live session on a microscope."""
     p = sub.add_parser(
         "demo", help="simulated microscope: acquire a moving sample, reconstruct near-live, save a figure"
     )
@@ -513,6 +548,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing store")
     p.set_defaults(func=cmd_acquire)
 
+
+def _add_store_commands(sub: Any) -> None:
+    """``reconstruct``, ``presets``, ``render``, ``trajectory``, ``gui``, ``info``."""
     p = sub.add_parser("reconstruct", help="NSTM-reconstruct the complete windows of a store (recon/<name>)")
     p.add_argument("store", type=Path)
     p.add_argument("--windows", default=None, help="windows to reconstruct, e.g. 0,2-4 (default: all complete)")
@@ -560,9 +598,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("store", type=Path)
     p.set_defaults(func=cmd_info)
 
-    for name, register in COMMANDS.items():
-        register(sub.add_parser(name))
-    return parser
+
+def _add_logging_args(p: argparse.ArgumentParser, default: object) -> None:
+    g = p.add_argument_group("logging")
+    g.add_argument("-v", "--verbose", action="store_true", default=default,
+                   help="show progress messages (log level INFO) on stderr")
+    g.add_argument("--debug", action="store_true", default=default,
+                   help="show debug messages on stderr, and the traceback of every error reported in one line")
+
+
+@contextmanager
+def _console_logging(verbosity: int) -> Iterator[None]:
+    """The package's log records on stderr while a command runs (``--verbose``: 1, ``--debug``: 2).
+
+    Without either, nothing is added: errors are reported in one line and logged, with their
+    tracebacks, to the run's ``<store>.log``.
+    """
+    if verbosity <= 0:
+        yield
+        return
+    from nstm_acquire._logger import configure_console, logger
+
+    handlers, level = list(logger.handlers), logger.level
+    configure_console(verbosity)
+    try:
+        yield
+    finally:  # leave the logger as it was (main() may be called again in the same process)
+        for handler in [h for h in logger.handlers if h not in handlers]:
+            logger.removeHandler(handler)
+        for handler in handlers:
+            if handler not in logger.handlers:
+                logger.addHandler(handler)
+        logger.setLevel(level)
+
+
+def _report(err: BaseException, line: str, debug: bool) -> int:
+    """Print a user error as one line (after its traceback with ``--debug``); exit code 2."""
+    if debug:
+        traceback.print_exception(err, file=sys.stderr)
+    print(f"nstm-acquire: {line}", file=sys.stderr)
+    return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -570,26 +645,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from pydantic import ValidationError
 
-    from nstm_acquire.physics.sim.estimation import SimParameterError
+    from nstm_acquire._validation import first_error_line
     from nstm_acquire.hardware.config import ConfigError
+    from nstm_acquire.physics.sim.estimation import SimParameterError
+    from nstm_acquire.store import StoreError
 
-    try:
-        from nstm_acquire.store import StoreError
-    except ImportError:  # pragma: no cover
-        StoreError = ConfigError  # type: ignore[misc,assignment]
-    try:
-        return int(args.func(args) or 0)
-    except (UserError, ConfigError, StoreError, SimParameterError) as err:
-        print(f"nstm-acquire: {err}", file=sys.stderr)
-        return 2
-    except ValidationError as err:
-        first = err.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        print(f"nstm-acquire: {loc}: {first['msg'].removeprefix('Value error, ')}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\nnstm-acquire: interrupted", file=sys.stderr)
-        return 130
+    debug = bool(args.debug)
+    with _console_logging(2 if debug else 1 if args.verbose else 0):
+        try:
+            return int(args.func(args) or 0)
+        except (UserError, ConfigError, StoreError, SimParameterError) as err:
+            return _report(err, str(err), debug)
+        except ValidationError as err:
+            return _report(err, first_error_line(err), debug)
+        except KeyboardInterrupt:
+            print("\nnstm-acquire: interrupted", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":

@@ -183,11 +183,11 @@ def make_panel(qtbot, fast_sim, tmp_path):
 
 def test_a_two_window_dpc_run_shows_frames_reconstructions_and_status(qtbot, make_panel, tmp_path):
     panel = make_panel()
-    assert panel.modality_box.currentText() == "dpc"
-    assert panel.patterns_label.text() == "4 shots: top, bottom, left, right"
-    assert panel.start_button.isEnabled() and not panel.stop_button.isEnabled()
-    panel.windows_spin.setValue(2)
-    panel.store_name_edit.setText("two")
+    assert panel.settings.modality_box.currentText() == "dpc"
+    assert panel.settings.patterns_label.text() == "4 shots: top, bottom, left, right"
+    assert panel.settings.start_button.isEnabled() and not panel.settings.stop_button.isEnabled()
+    panel.settings.windows_spin.setValue(2)
+    panel.settings.store_name_edit.setText("two")
 
     ticks: list[float] = []  # the GUI thread's event loop must keep turning during the run
     beat = QTimer()
@@ -195,47 +195,47 @@ def test_a_two_window_dpc_run_shows_frames_reconstructions_and_status(qtbot, mak
     beat.start(50)
     with qtbot.waitSignal(panel.run_finished, timeout=180_000) as finished:
         assert panel.start()
-        assert not panel.start_button.isEnabled() and panel.stop_button.isEnabled()
-        assert panel.pause_button.isEnabled() and not panel.windows_spin.isEnabled()
+        assert not panel.settings.start_button.isEnabled() and panel.settings.stop_button.isEnabled()
+        assert panel.settings.pause_button.isEnabled() and not panel.settings.windows_spin.isEnabled()
     beat.stop()
     summary = finished.args[0]
     assert summary.status == "completed" and summary.frames_written == 8
 
     assert max(np.diff(ticks)) < 2.0, "the GUI thread was blocked during the run"
-    f = panel.status_fields
+    f = panel.status.fields
     assert f["frames"].text() == "8 / 8"
     assert f["windows"].text() == "2 / 2"
     assert f["reconstructed"].text() == "2"
     assert f["waiting"].text() == "0"
     assert "window 1 done" in f["fit"].text()
-    assert panel.start_button.isEnabled() and not panel.stop_button.isEnabled()
-    assert not panel.pause_button.isEnabled()
+    assert panel.settings.start_button.isEnabled() and not panel.settings.stop_button.isEnabled()
+    assert not panel.settings.pause_button.isEnabled()
 
     store = tmp_path / "two.zarr"
     recon = ReconReader(store)
     assert recon.windows_done() == [0, 1]
     n_times = len(recon.times_s(1))
     assert n_times == 4  # one render time per shot
-    assert (panel.time_slider.minimum(), panel.time_slider.maximum()) == (0, n_times - 1)
-    assert panel.time_slider.value() == n_times - 1  # the newest state is shown first
-    assert panel.time_label.text() == f"t = {recon.times_s(1)[-1]:.3f} s (4/4)"
+    assert (panel.recon.time_slider.minimum(), panel.recon.time_slider.maximum()) == (0, n_times - 1)
+    assert panel.recon.time_slider.value() == n_times - 1  # the newest state is shown first
+    assert panel.recon.time_label.text() == f"t = {recon.times_s(1)[-1]:.3f} s (4/4)"
 
-    raw = panel.raw_view.pixmap()
+    raw = panel.camera.view.pixmap()
     assert not raw.isNull() and raw.width() * SHAPE[0] == raw.height() * SHAPE[1]
-    assert panel.raw_caption.text().startswith("window 1, shot 3 (right)")
-    shown = panel.recon_view.pixmap()
+    assert panel.camera.caption.text().startswith("window 1, shot 3 (right)")
+    shown = panel.recon.view.pixmap()
     assert not shown.isNull() and shown.width() * SHAPE[0] == shown.height() * SHAPE[1]
-    assert panel.recon_caption.text().startswith("window 1: NSTM")
+    assert panel.recon.caption.text().startswith("window 1: NSTM")
 
     # the displayed image is the stored scene at the slider's time and the chosen channel
-    panel.motion_check.setChecked(False)
+    panel.recon.motion_check.setChecked(False)
     scene = recon.scene(1)  # (T, C, Z, Y, X)
     for label in ("phase (rad)", "absorption"):
-        panel.channel_box.setCurrentText(label)
-        c = panel.channel_box.currentData()
+        panel.recon.channel_box.setCurrentText(label)
+        c = panel.recon.channel_box.currentData()
         for t in (0, n_times - 1):
-            panel.time_slider.setValue(t)
-            a = rgb(panel.recon_view.pixmap())[..., 0].astype(float)
+            panel.recon.time_slider.setValue(t)
+            a = rgb(panel.recon.view.pixmap())[..., 0].astype(float)
             k = a.shape[1] // SHAPE[1]
             centres = a[k // 2 :: k, k // 2 :: k][: SHAPE[0], : SHAPE[1]]
             want = expected_gray(scene[t, c, 0], scene[:, c, 0])
@@ -244,62 +244,62 @@ def test_a_two_window_dpc_run_shows_frames_reconstructions_and_status(qtbot, mak
 
     # the camera view shows the last stored frame
     last = StoreReader(store).frame(1, 3, 0)
-    a = rgb(panel.raw_view.pixmap())[..., 0].astype(float)
+    a = rgb(panel.camera.view.pixmap())[..., 0].astype(float)
     k = a.shape[1] // SHAPE[1]
     centres = a[k // 2 :: k, k // 2 :: k][: SHAPE[0], : SHAPE[1]]
     top = slice(0, int(SHAPE[0] * 0.75))
     assert np.abs(centres[top] - expected_gray(last, last)[top]).max() <= 1
 
     # arrows are drawn on the NSTM image when switched on, at a later time than the first
-    panel.time_slider.setValue(n_times - 1)
-    panel.motion_check.setChecked(True)
-    assert _yellow(rgb(panel.recon_view.pixmap())).sum() > 20
-    assert f"motion since {recon.times_s(1)[0]:.3f} s" in panel.recon_caption.text()
+    panel.recon.time_slider.setValue(n_times - 1)
+    panel.recon.motion_check.setChecked(True)
+    assert _yellow(rgb(panel.recon.view.pixmap())).sum() > 20
+    assert f"motion since {recon.times_s(1)[0]:.3f} s" in panel.recon.caption.text()
 
 
 def test_stop_cancels_a_long_run_cleanly(qtbot, make_panel, tmp_path):
     panel = make_panel(realtime=True)  # a real-time camera: 200 windows would take about 30 s
-    panel.windows_spin.setValue(200)
-    panel.store_name_edit.setText("long")
+    panel.settings.windows_spin.setValue(200)
+    panel.settings.store_name_edit.setText("long")
     assert panel.start()
-    qtbot.waitUntil(lambda: panel.status_fields["frames"].text().split(" / ")[0] not in ("0", "–"), timeout=20_000)
+    qtbot.waitUntil(lambda: panel.status.fields["frames"].text().split(" / ")[0] not in ("0", "–"), timeout=20_000)
     with qtbot.waitSignal(panel.run_finished, timeout=120_000) as finished:
-        panel.stop_button.click()
-        assert not panel.stop_button.isEnabled() and not panel.pause_button.isEnabled()
+        panel.settings.stop_button.click()
+        assert not panel.settings.stop_button.isEnabled() and not panel.settings.pause_button.isEnabled()
     summary = finished.args[0]
     assert summary.status == "canceled"
     assert 0 < summary.frames_written < summary.frames_expected == 800
     assert StoreReader(tmp_path / "long.zarr").timing_summary()["frames_acquired"] == summary.frames_written
-    assert panel.status_fields["acquisition"].text() == "canceled"
-    assert panel.start_button.isEnabled()
-    assert "ERROR" not in panel.log.toPlainText()
+    assert panel.status.fields["acquisition"].text() == "canceled"
+    assert panel.settings.start_button.isEnabled()
+    assert "ERROR" not in panel.status.log.toPlainText()
 
 
 def test_pause_holds_the_acquisition_and_resume_continues(qtbot, make_panel):
     panel = make_panel(realtime=True)
-    panel.windows_spin.setValue(30)
-    panel.interval_spin.setValue(0.3)
-    panel.store_name_edit.setText("paused")
+    panel.settings.windows_spin.setValue(30)
+    panel.settings.interval_spin.setValue(0.3)
+    panel.settings.store_name_edit.setText("paused")
     assert panel.start()
-    frames = lambda: int(panel.status_fields["frames"].text().split(" / ")[0])  # noqa: E731
-    qtbot.waitUntil(lambda: panel.status_fields["frames"].text() not in ("–",) and frames() > 0, timeout=20_000)
-    panel.pause_button.click()
-    assert panel.pause_button.isChecked() and panel.pause_button.text() == "Resume"
+    frames = lambda: int(panel.status.fields["frames"].text().split(" / ")[0])  # noqa: E731
+    qtbot.waitUntil(lambda: panel.status.fields["frames"].text() not in ("–",) and frames() > 0, timeout=20_000)
+    panel.settings.pause_button.click()
+    assert panel.settings.pause_button.isChecked() and panel.settings.pause_button.text() == "Resume"
     # the window being acquired ends, then the runner holds (a request pymmcore-plus loses while
     # it sleeps until the next window is repeated by the panel: at most one more window)
     deadline, before, settled = time.monotonic() + 8.0, frames(), False
     while time.monotonic() < deadline and not settled:
         qtbot.wait(700)  # more than two window intervals
         now = frames()
-        settled = now == before and panel.status_fields["acquisition"].text() == "paused"
+        settled = now == before and panel.status.fields["acquisition"].text() == "paused"
         before = now
     assert settled, "the acquisition did not pause"
     held = frames()
     qtbot.wait(900)  # three window intervals
     assert frames() == held, "frames kept arriving while paused"
     assert held % 4 == 0, "the pause split a window"
-    panel.pause_button.click()
-    assert panel.pause_button.text() == "Pause"
+    panel.settings.pause_button.click()
+    assert panel.settings.pause_button.text() == "Pause"
     qtbot.waitUntil(lambda: frames() > held, timeout=10_000)
     with qtbot.waitSignal(panel.run_finished, timeout=120_000):
         panel.stop()
@@ -309,21 +309,21 @@ def test_a_pause_that_cannot_take_effect_is_explained(qtbot, make_panel):
     """Back-to-back windows on sequenceable hardware are one hardware-triggered burst, which
     pymmcore-plus can cancel but not pause: the panel must not pretend it paused."""
     panel = make_panel(realtime=True)
-    panel.windows_spin.setValue(40)
-    panel.store_name_edit.setText("burst")
+    panel.settings.windows_spin.setValue(40)
+    panel.settings.store_name_edit.setText("burst")
     assert panel.start()
     qtbot.waitUntil(lambda: panel.controller.summary.frames_written > 0, timeout=20_000)
-    panel.pause_button.click()
-    qtbot.waitUntil(lambda: "can be stopped but not paused" in panel.log.toPlainText(), timeout=10_000)
-    assert panel.status_fields["acquisition"].text() == "pause requested…"
+    panel.settings.pause_button.click()
+    qtbot.waitUntil(lambda: "can be stopped but not paused" in panel.status.log.toPlainText(), timeout=10_000)
+    assert panel.status.fields["acquisition"].text() == "pause requested…"
     with qtbot.waitSignal(panel.run_finished, timeout=120_000):
         panel.stop()
 
 
 def test_closing_the_window_during_a_run_stops_it(qtbot, make_panel):
     panel = make_panel(realtime=True)
-    panel.windows_spin.setValue(200)
-    panel.store_name_edit.setText("closed")
+    panel.settings.windows_spin.setValue(200)
+    panel.settings.store_name_edit.setText("closed")
     assert panel.start()
     controller, worker = panel.controller, panel.worker
     qtbot.waitUntil(lambda: controller.summary.frames_written > 0, timeout=20_000)
@@ -338,59 +338,59 @@ def test_errors_are_shown_in_the_status_area_not_raised(qtbot, make_panel, tmp_p
     panel = make_panel()
     # a store that already exists: the acquisition thread refuses it, the panel reports it
     (tmp_path / "taken.zarr").mkdir()
-    panel.windows_spin.setValue(1)
-    panel.store_name_edit.setText("taken")
+    panel.settings.windows_spin.setValue(1)
+    panel.settings.store_name_edit.setText("taken")
     with qtbot.waitSignal(panel.run_finished, timeout=60_000) as finished:
         assert panel.start()
     assert finished.args[0].status == "error"
-    log = panel.log.toPlainText()
+    log = panel.status.log.toPlainText()
     assert "ERROR: acquisition:" in log and "already exists" in log
-    assert panel.status_fields["acquisition"].text() == "error"
-    assert panel.start_button.isEnabled()
+    assert panel.status.fields["acquisition"].text() == "error"
+    assert panel.settings.start_button.isEnabled()
 
     # an output folder below a regular file cannot be created
     (tmp_path / "a_file").write_text("not a folder")
-    panel.out_dir_edit.setText(str(tmp_path / "a_file" / "runs"))
-    panel.store_name_edit.setText("x")
+    panel.settings.out_dir_edit.setText(str(tmp_path / "a_file" / "runs"))
+    panel.settings.store_name_edit.setText("x")
     with qtbot.waitSignal(panel.run_finished, timeout=60_000) as finished:
         assert panel.start()
     assert finished.args[0].status == "error"
-    assert panel.log.toPlainText().count("ERROR: acquisition:") == 2
+    assert panel.status.log.toPlainText().count("ERROR: acquisition:") == 2
 
     # settings refused before anything starts
-    panel.store_name_edit.setText("../escape")
+    panel.settings.store_name_edit.setText("../escape")
     assert not panel.start() and not panel.is_running
-    assert "store name '../escape'" in panel.log.toPlainText().splitlines()[-1]
-    panel.out_dir_edit.setText("")
+    assert "store name '../escape'" in panel.status.log.toPlainText().splitlines()[-1]
+    panel.settings.out_dir_edit.setText("")
     assert not panel.start()
-    assert "output folder is empty" in panel.log.toPlainText().splitlines()[-1]
+    assert "output folder is empty" in panel.status.log.toPlainText().splitlines()[-1]
 
     # a missing hardware configuration keeps the one loaded
     before = panel.microscope
     assert not panel.set_hardware_config(tmp_path / "missing.yaml")
-    assert "no such hardware configuration" in panel.log.toPlainText().splitlines()[-1]
-    assert panel.microscope is before and panel.start_button.isEnabled()
+    assert "no such hardware configuration" in panel.status.log.toPlainText().splitlines()[-1]
+    assert panel.microscope is before and panel.settings.start_button.isEnabled()
 
 
 def test_a_sim3d_run_reconstructs_a_volume_and_offers_its_planes(qtbot, make_panel, tmp_path):
     panel = make_panel()
-    panel.modality_box.setCurrentText("sim3d")
-    assert panel.planes_row.isEnabled()
-    panel.planes_spin.setValue(4)
-    panel.windows_spin.setValue(1)
-    panel.store_name_edit.setText("vol")
+    panel.settings.modality_box.setCurrentText("sim3d")
+    assert panel.settings.planes_row.isEnabled()
+    panel.settings.planes_spin.setValue(4)
+    panel.settings.windows_spin.setValue(1)
+    panel.settings.store_name_edit.setText("vol")
     with qtbot.waitSignal(panel.run_finished, timeout=300_000) as finished:
         assert panel.start()
     summary = finished.args[0]
     assert summary.status == "completed" and summary.frames_written == 15 * 4
-    assert panel.status_fields["reconstructed"].text() == "1"
+    assert panel.status.fields["reconstructed"].text() == "1"
     recon = ReconReader(tmp_path / "vol.zarr")
     assert recon.windows_done() == [0]
     scene = recon.scene(0)
     assert scene.shape == (15, 1, 4, 2 * SHAPE[0], 2 * SHAPE[1])  # density on the 2x finer grid
     assert np.all(scene >= 0)  # fluorescence density is non-negative
     assert recon.windows_info()[0]["sim_parameters"]["policy"] == "fallback"
-    assert panel.plane_spin.isEnabled() and panel.plane_spin.maximum() == 3
-    shown = panel.recon_view.pixmap()
+    assert panel.recon.plane_spin.isEnabled() and panel.recon.plane_spin.maximum() == 3
+    shown = panel.recon.view.pixmap()
     assert not shown.isNull() and shown.width() * SHAPE[0] == shown.height() * SHAPE[1]
-    assert panel.channel_box.currentText() == "density"
+    assert panel.recon.channel_box.currentText() == "density"

@@ -7,9 +7,9 @@ import pytest
 
 from nstm_acquire.acquire.controller import AcquisitionController
 from nstm_acquire.acquire.sequences import AcquisitionPlan
-from nstm_acquire.acquire.session import run_live
-from nstm_acquire.recon.worker import ReconstructionWorker
+from nstm_acquire.acquire.session import LiveSession
 from nstm_acquire.nstm.config import default_config
+from nstm_acquire.recon.worker import ReconstructionWorker
 from nstm_acquire.store import ReconReader, StoreReader
 
 SHAPE = (32, 32)
@@ -38,11 +38,11 @@ def test_windows_are_reconstructed_while_later_ones_are_acquired(fast_sim, open_
     scope = open_scope(fast_sim(frame_shape=SHAPE, realtime=True, motion={"dpc": "translation:vx=20"}))
     plan = AcquisitionPlan(modality="dpc", n_windows=4, window_interval_s=0.8, exposure_ms=5.0)
     store = tmp_path / "live.zarr"
-    controller = AcquisitionController(scope, plan, store)
-    worker = ReconstructionWorker(store, live_config(), policy="all")
+    session = LiveSession(scope, plan, store, live_config(), policy="all")
+    controller, worker = session.controller, session.worker
     previews = []
     worker.events.preview_ready.connect(lambda w, conv: previews.append((w, conv.shape)))
-    run_live(controller, worker)
+    session.run()
 
     assert controller.summary.status == "completed"
     assert controller.summary.frames_written == 16 and controller.summary.frames_missing == 0
@@ -104,3 +104,23 @@ def test_a_failing_window_is_reported_and_the_worker_goes_on(tmp_path):
 def test_bad_policy_is_refused(tmp_path):
     with pytest.raises(ValueError, match="policy"):
         ReconstructionWorker(tmp_path / "x.zarr", policy="sometimes")
+
+
+def test_a_fault_in_the_worker_thread_is_logged_with_its_traceback(tmp_path, caplog):
+    import logging
+
+    worker = ReconstructionWorker(tmp_path / "none.zarr", live_config())
+    errors, finished = [], []
+    worker.events.error.connect(errors.append)
+    worker.events.finished.connect(lambda: finished.append(True))
+
+    def broken():
+        raise RuntimeError("queue broke")
+
+    worker._next = broken
+    with caplog.at_level(logging.ERROR, logger="nstm_acquire"):
+        worker.start()
+        assert worker.join(10)
+    assert errors == ["reconstruction stopped: RuntimeError: queue broke"] and finished == [True]
+    (record,) = [r for r in caplog.records if r.getMessage() == "reconstruction thread stopped"]
+    assert record.exc_info is not None and record.exc_info[0] is RuntimeError

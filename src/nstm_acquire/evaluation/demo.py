@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from nstm_acquire.evaluation.figures import comparison_figure
-from nstm_acquire.physics.dpc.forward import dpc_normalise
 from nstm_acquire.evaluation.metrics import correlation, crop, highpass
+from nstm_acquire.physics.dpc.forward import dpc_normalise
 from nstm_acquire.store import ReconReader, StoreReader
 
 __all__ = ["demo_figure"]
@@ -88,8 +88,8 @@ def _sim_truth(world: Any, modality: str, reader: Any, t_s: float, plane: int, n
     sample's centre), planes ``optics.z_step_um`` apart; the density of that plane (the
     comparison is of sections, so the axial band limit is not applied).
     """
-    from nstm_acquire.physics.sim.wiener import sim_support_per_um
     from nstm_acquire.physics.sim.illumination import SimIllumination
+    from nstm_acquire.physics.sim.wiener import sim_support_per_um
 
     optics = reader.optics
     u = int(round(optics.pixel_size_um / px))

@@ -1,17 +1,17 @@
-"""Carry psygnal signals emitted on worker threads to the Qt (GUI) thread.
+"""Carry a live session's psygnal signals, emitted on worker threads, to the Qt (GUI) thread.
 
-The acquisition controller emits from its acquisition thread (and pymmcore-plus's relay
-thread), the reconstruction worker from its own thread. Qt widgets may only be touched from
-the GUI thread, so :class:`SignalBridge` re-emits every psygnal signal as a Qt signal; the
-panel connects those with ``Qt.ConnectionType.QueuedConnection``, which posts each call to the
-GUI thread's event loop. The forwarding functions do nothing but emit (they never block the
-emitting thread), and after :meth:`SignalBridge.detach` nothing more is forwarded.
+A :class:`~nstm_acquire.acquire.session.LiveSession` emits from the acquisition thread (and
+pymmcore-plus's relay thread), the reconstruction thread and its own thread. Qt widgets may only
+be touched from the GUI thread, so :class:`SignalBridge` re-emits every session signal as a Qt
+signal of the same name; the panel connects those with ``Qt.ConnectionType.QueuedConnection``,
+which posts each call to the GUI thread's event loop. The forwarding functions do nothing but
+emit (they never block the emitting thread), and after :meth:`SignalBridge.detach` nothing more
+is forwarded.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,27 +21,32 @@ __all__ = ["SignalBridge"]
 
 
 class SignalBridge(QObject):
-    """Qt re-emission of an acquisition's and a reconstruction's psygnal signals.
+    """Qt re-emission of the signals of a :class:`~nstm_acquire.acquire.session.SessionSignals`.
 
-    ``window_complete`` carries the wall-clock time (``time.time()``, s) at which the
-    acquisition announced the window, so the GUI can compute the reconstruction lag.
+    Every signal keeps its name and arguments (see the session's documentation); dictionaries
+    are copied so the GUI never shares one with the emitting thread.
     """
 
-    # acquisition controller (nstm_acquire.acquire.controller.ControllerSignals)
     frame_stored = pyqtSignal(int, int, int, float)
-    window_complete = pyqtSignal(int, float)
+    window_complete = pyqtSignal(int)
+    pause_changed = pyqtSignal(bool)
     acquisition_finished = pyqtSignal(object)
-    acquisition_error = pyqtSignal(str)
-    # pymmcore-plus MDA runner
-    pause_toggled = pyqtSignal(bool)
-    # reconstruction worker (nstm_acquire.recon.worker.WorkerSignals)
     preview_ready = pyqtSignal(int, object)
     window_started = pyqtSignal(int)
     progress = pyqtSignal(int, int, object)
     window_done = pyqtSignal(int, object)
     window_skipped = pyqtSignal(int)
-    reconstruction_error = pyqtSignal(str)
-    reconstruction_finished = pyqtSignal()
+    lag_changed = pyqtSignal(int, float)
+    warning = pyqtSignal(str)
+    error = pyqtSignal(str, str)
+    finished = pyqtSignal(object)
+
+    NAMES = (
+        "frame_stored", "window_complete", "pause_changed", "acquisition_finished", "preview_ready",
+        "window_started", "progress", "window_done", "window_skipped", "lag_changed", "warning",
+        "error", "finished",
+    )  # fmt: skip
+    """The session signals forwarded."""
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -50,25 +55,13 @@ class SignalBridge(QObject):
         self._active = False
 
     # ------------------------------------------------------------------ public
-    def attach(self, controller: Any, worker: Any, mda: Any | None = None) -> None:
-        """Forward ``controller.events``, ``worker.events`` and (optionally) ``mda.events``."""
+    def attach(self, session: Any) -> None:
+        """Forward every signal of ``session.events`` (detaching from any earlier session)."""
         self.detach()
         with self._lock:
             self._active = True
-        ce, we = controller.events, worker.events
-        self._link(ce.frame_stored, lambda w, s, z, t: self._emit(self.frame_stored, w, s, z, t))
-        self._link(ce.window_complete, lambda w: self._emit(self.window_complete, w, time.time()))
-        self._link(ce.finished, lambda summary: self._emit(self.acquisition_finished, summary))
-        self._link(ce.error, lambda msg: self._emit(self.acquisition_error, str(msg)))
-        self._link(we.preview_ready, lambda w, conv: self._emit(self.preview_ready, w, conv))
-        self._link(we.window_started, lambda w: self._emit(self.window_started, w))
-        self._link(we.progress, lambda w, step, m: self._emit(self.progress, w, step, dict(m)))
-        self._link(we.window_done, lambda w, result: self._emit(self.window_done, w, result))
-        self._link(we.window_skipped, lambda w: self._emit(self.window_skipped, w))
-        self._link(we.error, lambda msg: self._emit(self.reconstruction_error, str(msg)))
-        self._link(we.finished, lambda: self._emit(self.reconstruction_finished))
-        if mda is not None:
-            self._link(mda.events.sequencePauseToggled, lambda p: self._emit(self.pause_toggled, bool(p)))
+        for name in self.NAMES:
+            self._link(getattr(session.events, name), self._forwarder(getattr(self, name)))
 
     def detach(self) -> None:
         """Stop forwarding and disconnect from every psygnal signal attached."""
@@ -86,6 +79,12 @@ class SignalBridge(QObject):
         return self._active
 
     # ----------------------------------------------------------------- helpers
+    def _forwarder(self, qt_signal: Any) -> Callable[..., None]:
+        def forward(*args: Any) -> None:
+            self._emit(qt_signal, *(dict(a) if isinstance(a, dict) else a for a in args))
+
+        return forward
+
     def _link(self, signal: Any, callback: Callable[..., None]) -> None:
         signal.connect(callback)
         self._connections.append((signal, callback))

@@ -45,15 +45,16 @@ def grab_panel_after_run(
         panel = NstmAcquirePanel(config=config, out_dir=tmp, nstm_config=nstm_config)
         panel.resize(*size)
         panel.show()
-        if panel.modality_box.findText(modality) < 0:
+        form = panel.settings
+        if form.modality_box.findText(modality) < 0:
             raise ValueError(f"modality={modality!r} is not offered by this configuration")
-        panel.modality_box.setCurrentText(modality)
-        panel.windows_spin.setValue(n_windows)
-        panel.store_name_edit.setText(f"{modality}-demo")
+        form.modality_box.setCurrentText(modality)
+        form.windows_spin.setValue(n_windows)
+        form.store_name_edit.setText(f"{modality}-demo")
         ended: list[object] = []
         panel.run_finished.connect(ended.append)
         if not panel.start():
-            raise RuntimeError("the panel could not start: " + panel.log.toPlainText().splitlines()[-1])
+            raise RuntimeError("the panel could not start: " + panel.status.last_message())
         deadline = time.monotonic() + timeout_s
         while not ended and time.monotonic() < deadline:
             app.processEvents()
@@ -63,7 +64,7 @@ def grab_panel_after_run(
             raise RuntimeError(f"the run did not end within {timeout_s} s")
         summary = ended[0]
         if getattr(summary, "status", None) != "completed":
-            raise RuntimeError(f"the run ended {getattr(summary, 'status', '?')}: {panel.log.toPlainText()}")
+            raise RuntimeError(f"the run ended {getattr(summary, 'status', '?')}: {panel.status.log.toPlainText()}")
         for _ in range(5):  # let the last repaints happen
             app.processEvents()
             time.sleep(0.02)

@@ -20,6 +20,11 @@ Signals (``worker.events``, psygnal, emitted from the worker thread): ``preview_
 conventional)``, ``window_started(w)``, ``progress(w, step, metrics)``, ``window_done(w,
 result)``, ``window_skipped(w)``, ``lag_changed(waiting, lag_s)``, ``error(message)``,
 ``finished()``.
+
+A window that fails is logged with its traceback (the package logger, :mod:`nstm_acquire._logger`),
+reported through ``error``, listed in ``failed`` and skipped; the worker goes on with the next.
+An exception that ends the thread itself is logged the same way. Most programs do not use the
+worker directly but through :class:`~nstm_acquire.acquire.session.LiveSession`.
 """
 
 from __future__ import annotations
@@ -33,19 +38,32 @@ from typing import Any, Literal
 
 from psygnal import Signal, SignalGroup
 
+from nstm_acquire._logger import logger
 from nstm_acquire.nstm.config import NSTMConfig, default_config
 
 __all__ = ["ReconstructionWorker", "WorkerSignals"]
 
 Policy = Literal["all", "newest"]
 _STOP = object()
+_log = logger.getChild("recon.worker")
 
 
 def _utc(t: float) -> str:
-    return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).isoformat()
+    return _dt.datetime.fromtimestamp(t, _dt.UTC).isoformat()
 
 
 class WorkerSignals(SignalGroup):
+    """Signals of a :class:`ReconstructionWorker`, all emitted from the worker thread.
+
+    ``preview_ready(w, conventional)``: the conventional reconstruction of window ``w``,
+    ``(C, Z, Y, X)`` on the output grid; ``window_started(w)``; ``progress(w, step, metrics)``
+    (``metrics["loss"]`` and friends); ``window_done(w, result)`` (a
+    :class:`~nstm_acquire.recon.arrays.WindowResult`); ``window_skipped(w)`` (policy
+    ``"newest"``, or a failed window); ``lag_changed(waiting, lag_s)`` (windows not yet
+    reconstructed, and how long the oldest has waited, s); ``error(message)`` (one line; the
+    traceback is in the log); ``finished()`` (the thread ends).
+    """
+
     preview_ready = Signal(int, object)
     window_started = Signal(int)
     progress = Signal(int, int, dict)
@@ -95,6 +113,7 @@ class ReconstructionWorker:
         self.events = WorkerSignals()
         self.done: list[int] = []
         self.skipped: list[int] = []
+        self.failed: list[int] = []
         self.results: dict[int, Any] = {}
         self._queue: queue.Queue = queue.Queue()
         self._submitted: dict[int, float] = {}
@@ -105,6 +124,7 @@ class ReconstructionWorker:
 
     # ---------------------------------------------------------------- control
     def start(self) -> ReconstructionWorker:
+        """Start the worker thread; returns the worker."""
         self._thread = threading.Thread(target=self._loop, name="nstm-reconstruction", daemon=True)
         self._thread.start()
         return self
@@ -146,11 +166,14 @@ class ReconstructionWorker:
     def _emit_lag(self) -> None:
         self.events.lag_changed.emit(self.waiting, self.lag_s())
 
-    def _next(self) -> int | object:
+    def _next(self) -> int | None:
+        """The next window to reconstruct; None once the input is closed or the worker stopped."""
         item = self._queue.get()
-        if item is _STOP or self.policy == "all":
-            return item
-        newest = item
+        if item is _STOP:
+            return None
+        if self.policy == "all":
+            return int(item)
+        newest = int(item)
         stop_seen = False
         while True:  # policy "newest": drain what is waiting, keep the last
             try:
@@ -161,26 +184,30 @@ class ReconstructionWorker:
                 stop_seen = True
                 continue
             self._skip(newest)
-            newest = more
+            newest = int(more)
         if stop_seen:
             self._queue.put(_STOP)
         return newest
 
     def _skip(self, w: int) -> None:
+        _log.info("window %d skipped", w)
         self.skipped.append(w)
         self.events.window_skipped.emit(w)
 
     def _loop(self) -> None:
+        _log.debug("reconstruction thread started (policy %s, store %s)", self.policy, self.store)
         try:
             while not self._stop_now.is_set():
-                item = self._next()
-                if item is _STOP:
+                w = self._next()
+                if w is None:
                     break
-                self._reconstruct(int(item))  # type: ignore[arg-type]
+                self._reconstruct(w)
         except Exception as err:  # noqa: BLE001 - reported, never raised into the acquisition
+            _log.exception("reconstruction thread stopped")
             self.events.error.emit(f"reconstruction stopped: {type(err).__name__}: {err}")
         finally:
             self.current = None
+            _log.debug("reconstruction thread ended: %d done, %d skipped", len(self.done), len(self.skipped))
             self.events.finished.emit()
 
     def _reconstruct(self, w: int) -> None:
@@ -210,10 +237,15 @@ class ReconstructionWorker:
                 },
             )
         except Exception as err:  # noqa: BLE001 - one bad window does not stop the others
+            _log.exception("window %d could not be reconstructed", w)
+            self.failed.append(w)
             self.events.error.emit(f"window {w}: {type(err).__name__}: {err}")
             self._skip(w)
             return
         self.results[w] = result
+        fit = getattr(result, "fit", None)
+        _log.info("window %d reconstructed in %.1f s%s", w, time.time() - started,
+                  f": {fit.summary()}" if fit is not None else "")
         self.done.append(w)
         self.events.window_done.emit(w, result)
         self._emit_lag()
