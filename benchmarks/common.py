@@ -51,7 +51,7 @@ def machine() -> dict[str, Any]:
         ).stdout.strip()
     except OSError:
         pass
-    info["date_utc"] = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    info["date_utc"] = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M")
     return info
 
 

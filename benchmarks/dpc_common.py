@@ -8,12 +8,12 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from nstm_acquire.physics.dpc.forward import DpcForward, dpc_normalise
+from nstm_acquire.evaluation.metrics import correlation, crop, highpass, relative_motion_error_px, structure_mask
 from nstm_acquire.hardware.simulated.setup import simulated_config
 from nstm_acquire.hardware.simulated.windows import SimulatedWindow, simulate_dpc_window
-from nstm_acquire.evaluation.metrics import correlation, crop, highpass, relative_motion_error_px, structure_mask
 from nstm_acquire.nstm.config import NSTMConfig
 from nstm_acquire.nstm.fit import FitData, FitResult, build_model, fit, render_scenes
+from nstm_acquire.physics.dpc.forward import DpcForward, dpc_normalise
 
 MARGIN = 8
 

@@ -170,9 +170,9 @@ def main() -> None:
         auto_plan = compiled[-1][3]
         layer_input = jnp.ones((coords.shape[0], cfg.output_dim), jnp.float32)
         for label, fn, arg in [
-            ("auto + 64-wide layer", lambda t, p: jnp.tanh(encode_planned(t, p) @ weight),
+            ("auto + 64-wide layer", lambda t, p, w=weight: jnp.tanh(encode_planned(t, p) @ w),
              auto_plan),
-            ("64-wide layer alone", lambda t, x: jnp.tanh((x + 0 * t[0][0, 0]) @ weight),
+            ("64-wide layer alone", lambda t, x, w=weight: jnp.tanh((x + 0 * t[0][0, 0]) @ w),
              layer_input),
         ]:
             forward = jax.jit(fn)

@@ -8,13 +8,13 @@ from typing import Any
 
 import numpy as np
 
-from nstm_acquire.physics.sim.wiener import sim_support_per_um
+from nstm_acquire.evaluation.metrics import correlation, resolved_pairs, spurious_peaks
 from nstm_acquire.hardware.simulated.phantoms import BeadPhantom, FilamentPhantom
 from nstm_acquire.hardware.simulated.setup import simulated_config
 from nstm_acquire.hardware.simulated.windows import SimulatedSimWindow, simulate_sim_window
 from nstm_acquire.hardware.simulated.world import sim_illumination_from_config
-from nstm_acquire.evaluation.metrics import correlation, resolved_pairs, spurious_peaks
 from nstm_acquire.nstm.config import NSTMConfig
+from nstm_acquire.physics.sim.wiener import sim_support_per_um
 from nstm_acquire.recon.arrays import WindowResult, reconstruct_sim
 
 MARGIN = 8  # output pixels left out of every score

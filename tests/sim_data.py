@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from nstm_acquire.hardware.simulated.fluorescence_imaging import SimImager
 from nstm_acquire.hardware.simulated.noise import CameraNoise
 from nstm_acquire.hardware.simulated.phantoms import BeadPhantom
 from nstm_acquire.hardware.simulated.sample import MovingSample
-from nstm_acquire.hardware.simulated.fluorescence_imaging import SimImager
 from nstm_acquire.hardware.simulated.windows import simulate_sim_window
 from nstm_acquire.physics.optics import Optics
 from nstm_acquire.physics.sim.illumination import SimIllumination, default_sim_illumination

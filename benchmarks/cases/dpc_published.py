@@ -65,7 +65,7 @@ def _runs_written() -> str:
     p = _partial_path()
     if not p.exists():
         return "never"
-    return dt.datetime.fromtimestamp(p.stat().st_mtime, dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return dt.datetime.fromtimestamp(p.stat().st_mtime, dt.UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def _first_step_reaching(history: list[dict], target: float) -> int | None:

@@ -14,9 +14,9 @@ import numpy as np
 from benchmarks.common import FIGURES, save_result
 from benchmarks.dpc_common import MOTIONS, public, run_nstm, window
 from nstm_acquire.evaluation.figures import comparison_figure
-from nstm_acquire.physics.dpc.forward import dpc_normalise
 from nstm_acquire.evaluation.metrics import highpass
 from nstm_acquire.nstm.config import default_config
+from nstm_acquire.physics.dpc.forward import dpc_normalise
 
 
 def _figure(name: str, win, res, spec: str) -> str:

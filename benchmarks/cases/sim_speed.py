@@ -24,9 +24,9 @@ QUICK = {"2D 64 x 64": ("sim2d", 64, 1), "3D 4 x 32 x 32": ("sim3d", 32, 4)}
 
 def measure(modality: str, n: int, nz: int, steps: int) -> dict:
     from benchmarks.sim_common import sim_window
+    from nstm_acquire.nstm.config import default_config
     from nstm_acquire.physics.sim.estimation import estimate_sim_parameters
     from nstm_acquire.physics.sim.wiener import wiener_sim_2d, wiener_sim_3d
-    from nstm_acquire.nstm.config import default_config
     from nstm_acquire.recon.arrays import reconstruct_sim
 
     win = sim_window(modality, n, "beads", "vibration:ay=0.1,ax=0.2,f=5", n_planes=nz)

@@ -8,12 +8,12 @@ against the simulator's true phase at every shot time.
 import numpy as np
 import pytest
 
-from nstm_acquire.physics.dpc.forward import DpcForward, dpc_normalise
+from nstm_acquire.evaluation.metrics import correlation, crop, highpass
 from nstm_acquire.hardware.simulated.setup import simulated_config
 from nstm_acquire.hardware.simulated.windows import simulate_dpc_window
-from nstm_acquire.evaluation.metrics import correlation, crop, highpass
 from nstm_acquire.nstm.config import default_config
 from nstm_acquire.nstm.fit import FitData, build_model, fit, render_scenes
+from nstm_acquire.physics.dpc.forward import DpcForward, dpc_normalise
 
 N = 64
 MARGIN = 6

@@ -111,8 +111,10 @@ class StoredReconstruction:
         return scenes, motion, which
 
     def _zyx(self) -> tuple[int, int, int]:
-        shape = self.model.scene_shape
-        return (1, *shape) if len(shape) == 2 else tuple(shape)
+        shape = tuple(int(n) for n in self.model.scene_shape)
+        if len(shape) == 2:
+            return (1, shape[0], shape[1])
+        return (shape[0], shape[1], shape[2])
 
     def trajectories(
         self, points_px: np.ndarray, times_s: np.ndarray, t_ref_s: float | None = None, iterations: int = 20
