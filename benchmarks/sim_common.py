@@ -8,13 +8,12 @@ from typing import Any
 
 import numpy as np
 
-from nstm_acquire.evaluation.metrics import correlation, resolved_pairs, spurious_peaks
+from nstm_acquire.evaluation.metrics import correlation, resolved_pairs, sim_truth, spurious_peaks
 from nstm_acquire.hardware.simulated.phantoms import BeadPhantom, FilamentPhantom
 from nstm_acquire.hardware.simulated.setup import simulated_config
 from nstm_acquire.hardware.simulated.windows import SimulatedSimWindow, simulate_sim_window
 from nstm_acquire.hardware.simulated.world import sim_illumination_from_config
 from nstm_acquire.nstm.config import NSTMConfig
-from nstm_acquire.physics.sim.wiener import sim_support_per_um
 from nstm_acquire.recon.arrays import WindowResult, reconstruct_sim
 
 MARGIN = 8  # output pixels left out of every score
@@ -47,19 +46,15 @@ def sim_window(modality: str, n: int, phantom_kind: str, motion: Any, n_planes: 
 
 
 def band_limited_truth(win: SimulatedSimWindow, t_s: float) -> np.ndarray:
-    """The true density at ``t_s`` on the output grid (2x finer), limited to the SIM passband:
-    laterally ``2NA/λ + |k|``, 3D also axially (the reconstruction's support); ``(Z, Y', X')``."""
+    """The true density at ``t_s`` on the output grid (2x finer), apodised and band-limited to the
+    SIM passband as the Wiener reconstruction is (:func:`~nstm_acquire.evaluation.metrics.sim_truth`:
+    laterally to ``2NA/λ + |k|``, 3D also axially, z zero-padded); ``(Z, Y', X')``."""
     n = win.raw.shape[-1]
     px = win.optics.pixel_size_um / 2
     z = win.planes_um if win.raw.shape[1] > 1 else None
     density = win.sample.on_grid(t_s, (n, n), win.optics.pixel_size_um, upsample=2, z_um=z)
     density = density[None] if density.ndim == 2 else density
-    lateral, axial = sim_support_per_um(win.optics, win.illumination, win.optics.z_step_um)
-    q = np.hypot(np.fft.fftfreq(2 * n, px)[:, None], np.fft.fftfreq(2 * n, px)[None, :])[None]
-    keep = q < lateral
-    if axial is not None and density.shape[0] > 1:
-        keep = keep & (np.abs(np.fft.fftfreq(density.shape[0], win.optics.z_step_um))[:, None, None] < axial)
-    return np.fft.ifftn(np.fft.fftn(density) * keep).real
+    return sim_truth(density, px, win.optics, win.illumination, win.optics.z_step_um)
 
 
 def _crop(a: np.ndarray) -> np.ndarray:

@@ -8,19 +8,35 @@ from typing import Any
 import numpy as np
 
 from nstm_acquire.evaluation.figures import comparison_figure
-from nstm_acquire.evaluation.metrics import correlation, crop, highpass
+from nstm_acquire.evaluation.metrics import correlation, crop, highpass, sim_truth
 from nstm_acquire.physics.dpc.forward import dpc_normalise
 from nstm_acquire.store import ReconReader, StoreReader
 
 __all__ = ["demo_figure"]
 
+_MARGIN = 8  # output pixels of border left out of the printed correlations
 
-def demo_figure(store: str | Path, world: Any, modality: str, path: str | Path, name: str = "nstm") -> Path | None:
+
+def demo_figure(
+    store: str | Path,
+    world: Any,
+    modality: str,
+    path: str | Path,
+    name: str = "nstm",
+    z_centre_um: float = 0.0,
+) -> Path | None:
     """Save a PNG of the last reconstructed window; returns its path (None if nothing to show).
 
-    Panels: the raw first shot, the conventional reconstruction, the NSTM at the first shot's
-    time with the motion across the window as arrows, and the simulated truth at that time.
-    DPC shows the phase with the frequencies DPC cannot see removed (as it is scored).
+    Panels: the raw data, the conventional reconstruction, the NSTM at the first render time
+    with the motion across the window as arrows, and the simulated truth at that time.
+    DPC: the first shot, and the phase with the frequencies DPC cannot see removed (as it is
+    scored). SIM: the widefield image (mean of all shots) and the truth filtered by the SIM
+    passband with the Wiener reconstruction's apodisation (:func:`sim_truth`, so a bead is a
+    bead). 3D: the central focal plane of the stack (centred on ``z_centre_um`` µm, the
+    acquisition's ``--z-centre``) in every panel, and a second row of maximum projections over
+    the acquired planes, where every bead in the stack shows. The title gives each result's
+    correlation with that truth (8 output pixels of border left out; 3D: the plane, and the
+    whole stack).
     """
     reader = StoreReader(store)
     recon = ReconReader(store, name)
@@ -33,6 +49,16 @@ def demo_figure(store: str | Path, world: Any, modality: str, path: str | Path, 
     data = reader.window(w)
     optics = reader.optics
     px = float(recon.pixel_size_um)
+    u = int(round(optics.pixel_size_um / px))
+    drift = motion[0, -2:, 0] - motion[-1, -2:, 0]  # content moves by -this from first to last shot
+    m = _MARGIN
+
+    def corr(a: np.ndarray, b: np.ndarray) -> float:
+        return correlation(crop(a, m), crop(b, m))
+
+    def fine(a: np.ndarray) -> np.ndarray:  # a camera frame on the output grid (u x u per pixel)
+        return np.kron(a, np.ones((u, u), a.dtype)) if u > 1 else a
+
     if modality == "dpc":
         bg = reader.background()
         raw = dpc_normalise(data.raw[:, 0], None if bg is None else bg[:, 0])[0]
@@ -43,65 +69,97 @@ def demo_figure(store: str | Path, world: Any, modality: str, path: str | Path, 
         if world is not None:
             _, phi = world.scene("dpc").sample.on_grid(float(times[0]), reader.frame_shape, optics.pixel_size_um)
             truth_img = show(phi)
-        label = "phase (rad, high-passed)"
-    else:
-        raw = data.raw[0, data.raw.shape[1] // 2]
-        zc = scene.shape[2] // 2
-        nstm_img, conv_img = scene[0, 0, zc], conv[0, zc]
-        truth_img = None
-        if world is not None:
-            truth_img = _sim_truth(world, modality, reader, float(times[0]), zc, scene.shape[2], px)
-        label = "fluorescence" + (f", plane {zc}" if modality == "sim3d" else "")
-    u = int(round(optics.pixel_size_um / px))
-    if u > 1:  # SIM: show the camera frame on the output grid (each camera pixel as u x u)
-        raw = np.kron(raw, np.ones((u, u), raw.dtype))
-    drift = motion[0, -2:, 0] - motion[-1, -2:, 0]  # content moves by -this from first to last shot
-    title = f"{modality.upper()}, window {w}: {label}"
-    if truth_img is not None:
-        m = 8
-        title += (
-            f" - corr. with truth: conventional {correlation(crop(conv_img, m), crop(truth_img, m)):.3f}, "
-            f"NSTM {correlation(crop(nstm_img, m), crop(truth_img, m)):.3f}"
+        title = f"DPC, window {w}: phase (rad, high-passed)"
+        if truth_img is not None:
+            title += (
+                f" - corr. with truth: conventional {corr(conv_img, truth_img):.3f}, "
+                f"NSTM {corr(nstm_img, truth_img):.3f}"
+            )
+        return comparison_figure(
+            path,
+            [
+                ("raw, first shot", fine(raw)),
+                ("conventional", conv_img),
+                ("NSTM, first shot + motion", nstm_img),
+                ("truth, first shot", truth_img),
+            ],
+            motion=-np.asarray(drift),
+            motion_on=2,
+            shared_range=[1, 2, 3] if truth_img is not None else [1, 2],  # radians
+            pixel_size_um=px,
+            title=title,
         )
+
+    nz = scene.shape[2]
+    zc = nz // 2
+    wide = data.raw.astype(np.float64).mean(axis=0)  # (Z, Y, X) widefield: the mean of all shots
+    truth = None
+    if world is not None:
+        truth = _sim_truth(world, modality, reader, float(times[0]), nz, px, z_centre_um)
+    plane = f", plane {zc} of {nz}" if nz > 1 else ""
+    title = f"{modality.upper()}, window {w}: fluorescence{plane}"
+    if truth is not None:
+        title += (
+            f" - corr. with truth{' (plane / stack)' if nz > 1 else ''}: "
+            f"Wiener {corr(conv[0, zc], truth[zc]):.3f}"
+            + (f" / {corr(conv[0], truth):.3f}" if nz > 1 else "")
+            + f", NSTM {corr(scene[0, 0, zc], truth[zc]):.3f}"
+            + (f" / {corr(scene[0, 0], truth):.3f}" if nz > 1 else "")
+        )
+    panels: list[tuple[str, np.ndarray | None]] = [
+        ("raw, widefield (all shots)", fine(wide[zc])),
+        ("conventional (Wiener)", conv[0, zc]),
+        ("NSTM, first shot + motion", scene[0, 0, zc]),
+        ("truth (SIM band, apodised), first shot", None if truth is None else truth[zc]),
+    ]
+    if nz > 1:  # every bead of the stack: maximum projections over the acquired planes
+        panels += [
+            ("widefield, max over planes", fine(wide.max(axis=0))),
+            ("Wiener, max over planes", conv[0].max(axis=0)),
+            ("NSTM, max over planes", scene[0, 0].max(axis=0)),
+            ("truth, max over planes", None if truth is None else truth.max(axis=0)),
+        ]
     return comparison_figure(
         path,
-        [
-            ("raw, first shot", raw),
-            ("conventional", conv_img),
-            ("NSTM, first shot + motion", nstm_img),
-            ("truth, first shot", truth_img),
-        ],
+        panels,
         motion=-np.asarray(drift),
         motion_on=2,
-        # DPC panels share one range (radians); SIM panels get their own: the truth is a density
-        # in its own units and Wiener ringing would set the range of the NSTM panel
-        shared_range=([1, 2, 3] if truth_img is not None else [1, 2]) if modality == "dpc" else [],
+        # SIM panels get their own range: the truth is a density in its own units and Wiener
+        # ringing would set the range of the NSTM panel
+        shared_range=[],
         pixel_size_um=px,
         title=title,
+        ncols=4,
+        floor=0.0,  # densities: negative lobes (ringing) black
     )
 
 
-def _sim_truth(world: Any, modality: str, reader: Any, t_s: float, plane: int, n_planes: int, px: float) -> np.ndarray:
-    """The simulated density at ``t_s`` on the output grid, band-limited to the SIM passband.
+def _sim_truth(
+    world: Any, modality: str, reader: Any, t_s: float, n_planes: int, px: float, z_centre_um: float
+) -> np.ndarray:
+    """The simulated density at ``t_s`` on the output grid, apodised to the SIM passband (:func:`sim_truth`).
 
-    3D: the focal plane ``plane`` of a stack centred on the sample's z = 0 (the simulated
-    sample's centre), planes ``optics.z_step_um`` apart; the density of that plane (the
-    comparison is of sections, so the axial band limit is not applied).
+    ``(Z, Y', X')``: 2D ``Z = 1``; 3D the ``n_planes`` focal planes ``optics.z_step_um`` apart,
+    centred on ``z_centre_um``. The density is sampled on planes a quarter of that spacing
+    apart (at most 50 nm) over the stack and 1 µm beyond, so that beads between the acquired
+    planes are in it, filtered in 3D, then the acquired planes are taken.
     """
     from nstm_acquire.physics.sim.illumination import SimIllumination
-    from nstm_acquire.physics.sim.wiener import sim_support_per_um
 
     optics = reader.optics
     u = int(round(optics.pixel_size_um / px))
     sample = world.scene(modality).sample
-    z = None
-    if modality == "sim3d":
-        z = (plane - (n_planes - 1) / 2) * float(optics.z_step_um or 0.0)
-    density = sample.on_grid(t_s, reader.frame_shape, optics.pixel_size_um, upsample=u, z_um=z)
     ill = SimIllumination.from_store(reader.attrs.illumination, modality=modality)
-    if ill.k_per_um is None:
-        return density
-    lateral, _ = sim_support_per_um(optics, ill)
-    qy = np.fft.fftfreq(density.shape[-2], px)[:, None]
-    qx = np.fft.fftfreq(density.shape[-1], px)[None, :]
-    return np.fft.ifft2(np.fft.fft2(density) * (np.hypot(qy, qx) < lateral)).real
+    if ill.k_per_um is None:  # no pattern frequency in the store: the world's (true) pattern
+        ill = world.scene(modality).illumination
+    if modality != "sim3d":
+        density = sample.on_grid(t_s, reader.frame_shape, optics.pixel_size_um, upsample=u)
+        return sim_truth(density, px, optics, ill)[None]
+    step = float(optics.z_step_um or 0.25)
+    sub = max(1, int(np.ceil(step / 0.05)))  # fine planes per acquired plane spacing
+    fine_dz = step / sub
+    beyond = int(np.ceil(1.0 / fine_dz))
+    index = beyond + sub * np.arange(n_planes)  # the acquired planes among the fine ones
+    z = z_centre_um + ((np.arange(2 * beyond + sub * (n_planes - 1) + 1) - beyond) / sub - (n_planes - 1) / 2) * step
+    density = sample.on_grid(t_s, reader.frame_shape, optics.pixel_size_um, upsample=u, z_um=z)
+    return sim_truth(density, px, optics, ill, fine_dz)[index]

@@ -29,8 +29,14 @@ def _motion_quiver(ax, motion: np.ndarray, step: int) -> None:
     dy, dx = motion
     ny, nx = dy.shape
     y, x = np.mgrid[step // 2 : ny : step, step // 2 : nx : step]
-    # the sample content at x came from x + d: draw where it moves, i.e. -d
-    ax.quiver(x, y, -dx[y, x], -dy[y, x], color="yellow", angles="xy", scale_units="xy", scale=0.25, width=0.004)
+    # the sample content at x came from x + d: draw where it moves, i.e. -d; the longest arrow
+    # is 0.8 of the arrow spacing (directions and relative lengths; the true length is in pixels)
+    u, v = -dx[y, x], -dy[y, x]
+    longest = float(np.max(np.hypot(u, v))) if u.size else 0.0
+    if longest >= 0.5:  # below half a pixel the directions are noise: no arrows
+        scale = longest / (0.8 * step)
+        ax.quiver(x, y, u, v, color="yellow", angles="xy", scale_units="xy", scale=scale, width=0.004)
+    ax.text(0.02 * nx, 0.06 * ny, f"motion: max {longest:.1f} px", color="yellow", fontsize=7)
 
 
 def scale_bar_um(field_um: float) -> float:
@@ -51,8 +57,10 @@ def comparison_figure(
     shared_range: Sequence[int] | None = None,
     cmap: str = "gray",
     quiver_step: int | None = None,
+    ncols: int | None = None,
+    floor: float | None = None,
 ) -> Path:
-    """One row of labelled images, optionally with the motion drawn as arrows on one panel.
+    """Labelled images in a row (or rows of ``ncols``), optionally with the motion drawn as arrows on one panel.
 
     Parameters
     ----------
@@ -61,15 +69,25 @@ def comparison_figure(
     panels
         ``(label, image)`` pairs; ``None`` images are left blank.
     motion
-        ``(2, Y, X)`` displacement (pixels) drawn on panel ``motion_on``, arrows x4 in length.
+        ``(2, Y, X)`` displacement (pixels) drawn on panel ``motion_on``: arrows scaled so the
+        longest is 0.8 of their spacing, its length in pixels written on the panel.
     shared_range
         Indices of panels sharing one display range (default: all but the first).
     pixel_size_um
         Adds a scale bar (a round length, :func:`scale_bar_um`) to the first panel.
+    ncols
+        Panels per row (default all in one row); panel ``i`` goes to row ``i // ncols``.
+    floor
+        Lowest value of every display range (e.g. 0 for fluorescence densities: the negative
+        lobes of band-limited images show as black, not as dark holes in a grey background).
     """
     n = len(panels)
-    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.5), squeeze=False)
-    axes = axes[0]
+    cols = n if not ncols else max(1, min(int(ncols), n))
+    rows = -(-n // cols)
+    fig, grid = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows + 0.3), squeeze=False)
+    axes = grid.ravel()
+    for ax in axes[n:]:
+        ax.axis("off")
     idx = list(range(1, n)) if shared_range is None else list(shared_range)
     shared = robust_limits([panels[i][1] for i in idx if panels[i][1] is not None]) if idx else None
     for i, (ax, (label, img)) in enumerate(zip(axes, panels)):
@@ -78,9 +96,11 @@ def comparison_figure(
         if img is None:
             continue
         lim = shared if i in idx else robust_limits([img])
+        if floor is not None and lim is not None and lim[0] < floor:
+            lim = (floor, max(lim[1], floor + 1e-6))
         ax.imshow(img, cmap=cmap, vmin=lim[0], vmax=lim[1], interpolation="nearest")
         if motion is not None and motion_on == i:
-            _motion_quiver(ax, motion, quiver_step or max(4, img.shape[0] // 12))
+            _motion_quiver(ax, motion, quiver_step or max(4, img.shape[0] // 8))
     if pixel_size_um and panels and panels[0][1] is not None:
         ny, nx = panels[0][1].shape
         length_um = scale_bar_um(nx * pixel_size_um)

@@ -1,5 +1,8 @@
 """Scoring reconstructions against ground truth (simulated samples).
 
+* :func:`sim_truth` is the ground truth a SIM reconstruction is scored against and shown
+  next to: the density filtered by the SIM passband with the Wiener reconstruction's own
+  apodisation (beads look like beads, not rings);
 * :func:`highpass` removes the spatial frequencies a modality cannot see (DPC: below a
   fraction of NA/λ, where the phase transfer function vanishes) before comparing;
 * :func:`correlation` and :func:`nrmse` compare images inside a margin;
@@ -14,6 +17,8 @@ Axis order ``(..., Y, X)``; lengths in pixels unless named otherwise.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 __all__ = [
@@ -24,6 +29,7 @@ __all__ = [
     "pair_dip",
     "relative_motion_error_px",
     "resolved_pairs",
+    "sim_truth",
     "spurious_peaks",
     "structure_mask",
 ]
@@ -188,3 +194,48 @@ def spurious_peaks(
         return int(len(peaks))
     dist = np.sqrt(((peaks[:, None, :] - truth[None, :, :]) ** 2).sum(-1)).min(axis=1)
     return int(np.sum(dist > tolerance_um))
+
+
+def sim_truth(
+    density: np.ndarray,
+    pixel_size_um: float,
+    optics: Any,
+    ill: Any,
+    z_step_um: float | None = None,
+    apodisation: str = "cosine",
+) -> np.ndarray:
+    """The apodised, band-limited ground truth of a SIM reconstruction, float64, shape of ``density``.
+
+    ``density`` ``(Y, X)`` (2D) or ``(Z, Y, X)`` on planes ``z_step_um`` µm apart (3D; a single
+    plane is filtered laterally only), lateral pixel ``pixel_size_um`` µm (the output grid). It
+    is multiplied in Fourier space by the same apodisation the Wiener reconstruction
+    (:func:`~nstm_acquire.physics.sim.wiener.wiener_sim_2d` / ``wiener_sim_3d``) applies over
+    the extended SIM support (:func:`~nstm_acquire.physics.sim.wiener.sim_support_per_um`):
+    laterally to ``2NA/λ + |k|``, three-beam stacks also axially to the widefield axial
+    cut-off plus ``k_z1``; 3D stacks are zero-padded along z like the Wiener's, so nothing
+    wraps from one end plane to the other. A point source becomes the apodised passband's
+    PSF (a compact peak with a shallow ring), the image an ideal SIM microscope would give.
+    ``optics``: :class:`~nstm_acquire.physics.optics.Optics`; ``ill``: the SIM pattern
+    (:class:`~nstm_acquire.physics.sim.illumination.SimIllumination`, ``k_per_um`` known).
+    """
+    from nstm_acquire.physics.sim.wiener import apodisation_filter, sim_support_per_um, z_padding_planes
+
+    rho = np.asarray(density, dtype=np.float64)
+    if rho.ndim not in (2, 3):
+        raise ValueError(f"density must be (Y, X) or (Z, Y, X), got shape {rho.shape}")
+    if ill.k_per_um is None:
+        raise ValueError("ill.k_per_um is None: the SIM support needs the pattern frequency; pass the true pattern")
+    lateral, axial = sim_support_per_um(optics, ill, z_step_um)
+    ny, nx = rho.shape[-2:]
+    q = np.hypot(np.fft.fftfreq(ny, pixel_size_um)[:, None], np.fft.fftfreq(nx, pixel_size_um)[None, :])
+    filt = apodisation_filter(q / lateral, apodisation)  # type: ignore[arg-type]
+    if rho.ndim == 2 or rho.shape[0] == 1 or axial is None:
+        return np.fft.ifft2(np.fft.fft2(rho) * filt).real
+    if z_step_um is None:
+        raise ValueError("a 3D density needs z_step_um (its plane spacing, µm) for the axial band limit")
+    nz = rho.shape[0]
+    nzp = nz + z_padding_planes(nz, z_step_um, optics)
+    padded = np.concatenate([rho, np.zeros((nzp - nz, ny, nx))])
+    kz = np.abs(np.fft.fftfreq(nzp, z_step_um))[:, None, None]
+    filt3 = filt[None] * apodisation_filter(kz / axial, apodisation)  # type: ignore[arg-type]
+    return np.fft.ifftn(np.fft.fftn(padded) * filt3).real[:nz]

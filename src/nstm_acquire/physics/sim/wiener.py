@@ -12,8 +12,12 @@ Method, per orientation ``d`` (illumination complete, e.g. from
    ``T_m(q) ρ̃(q - m k_m)`` with ``T_m = c_m e^{i m φ_d} H_m`` (``c_0 = 1``; two-beam
    ``c_{±1} = m/2``, lateral frequency ``k``; three-beam ``c_{±1} = m1/2`` at ``± k/2`` with
    the axially modulated transfer, ``c_{±2} = m2/2`` at ``± k``). ``H_m`` is the detection OTF
-   times the camera-pixel integration (:mod:`.sim_otf`); three-beam uses the 3D transfers over the
-   whole stack (divided by ``Z`` so that order 0 has unit DC).
+   times the camera-pixel integration (:mod:`.sim_otf`). Three-beam: the stack is first
+   zero-padded along z (:func:`z_padding_planes`) so the 3D FFT does not wrap one end plane's
+   blur onto the other; the 3D transfers over the padded stack (PSF planes out to half its
+   length) are scaled to one widefield depth of field (``Σ_planes`` times ``Δz`` times the
+   axial cut-off), so that ``|T|`` and the Wiener constant do not depend on the number or
+   spacing of the planes.
 2. Place every band on the finer output grid (zero padding of its spectrum: the output grid has
    ``upsample`` times more pixels per axis, pixel ``(0, 0)`` centred on raw pixel ``(0, 0)``,
    pixel size ``optics.pixel_size_um / upsample``), move it to its true position by the
@@ -58,6 +62,7 @@ __all__ = [
     "wiener_widefield_3d",
     "sim_support_per_um",
     "apodisation_filter",
+    "z_padding_planes",
 ]
 
 Apodisation = Literal["cosine", "triangle", "otf", "none"]
@@ -163,6 +168,43 @@ def _order_coefficients(ill: SimIllumination, d: int) -> dict[int, tuple[complex
     return out
 
 
+def z_padding_planes(n_planes: int, z_step_um: float | None, optics: Optics) -> int:
+    """Empty planes appended to a three-beam stack before its 3D FFT (the z axis is periodic).
+
+    At least the stack's own length, and enough that the padded stack spans six widefield
+    depths of field (``6 / axial_cutoff_per_um``, about 4.4 µm at NA 1.2 in water): the
+    transfer then holds the defocused PSF out to half that on either side (measured: the
+    end planes' correlation with the truth stops rising there), and the blur of either end
+    plane falls on empty planes instead of wrapping onto the other end. Rounded up so the
+    padded length has no prime factor above 5.
+    """
+    if z_step_um is None:
+        return 0
+    span = int(math.ceil(6.0 / (axial_cutoff_per_um(optics) * float(z_step_um))))
+    total = int(n_planes) + max(int(n_planes), span - int(n_planes))
+    return _smooth_size(total) - int(n_planes)  # a fast FFT length
+
+
+def _mirror(a: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """``a(-Q)`` from ``a(Q)`` on an FFT-ordered grid (index ``i`` -> ``-i mod N``) over ``axes``."""
+    for ax in axes:
+        a = np.roll(np.flip(a, axis=ax), 1, axis=ax)
+    return a
+
+
+def _smooth_size(n: int) -> int:
+    """The smallest ``N >= n`` with no prime factor above 5 (fast FFT lengths)."""
+    size = max(1, int(n))
+    while True:
+        rest = size
+        for p in (2, 3, 5):
+            while rest % p == 0:
+                rest //= p
+        if rest == 1:
+            return size
+        size += 1
+
+
 # ----------------------------------------------------------------------------- core
 def _check_inputs(
     raw: np.ndarray, optics: Optics, ill: SimIllumination, three_beam: bool, wiener: float
@@ -209,6 +251,11 @@ def _wiener(
     """Generalised Wiener filter on ``data`` ``(S, Z, Y, X)``; returns ``(Z, Y u, X u)`` float32."""
     three_beam = ill.three_beam
     _, nz, ny, nx = data.shape
+    # three-beam: zero-pad the stack along z so the 3D FFT's periodic z does not wrap the
+    # out-of-focus light (and order 1's axial modulation) of one end plane onto the other
+    nzp = nz + (z_padding_planes(nz, z_step_um, optics) if three_beam else 0)
+    if nzp > nz:
+        data = np.concatenate([data, np.zeros((data.shape[0], nzp - nz, ny, nx))], axis=1)
     fine = (ny * upsample, nx * upsample)
     fine_pixel = optics.pixel_size_um / upsample
     fy = (np.arange(fine[0]) * fine_pixel)[:, None]
@@ -216,15 +263,27 @@ def _wiener(
     fqy = np.fft.fftfreq(fine[0], d=fine_pixel)[:, None]
     fqx = np.fft.fftfreq(fine[1], d=fine_pixel)[None, :]
     nyquist = 0.5 / optics.pixel_size_um
-    transfer = OrderTransfer(optics, three_beam, nz, z_step_um, psf=psf)
+    transfer = OrderTransfer(optics, three_beam, nzp, z_step_um, psf=psf)
     n_orders = 2 if three_beam else 1
     taper = edge_taper_window((ny, nx), edge_taper) if edge_taper > 0 else None
-    zk = nz if three_beam else 1
-    numerator = np.zeros((nz, *fine), dtype=np.complex128)
+    zk = nzp if three_beam else 1
+    numerator = np.zeros((nzp, *fine), dtype=np.complex128)
     denominator = np.zeros((zk, *fine), dtype=np.float64)
-    scale = float(upsample * upsample) / (nz if three_beam else 1)
+    # three-beam: the transfers per depth of field (OrderTransfer's H/Z times Z dz / DOF), so
+    # that |T| and therefore the Wiener constant mean the same whatever the stack's size and
+    # spacing; the bands are scaled alike so that the output stays in raw intensity units
+    depth = (nzp * z_step_um * axial_cutoff_per_um(optics)) if (three_beam and z_step_um is not None) else 1.0
+    scale = float(upsample * upsample) * (depth / nzp if three_beam else 1.0)
     axes = (-3, -2, -1) if three_beam else (-2, -1)
     n = ill.n_phases
+    # order -m is the mirror of order m (real frames and a real PSF: band_{-m} = conj(band_m),
+    # T_{-m}(Q) = conj(T_m(-Q))), so its terms are those of order m at -Q, conjugated: the
+    # theoretical transfer computes orders >= 0 only (a measured PSF's interpolated OTF is
+    # not exactly Hermitian: every order); order 0's transfer is the same for all orientations
+    mirror = psf is None
+    num_pos = np.zeros_like(numerator) if mirror else numerator
+    den_pos = np.zeros_like(denominator) if mirror else denominator
+    h0: np.ndarray | None = None
     for d in range(ill.n_orientations):
         frames = data[d * n : (d + 1) * n]
         if taper is not None:
@@ -233,7 +292,7 @@ def _wiener(
         coefficients = _order_coefficients(ill, d)
         kz1 = _axial_k(ill, optics, d) if three_beam else 0.0
         for m, (coef, (ky, kx)) in coefficients.items():
-            if widefield_only and m != 0:
+            if (widefield_only and m != 0) or (mirror and m < 0):
                 continue
             band = bands[m] if m >= 0 else np.conj(bands[-m])
             spec: np.ndarray = embed_spectrum(np.fft.fftn(band, axes=axes), fine) * scale
@@ -241,11 +300,23 @@ def _wiener(
                 shifted = np.fft.ifft2(spec) * np.exp(-2j * np.pi * (ky * fy + kx * fx))
                 spec = np.fft.fft2(shifted)
             qy, qx = fqy + ky, fqx + kx  # the raw frequency each output frequency came from
-            h = transfer(qy, qx, kz1 if (three_beam and abs(m) == 1) else 0.0)
-            h = h * ((np.abs(qy) < nyquist) & (np.abs(qx) < nyquist))
-            t = coef * h
-            numerator += np.conj(t) * spec
-            denominator += np.abs(t) ** 2
+            if m == 0 and h0 is not None:
+                h = h0
+            else:
+                h = transfer(qy, qx, kz1 if (three_beam and abs(m) == 1) else 0.0)
+                h = h * ((np.abs(qy) < nyquist) & (np.abs(qx) < nyquist))
+                if m == 0:
+                    h0 = h
+            t = coef * h * depth
+            if m == 0:
+                numerator += np.conj(t) * spec
+                denominator += np.abs(t) ** 2
+            else:
+                num_pos += np.conj(t) * spec
+                den_pos += np.abs(t) ** 2
+    if mirror and not widefield_only:
+        numerator += num_pos + np.conj(_mirror(num_pos, axes))
+        denominator += den_pos + _mirror(den_pos, axes)
     estimate = numerator / (denominator + wiener**2)
     # apodisation to the extended support
     # (three-beam: separable, lateral disc x axial profile; an ellipsoid would cut the
@@ -258,9 +329,9 @@ def _wiener(
     estimate *= apodisation_filter(np.hypot(fqy, fqx) / lateral, apodisation)
     if three_beam:
         assert z_step_um is not None  # three-beam callers pass the plane spacing
-        kz = np.fft.fftfreq(nz, d=z_step_um)[:, None, None]
+        kz = np.fft.fftfreq(nzp, d=z_step_um)[:, None, None]
         estimate *= apodisation_filter(np.abs(kz) / axial, apodisation)
-    out = np.fft.ifftn(estimate, axes=axes).real
+    out = np.fft.ifftn(estimate, axes=axes).real[:nz]
     if clip_negative:
         np.maximum(out, 0.0, out=out)
     return out.astype(np.float32)
@@ -380,8 +451,10 @@ def wiener_sim_3d(
     """Three-beam (3D) SIM Wiener reconstruction of one z stack, float32 ``(Z, Y u, X u)``.
 
     ``raw`` ``(S, Z, Y, X)``: shot ``s`` (pattern fixed to the focal plane) at ``Z`` focal planes
-    ``z_step_um`` apart (default ``optics.z_step_um``). The z axis is treated as periodic (the
-    stack's 3D FFT), the output planes are the input planes. Other parameters as
+    ``z_step_um`` apart (default ``optics.z_step_um``). The stack is zero-padded along z
+    (:func:`z_padding_planes`) before its 3D FFT, so nothing wraps between the end planes; the
+    output planes are the input planes. ``wiener`` is relative to the transfers scaled to one
+    depth of field (module docstring), the same for any stack size. Other parameters as
     :func:`wiener_sim_2d`; the apodisation is the lateral one times the same profile along the
     axial frequency, to the extended support (:func:`sim_support_per_um`).
     """
