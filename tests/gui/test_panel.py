@@ -389,7 +389,7 @@ def test_a_sim3d_run_reconstructs_a_volume_and_offers_its_planes(qtbot, make_pan
     scene = recon.scene(0)
     assert scene.shape == (15, 1, 4, 2 * SHAPE[0], 2 * SHAPE[1])  # density on the 2x finer grid
     assert np.all(scene >= 0)  # fluorescence density is non-negative
-    assert recon.windows_info()[0]["sim_parameters"]["policy"] == "fallback"
+    assert recon.windows_info()[0]["sim_parameters"]["policy"] == "configured"
     assert panel.recon.plane_spin.isEnabled() and panel.recon.plane_spin.maximum() == 3
     shown = panel.recon.view.pixmap()
     assert not shown.isNull() and shown.width() * SHAPE[0] == shown.height() * SHAPE[1]

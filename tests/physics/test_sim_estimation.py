@@ -282,3 +282,84 @@ def test_a_spurious_peak_in_one_orientation_is_searched_again_around_the_others(
     est = estimate_sim_parameters(raw, OPTICS, unknown(ill))
     assert any(note.startswith("orientation 2: searched again") for note in est.notes), est.notes
     assert_matches_truth(est, ill, 64)
+
+
+# ---------------------------------------------------------------- physical three-beam limits
+def _bead_stack_phantom() -> tuple[BeadPhantom, np.ndarray]:
+    rng = np.random.default_rng(0)
+    planes = np.array([-0.3, 0.0, 0.3])
+    field = 6.4
+    positions = np.column_stack([rng.choice(planes, 70), rng.uniform(-0.5, field + 0.5, size=(70, 2))])
+    return BeadPhantom.from_positions((field, field), positions, diameter_um=0.1), planes
+
+
+def _three_beam_truth(beam_ratio: float, contrast: float) -> SimIllumination:
+    from nstm_acquire.physics.sim.illumination import three_beam_modulation
+
+    m = three_beam_modulation(beam_ratio, contrast)
+    return illumination(True).replace(modulation=[list(m)] * 3)
+
+
+@pytest.mark.parametrize(
+    ("beam_ratio", "label"), [(math.sqrt(2.0), "m1 = 1.37 > 1"), (0.6, "weak centre beam, m2 = 0.80 > 2/3")]
+)
+def test_3d_estimates_reach_the_physical_limits_not_the_equal_beam_values(beam_ratio, label):
+    """m1 up to √2 and m2 above 2/3 are estimated, plausible and used as they are (not capped)."""
+    phantom, planes = _bead_stack_phantom()
+    truth = _three_beam_truth(beam_ratio, 0.97)
+    raw = simulate_3d(truth, phantom, planes, 16, 0.15, 64)
+    est = estimate_sim_parameters(raw, OPTICS, unknown(truth), z_step_um=0.15)
+    assert_matches_truth(est, truth, 64)
+    resolved, _ = resolve_sim_parameters(est, unknown(truth), policy="fallback")
+    for d in range(3):
+        assert resolved.modulation[d] == pytest.approx(est.modulation[d])  # not capped at 1
+        assert resolved.modulation[d] == pytest.approx(truth.modulation[d], rel=MODULATION_TOL), label
+
+
+def _drifting_stack(truth: SimIllumination, motion: str) -> np.ndarray:
+    from sim_data import simulate_moving_3d
+
+    phantom, _ = _bead_stack_phantom()
+    raw, _, _ = simulate_moving_3d(truth, phantom, motion, 16, 0.15, n=64)
+    return raw
+
+
+def test_3d_estimates_on_a_slowly_drifting_stack_match_the_simulators_pattern():
+    """0.2 µm of drift over the 1.2 s window (plane after plane, shot after shot)."""
+    truth = _three_beam_truth(math.sqrt(2.0), 0.97)
+    raw = _drifting_stack(truth, "translation:vx=0.2,vy=0.1")
+    est = estimate_sim_parameters(raw, OPTICS, unknown(truth), z_step_um=0.15)
+    assert est.all_plausible, est.problems
+    for d in range(3):
+        assert math.hypot(*np.subtract(est.k_per_um[d], truth.k_per_um[d])) * 6.4 < 0.1  # frequency pixels
+        assert abs(wrap_deg(est.phase_rad[d] - truth.phase_rad[d])) < 10.0
+        assert est.modulation[d] == pytest.approx(truth.modulation[d], rel=MODULATION_TOL)
+
+
+def test_the_stores_pattern_wins_and_is_checked_against_a_drifting_estimate():
+    """2.4 µm of drift over the window: the estimate is off (or beyond the physical limits);
+    the store's values are used by default and the disagreement is reported and warned about."""
+    truth = _three_beam_truth(math.sqrt(2.0), 0.97)
+    raw = _drifting_stack(truth, "translation:vx=2,vy=1")
+    est = estimate_sim_parameters(raw, OPTICS, truth, z_step_um=0.15)
+    assert not est.all_plausible
+    assert any("fits no beam ratio" in p for p in est.problems), est.problems
+    with pytest.warns(UserWarning, match="the store's pattern disagrees with the data's estimate"):
+        resolved, report = resolve_sim_parameters(est, truth)  # default: the store's values
+    assert report["policy"] == "configured"
+    assert resolved.k_per_um == truth.k_per_um and resolved.phase_rad == truth.phase_rad
+    assert resolved.modulation == truth.modulation
+    check = report["check"]
+    assert check["disagreements"] and all(line.startswith("orientation ") for line in check["disagreements"])
+    assert max(check["k_difference_per_um"]) > 0.01
+    json.dumps(report)
+    # the store's own values agree with themselves: no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        exact = SimEstimate(
+            three_beam=True, k_per_um=truth.k_per_um, phase_rad=truth.phase_rad, modulation=truth.modulation,
+            correlation=(1.0,) * 3, peak_to_background=(10.0,) * 3, phase_step_error_rad=(0.0,) * 3,
+            plausible=(True,) * 3, orientation_problems=((),) * 3, expected_k_magnitude_per_um=(None,) * 3,
+        )
+        _, quiet = resolve_sim_parameters(exact, truth)
+    assert quiet["check"]["disagreements"] == []

@@ -64,3 +64,67 @@ def test_from_store_returns_a_model_unchanged():
     ill = SimIllumination.model_validate(TWO_BEAM)
     assert SimIllumination.from_store(ill) is ill
     assert SimIllumination.from_store(ill, modality="sim2d") is ill
+
+
+# ---------------------------------------------------------------- three-beam modulation limits
+def _three_beam_intensity(beam_ratio: float, k: float, kz: float, y, z):
+    """Mean-normalised |E|² of a centre beam (amplitude ``beam_ratio``) and two coherent side
+    beams (amplitude 1) with lateral wavevectors ±k/2 and axial offset kz (cycles/µm)."""
+    import numpy as np
+
+    centre = beam_ratio * np.exp(2j * np.pi * 0.0 * z)
+    side = np.exp(2j * np.pi * (k / 2 * y - kz * z)) + np.exp(2j * np.pi * (-k / 2 * y - kz * z))
+    intensity = np.abs(centre + side) ** 2
+    return intensity / (beam_ratio**2 + 2.0)
+
+
+@pytest.mark.parametrize("beam_ratio", [0.0, 0.5, 1.0, 2**0.5, 3.0])
+def test_three_beam_modulation_is_that_of_three_coherent_plane_waves(beam_ratio):
+    """m1 = 4a/(a²+2), m2 = 2/(a²+2) reproduce |E|² of the three beams (FORMAT.md's pattern)."""
+    import numpy as np
+
+    from nstm_acquire.physics.sim.illumination import (
+        illumination_pattern,
+        three_beam_contrast,
+        three_beam_modulation,
+    )
+
+    k, kz = 4.0, 0.7
+    m1, m2 = three_beam_modulation(beam_ratio)
+    ill = SimIllumination.model_validate(
+        {**THREE_BEAM, "n_orientations": 1, "k_per_um": [[k, 0.0]], "phase_rad": [0.0],
+         "modulation": [[m1, m2]], "axial_k_per_um": kz}
+    )
+    y = np.linspace(0.0, 2.0, 201)[None, :]
+    z = np.linspace(-1.0, 1.0, 101)[:, None]
+    expected = _three_beam_intensity(beam_ratio, k, kz, y, z)
+    assert np.allclose(illumination_pattern(ill, 0, y, 0.0, z), expected, atol=1e-12)
+    if beam_ratio > 0:
+        assert three_beam_contrast(m1, m2) == pytest.approx(1.0)
+        # the darkest point |a - 2|² / (a² + 2): 0 unless the centre beam outshines both side beams
+        darkest = max(beam_ratio - 2.0, 0.0) ** 2 / (beam_ratio**2 + 2.0)
+        assert expected.min() == pytest.approx(darkest, abs=0.02)  # on a finite grid: nearly
+
+
+def test_three_beam_modulation_limits():
+    import math
+
+    from nstm_acquire.physics.sim.illumination import (
+        THREE_BEAM_MAX_M1,
+        physical_modulation,
+        three_beam_contrast,
+        three_beam_modulation,
+    )
+
+    assert three_beam_modulation(1.0) == pytest.approx((4 / 3, 2 / 3))  # equal beams
+    assert three_beam_modulation(2**0.5) == pytest.approx((2**0.5, 0.5))  # the largest m1
+    ratios = [0.01 * i for i in range(1, 1001)]
+    assert max(three_beam_modulation(a)[0] for a in ratios) == pytest.approx(THREE_BEAM_MAX_M1, abs=1e-4)
+    assert three_beam_modulation(0.1)[1] > 0.99  # a weak centre beam: m2 up to 1
+    assert three_beam_contrast(*three_beam_modulation(0.7, 0.6)) == pytest.approx(0.6)
+    # noisy estimates: moved onto the physical boundary with their beam ratio, not capped at 1
+    m1, m2 = physical_modulation([1.5, 0.55], three_beam=True)
+    assert three_beam_contrast(m1, m2) == pytest.approx(1.0) and m1 / m2 == pytest.approx(1.5 / 0.55)
+    assert physical_modulation([1.374, 0.48], three_beam=True) == [1.374, 0.48]
+    assert physical_modulation([1.2], three_beam=False) == [1.0]
+    assert math.isinf(three_beam_contrast(0.5, 0.0))

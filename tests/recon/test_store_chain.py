@@ -271,3 +271,28 @@ def test_recon_errors_are_clear(tmp_path: Path) -> None:
     )
     back = ReconReader(path)
     assert back.windows_done() == [] and back.scene().shape == (0, *SCENE_SHAPE)
+
+
+def test_a_failed_window_is_recorded_with_its_reason_and_is_not_done(tmp_path: Path) -> None:
+    path = make_store(tmp_path / "RUN.zarr", n_windows=2)
+    out = ReconWriter(path, scene_shape=SCENE_SHAPE, motion_dims=2, pixel_size_um=PIXEL_UM)
+    r = window_result(0, 3)
+    out.write_window(0, r["scene"], r["times_s"], r["motion"], r["conventional"], info={"steps": 5})
+    out.write_conventional(1, window_result(1, 3)["conventional"])
+    out.mark_failed(1, "the fit diverged\n(non-finite values)", info={"steps": 7, "final_loss": float("nan")})
+    reader = ReconReader(path)
+    assert reader.windows_done() == [0]
+    assert reader.windows_failed() == {1: "the fit diverged (non-finite values)"}  # one line
+    info = reader.windows_info()[1]
+    assert info["status"] == "failed" and info["has_conventional"] and info["steps"] == 7
+    with pytest.raises(StoreError, match="no final reconstruction"):
+        reader.scene(1)
+    assert reader.scene().shape[0] == 3  # window 0 only
+    with pytest.raises(ValueError, match="reason"):
+        out.mark_failed(1, "  ")
+    # a later successful fit replaces the failure
+    r1 = window_result(1, 2)
+    out.write_window(1, r1["scene"], r1["times_s"], r1["motion"])
+    reader.refresh()
+    assert reader.windows_done() == [0, 1] and reader.windows_failed() == {}
+    assert "failure" not in reader.windows_info()[1]

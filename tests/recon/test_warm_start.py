@@ -127,3 +127,85 @@ def test_reference_val_loss_must_be_a_positive_finite_loss(chain, bad):
     _, model, cold, second = chain
     with pytest.raises(ValueError, match="reference_val_loss"):
         fit(model, *_problem(second), init_params=cold.params, reference_val_loss=bad)
+
+
+# ---------------------------------------------------------------- failed fits in a store chain
+def test_a_window_whose_fit_fails_is_marked_failed_and_never_warm_starts_the_next(fast_sim, open_scope, tmp_path, capsys):
+    """Window 1's data cannot be fitted (1e30: its loss overflows): it is stored as failed with its reason, window 2
+    fits from scratch, windows 0 and 2 are final, and the CLI warns once per failed window."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from nstm_acquire import cli
+    from nstm_acquire.acquire.controller import AcquisitionController
+    from nstm_acquire.acquire.sequences import AcquisitionPlan
+    from nstm_acquire.recon import chain
+    from nstm_acquire.store import ReconReader
+
+    scope = open_scope(fast_sim(frame_shape=(24, 24)))
+    store = tmp_path / "run.zarr"
+    AcquisitionController(scope, AcquisitionPlan(modality="dpc", n_windows=3), store).run()
+    config = default_config().with_fit(max_steps=40, coarse_to_fine_steps=20, warm_max_steps=20, eval_every=10)
+    real = chain.reconstruct_window
+
+    def unfittable_window_1(problem, *args, window=0, **kwargs):
+        if window == 1:
+            huge = np.full_like(problem.data.measurements, 1e30)
+            problem = dataclasses.replace(problem, data=dataclasses.replace(problem.data, measurements=huge))
+        return real(problem, *args, window=window, **kwargs)
+
+    chain.reconstruct_window, saved = unfittable_window_1, chain.reconstruct_window
+    try:
+        results = chain.StoreReconstructor(store, config).run()
+        assert results[1].info["status"] == "failed" and "non-finite" in results[1].info["failure"]
+        # window 1 was warm-started from window 0 (rejected: diverged, then refitted cold) ...
+        assert results[1].fit.warm_start or results[1].fit.rejected_warm_fit is not None
+        assert not results[2].fit.warm_start  # ... but window 2 is not warm-started from window 1
+        assert results[2].info["warm_start_from"] is None
+        assert [r.info["status"] for r in results] == ["final", "failed", "final"]
+        recon = ReconReader(store)
+        assert recon.windows_done() == [0, 2]
+        failed = recon.windows_failed()
+        assert list(failed) == [1] and "\n" not in failed[1] and failed[1] == results[1].info["failure"]
+    finally:
+        chain.reconstruct_window = saved
+    # the CLI: one warning line per failed window, and a non-zero exit (the fits above, replayed)
+
+    class Replay:
+        def __init__(self, *args, **kwargs):
+            self.reader = SimpleNamespace(complete_windows=lambda: [0, 1, 2])
+
+        def run(self, windows, progress=None):
+            return [results[w] for w in windows]
+
+    chain.StoreReconstructor, real_class = Replay, chain.StoreReconstructor
+    try:
+        capsys.readouterr()
+        code = cli.main(["reconstruct", str(store), "--overwrite"])
+    finally:
+        chain.StoreReconstructor = real_class
+    out, err = capsys.readouterr()
+    assert code == 1 and "2 windows, 1 failed (1)" in out
+    warned = [line for line in err.splitlines() if line.startswith("warning: window")]
+    assert len(warned) == 1 and warned[0].startswith("warning: window 1 failed") and "non-finite" in warned[0]
+
+
+def test_fit_failure_judges_explosions_against_the_first_evaluation_and_a_flat_prediction():
+    from types import SimpleNamespace
+
+    from nstm_acquire.recon.chain import EXPLODED_FACTOR, FLAT_FACTOR, fit_failure
+
+    def result(final_val, first_val, stop="converged"):
+        fit = SimpleNamespace(
+            stop_reason=stop, steps=100, final_loss=final_val, final_val_loss=final_val,
+            history=[{"loss": first_val, "val": first_val}],
+        )
+        return SimpleNamespace(fit=fit, scene=np.zeros((2, 1, 1, 4, 4)), motion=np.zeros((2, 2, 1, 4, 4)))
+
+    y = np.random.default_rng(0).normal(size=(4, 8, 8))  # flat-prediction loss about 4
+    assert fit_failure(result(1.0, 3.0), y) is None
+    assert "exploded" in fit_failure(result(EXPLODED_FACTOR * 3.0 * 1.01, 3.0), y)
+    assert "predicting each frame by its mean" in fit_failure(result(FLAT_FACTOR * 4.5, 1000.0), y)
+    assert fit_failure(result(9.0, 100.0), y) is None  # an unconverged fit a little above flat is kept
+    assert "diverged" in fit_failure(result(1.0, 3.0, stop="diverged"), y)
+    assert "non-finite" in fit_failure(result(float("nan"), 3.0), y)

@@ -124,3 +124,22 @@ def test_a_fault_in_the_worker_thread_is_logged_with_its_traceback(tmp_path, cap
     assert errors == ["reconstruction stopped: RuntimeError: queue broke"] and finished == [True]
     (record,) = [r for r in caplog.records if r.getMessage() == "reconstruction thread stopped"]
     assert record.exc_info is not None and record.exc_info[0] is RuntimeError
+
+
+def test_a_failed_fit_is_reported_and_listed_as_failed_not_done(tmp_path):
+    """The chain marks a diverged window failed; the worker says so (one error line) and goes on."""
+    from types import SimpleNamespace
+
+    worker = ReconstructionWorker(tmp_path / "x.zarr", live_config())
+    outcomes = {0: {"status": "final"}, 1: {"status": "failed", "failure": "the fit diverged (non-finite values)"}}
+    worker._rec = SimpleNamespace(
+        reconstruct=lambda w, **kw: SimpleNamespace(info=outcomes[w], fit=SimpleNamespace(summary=lambda: "ok"))
+    )
+    errors = []
+    worker.events.error.connect(errors.append)
+    for w in (0, 1):
+        worker.submit(w)
+        worker._reconstruct(w)
+    assert worker.done == [0] and worker.failed == [1] and worker.skipped == []
+    assert errors == ["window 1 failed (not final): the fit diverged (non-finite values)"]
+    assert worker.waiting == 0

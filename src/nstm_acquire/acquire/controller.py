@@ -178,6 +178,7 @@ class AcquisitionController:
         core = self.microscope.core
         setup = self.microscope.prepare(self.plan.modality)
         self.setup = setup
+        self.plan = self.plan.for_setup(setup)  # sim3d without z_step_um: the optics' Nyquist step
         self.summary.frames_expected = self.plan.n_windows * setup.n_shots * self.plan.n_planes
         sequence = build_sequence(
             self.plan,

@@ -133,8 +133,9 @@ class LiveSession:
     warm_start
         Start each window's fit from the previous window's networks.
     sim_parameters
-        SIM: how the pattern parameters are chosen (``"fallback"``, ``"error"``, ``"estimate"``,
-        ``"configured"``; :class:`~nstm_acquire.recon.chain.StoreReconstructor`).
+        SIM: how the pattern parameters are chosen (``"configured"``: the store's values where
+        present, checked against the estimate (default); ``"fallback"``, ``"error"``,
+        ``"estimate"``; :class:`~nstm_acquire.recon.chain.StoreReconstructor`).
     overwrite
         Replace an existing store.
     reconstruct
@@ -172,7 +173,7 @@ class LiveSession:
         *,
         policy: Policy = "all",
         warm_start: bool = True,
-        sim_parameters: str = "fallback",
+        sim_parameters: str = "configured",
         overwrite: bool = False,
         reconstruct: bool = True,
         name: str = "nstm",
@@ -273,7 +274,8 @@ class LiveSession:
 
     @property
     def failed(self) -> list[int]:
-        """Windows whose reconstruction raised (also in :attr:`skipped`; traceback in the log)."""
+        """Windows whose reconstruction raised (also in :attr:`skipped`; traceback in the log) or
+        whose fit diverged or exploded (stored with ``status="failed"``, reported as an error)."""
         return list(self.worker.failed) if self.worker is not None else []
 
     @property

@@ -3,6 +3,24 @@
 :class:`StoreReconstructor` takes every complete window in order, each warm-started from the
 previous one (a warm-start chain), writes the conventional result first and the NSTM result
 after. The per-window fit itself is :func:`~nstm_acquire.recon.arrays.reconstruct_window`.
+
+Failed fits (:func:`fit_failure`). A window's fit is *failed*, not final, when
+
+* it produced non-finite values: the fit raised
+  :class:`~nstm_acquire.nstm.fit.FitDivergedError`, stopped as ``"diverged"``, or its loss,
+  held-out loss, scene or motion is not finite; or
+* it exploded: its final held-out loss (the training loss without validation) is more than
+  ``EXPLODED_FACTOR`` (2) times the loss of its first evaluation (the fit ended far above where
+  it started), or more than ``FLAT_FACTOR`` (10) times the loss of predicting every
+  measurement by its own mean (the fit is far worse than no model at all: the data's variance
+  in the fit's loss units, ``K x`` the mean squared deviation). A short fit that has not yet
+  converged can sit a few times above the flat prediction (``--steps 25`` on 3D SIM: 2x), so
+  that bound is generous; the exploded fits seen (loss 1e6 on data whose flat loss is ~300) are
+  thousands of times above it.
+
+A failed window is stored with ``status = "failed"`` and a one-line ``failure`` reason
+(:meth:`~nstm_acquire.store.ReconWriter.mark_failed`; its scene is not written), and it is
+never a warm-start reference or init: the next window fits from scratch.
 """
 
 from __future__ import annotations
@@ -18,14 +36,91 @@ from jax.flatten_util import ravel_pytree
 
 from nstm_acquire.nstm.compile_cache import enable_compilation_cache
 from nstm_acquire.nstm.config import NSTMConfig, default_config
-from nstm_acquire.nstm.model import Params
+from nstm_acquire.nstm.fit import FitDivergedError, FitResult
+from nstm_acquire.nstm.model import Params, TimeMap
 from nstm_acquire.physics.sim.estimation import SimParameterPolicy
 from nstm_acquire.physics.sim.otf import MeasuredPsf, load_psf
 from nstm_acquire.recon.arrays import WindowResult, model_description, reconstruct_window
 from nstm_acquire.recon.problem import ProblemBuilder, WindowProblem
 from nstm_acquire.store import ReconWriter, StoreError, StoreReader
 
-__all__ = ["StoreReconstructor", "open_recon_writer", "recon_config"]
+__all__ = ["EXPLODED_FACTOR", "FLAT_FACTOR", "StoreReconstructor", "fit_failure", "open_recon_writer", "recon_config"]
+
+#: A fit whose final loss is above this many times its first evaluation's loss, or the loss
+#: of predicting each measurement by its mean, exploded (module docstring).
+EXPLODED_FACTOR = 2.0
+FLAT_FACTOR = 10.0
+
+
+def _constant_prediction_loss(measurements: np.ndarray) -> float:
+    """The fit's loss (``K x`` mean squared residual) of predicting every measurement row by its
+    own mean: ``K x`` the mean of the rows' variances. ``measurements`` is ``(K, ...)``."""
+    y = np.asarray(measurements, dtype=np.float64)
+    k = y.shape[0]
+    rows = y.reshape(k, -1)
+    return float(k * np.mean(np.var(rows, axis=1)))
+
+
+def fit_failure(result: WindowResult, measurements: np.ndarray | None = None) -> str | None:
+    """Why the fit of ``result`` failed (one line), or None when it may be final.
+
+    The rule is in the module docstring: non-finite values, or a final loss above
+    ``EXPLODED_FACTOR`` times the first evaluation's loss or (given the window's
+    ``measurements`` ``(K, ...)``) ``FLAT_FACTOR`` times the constant-prediction loss.
+    """
+    fit = result.fit
+    if fit.stop_reason == "diverged":
+        return f"the fit diverged (non-finite values by step {fit.steps}, loss {fit.final_loss:.3e})"
+    val = fit.final_val_loss
+    final = val if val is not None else fit.final_loss
+    if not np.isfinite(fit.final_loss) or (val is not None and not np.isfinite(val)):
+        return f"the fit produced a non-finite loss ({fit.final_loss}, held-out {val})"
+    if not (np.all(np.isfinite(result.scene)) and np.all(np.isfinite(result.motion))):
+        return "the fit produced non-finite scene or motion values"
+    key = "val" if val is not None else "loss"
+    first = fit.history[0].get(key) if fit.history else None
+    if first is not None and np.isfinite(first) and first > 0 and final > EXPLODED_FACTOR * first:
+        which = "held-out loss" if val is not None else "loss"
+        return (
+            f"the fit exploded: final {which} {final:.3e} is above {EXPLODED_FACTOR:g}x its first "
+            f"evaluation {first:.3e}"
+        )
+    if measurements is not None:
+        flat = _constant_prediction_loss(measurements)
+        if flat > 0 and final > FLAT_FACTOR * flat:
+            return (
+                f"the fit exploded: final loss {final:.3e} is above {FLAT_FACTOR:g}x the loss "
+                f"{flat:.3e} of predicting each frame by its mean"
+            )
+    return None
+
+
+def _diverged_result(problem: WindowProblem, w: int, error: FitDivergedError) -> WindowResult:
+    """A failed :class:`WindowResult` for a fit that raised (no networks: NaN scene, zero motion)."""
+    times = np.asarray(problem.render_times_s)
+    conventional = np.asarray(problem.conventional)
+    n = times.shape[0]
+    scene = np.full((n, *conventional.shape), np.nan, np.float32)
+    motion = np.zeros((n, problem.motion_dims, *conventional.shape[1:]), np.float32)
+    record = FitResult(
+        params=cast(Params, {}),
+        model=cast(Any, None),
+        time_map=TimeMap.for_times(np.asarray(problem.data.times_s)),
+        steps=0,
+        best_step=0,
+        final_loss=float("nan"),
+        final_val_loss=None,
+        wall_s=0.0,
+        compile_s=0.0,
+        stop_reason="diverged",
+        warm_start=False,
+        history=[],
+    )
+    info = {**record.info(), **problem.info, "error": str(error)}
+    return WindowResult(
+        w, scene, motion, times, conventional, record, info,
+        channel_names=list(problem.channel_names), pixel_size_um=problem.pixel_size_um, z_step_um=problem.z_step_um,
+    )  # fmt: skip
 
 
 def recon_config(
@@ -97,8 +192,8 @@ class StoreReconstructor:
         results the client writes).
     sim_parameters
         SIM only: how the illumination pattern is chosen from the first window's estimate and
-        the store's configured values (``"fallback"``, ``"error"``, ``"estimate"``,
-        ``"configured"``; :func:`~nstm_acquire.physics.sim.estimation.resolve_sim_parameters`).
+        the store's configured values (``"configured"``, the default: present values win and
+        are checked against the estimate; ``"fallback"``, ``"error"``, ``"estimate"``; :func:`~nstm_acquire.physics.sim.estimation.resolve_sim_parameters`).
     """
 
     def __init__(
@@ -110,7 +205,7 @@ class StoreReconstructor:
         overwrite: bool = False,
         warm_start: bool = True,
         write: bool = True,
-        sim_parameters: str = "fallback",
+        sim_parameters: str = "configured",
     ) -> None:
         enable_compilation_cache()
         self.write = write
@@ -182,18 +277,31 @@ class StoreReconstructor:
         if on_preview is not None:
             on_preview(w, problem.conventional)
         warm = self.warm_start and self._params is not None
-        result = reconstruct_window(
-            problem,
-            self.config,
-            init_params=self._params if warm else None,
-            window=w,
-            callback=callback,
-            should_stop=should_stop,
-            reference_val_loss=self._val_loss if warm else None,
-        )
+        try:
+            result = reconstruct_window(
+                problem,
+                self.config,
+                init_params=self._params if warm else None,
+                window=w,
+                callback=callback,
+                should_stop=should_stop,
+                reference_val_loss=self._val_loss if warm else None,
+            )
+        except FitDivergedError as err:
+            result = _diverged_result(problem, w, err)
+        failure = fit_failure(result, problem.data.measurements)
+        result.info["status"] = "failed" if failure else "final"
+        if failure:
+            result.info["failure"] = failure
         result.info["warm_start_from"] = self._last_window if result.fit.warm_start else None
         result.info.update(extra_info or {})
         result.info["reconstruction_end_utc"] = datetime.now(UTC).isoformat()
+        if failure:
+            # never a warm-start reference or init: the next window fits from scratch
+            if writer is not None:
+                writer.mark_failed(w, failure, info=result.info)
+            self._params, self._val_loss, self._last_window = None, None, None
+            return result
         if writer is not None:
             writer.write_window(w, result.scene, result.times_s, result.motion, problem.conventional, info=result.info)
             writer.write_network(w, ravel_pytree(result.fit.params)[0])

@@ -38,7 +38,7 @@ def chunk_windows(windows: Sequence[int], n_chunks: int) -> list[list[int]]:
 
 
 def reconstruct_chunk(
-    store: str, config_json: str, windows: list[int], warm_start: bool = True, sim_parameters: SimParameterPolicy = "fallback"
+    store: str, config_json: str, windows: list[int], warm_start: bool = True, sim_parameters: SimParameterPolicy = "configured"
 ) -> list[dict]:
     """Reconstruct ``windows`` of ``store`` in order (a warm-start chain); return plain arrays.
 
@@ -66,8 +66,8 @@ def reconstruct_chunk(
                 "channel_names": r.channel_names,
                 "pixel_size_um": r.pixel_size_um,
                 "z_step_um": r.z_step_um,
-                "network": ravel_pytree(r.fit.params)[0],
-                "model": model_description(r.fit.model),
+                "network": None if r.info.get("status") == "failed" else ravel_pytree(r.fit.params)[0],
+                "model": None if r.info.get("status") == "failed" else model_description(r.fit.model),
             }
         )
     return out
@@ -84,7 +84,7 @@ def reconstruct_distributed(
     overwrite: bool = False,
     warm_start: bool = True,
     on_window: Callable[[dict], None] | None = None,
-    sim_parameters: SimParameterPolicy = "fallback",
+    sim_parameters: SimParameterPolicy = "configured",
 ) -> list[int]:
     """Reconstruct ``windows`` (default: all complete) of ``store`` on a Dask cluster.
 
@@ -103,6 +103,7 @@ def reconstruct_distributed(
     config_json = config.model_dump_json()
     written: list[int] = []
     writer: Any = None
+    model_set: list[bool] = []
 
     def write(results: list[dict]) -> None:
         nonlocal writer
@@ -120,7 +121,15 @@ def reconstruct_distributed(
                     overwrite=overwrite,
                     config=group_config,
                 )
+            if r["info"].get("status") == "failed":  # diverged or exploded (recon.chain): not final
+                writer.write_conventional(r["window"], r["conventional"])
+                writer.mark_failed(r["window"], r["info"]["failure"], info=r["info"])
+                if on_window is not None:
+                    on_window(r)
+                continue
+            if r["model"] is not None and not model_set:
                 writer.set_attributes(model=r["model"])
+                model_set.append(True)
             writer.write_window(r["window"], r["scene"], r["times_s"], r["motion"], r["conventional"], info=r["info"])
             writer.write_network(r["window"], r["network"])
             written.append(r["window"])

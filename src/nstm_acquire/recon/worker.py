@@ -23,6 +23,9 @@ result)``, ``window_skipped(w)``, ``lag_changed(waiting, lag_s)``, ``error(messa
 
 A window that fails is logged with its traceback (the package logger, :mod:`nstm_acquire._logger`),
 reported through ``error``, listed in ``failed`` and skipped; the worker goes on with the next.
+A window whose fit diverged or exploded (:func:`~nstm_acquire.recon.chain.fit_failure`) is
+stored with ``status="failed"``, reported through ``error`` (``"window w failed (not final):
+reason"``) and listed in ``failed`` (not ``done``); the next window fits from scratch.
 An exception that ends the thread itself is logged the same way. Most programs do not use the
 worker directly but through :class:`~nstm_acquire.acquire.session.LiveSession`.
 """
@@ -100,7 +103,7 @@ class ReconstructionWorker:
         policy: Policy = "all",
         name: str = "nstm",
         warm_start: bool = True,
-        sim_parameters: str = "fallback",
+        sim_parameters: str = "configured",
     ) -> None:
         if policy not in ("all", "newest"):
             raise ValueError(f"policy={policy!r} must be 'all' or 'newest'")
@@ -154,11 +157,11 @@ class ReconstructionWorker:
     @property
     def waiting(self) -> int:
         """Windows submitted and neither reconstructed nor skipped yet (including the current one)."""
-        return len(list(self._submitted)) - len(self.done) - len(self.skipped)
+        return len(set(self._submitted) - set(self.done) - set(self.skipped) - set(self.failed))
 
     def lag_s(self) -> float:
         """How long the oldest window not yet reconstructed has been waiting, seconds."""
-        finished = set(self.done) | set(self.skipped)
+        finished = set(self.done) | set(self.skipped) | set(self.failed)
         pending = [t for w, t in list(self._submitted.items()) if w not in finished]
         return time.time() - min(pending) if pending else 0.0
 
@@ -243,6 +246,13 @@ class ReconstructionWorker:
             self._skip(w)
             return
         self.results[w] = result
+        failure = result.info.get("failure") if result.info.get("status") == "failed" else None
+        if failure:  # diverged or exploded (recon.chain.fit_failure): stored as failed, not final
+            _log.warning("window %d failed: %s", w, failure)
+            self.failed.append(w)
+            self.events.error.emit(f"window {w} failed (not final): {failure}")
+            self._emit_lag()
+            return
         fit = getattr(result, "fit", None)
         _log.info("window %d reconstructed in %.1f s%s", w, time.time() - started,
                   f": {fit.summary()}" if fit is not None else "")

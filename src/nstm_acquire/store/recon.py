@@ -21,8 +21,10 @@ reports, e.g. ``steps``, ``final_loss``, ``wall_time_s``, ``warm_start``, ``illu
 Optional fields added by this implementation (for ``docs/format.md``):
 
 * ``windows[w]`` also holds ``status`` (``"preview"``: only ``conventional`` is written;
-  ``"final"``: scene, motion and times too), ``t_start`` and ``n_times`` (the slices
-  ``scene[t_start : t_start + n_times]`` belong to window w) and ``has_conventional``;
+  ``"final"``: scene, motion and times too; ``"failed"``: the fit diverged or exploded, its
+  scene is not written and ``failure`` says why in one line), ``t_start`` and ``n_times``
+  (the slices ``scene[t_start : t_start + n_times]`` belong to window w) and
+  ``has_conventional``;
 * attributes ``z_step_um`` (output grid, or null for 2D), ``channels`` (channel names, or
   null), ``motion_units`` = ``"output pixels"``;
 * attribute ``ome``: OME-Zarr 0.5 ``multiscales`` naming ``scene`` as a 5D image
@@ -370,6 +372,7 @@ class ReconWriter:
         # announce last
         windows = self._attrs["windows"]
         entry = {**self._window_info(w), **to_json(info or {})}
+        entry.pop("failure", None)
         entry.update(status="final", t_start=start, n_times=n)
         if conventional is not None:
             entry["has_conventional"] = True
@@ -399,6 +402,23 @@ class ReconWriter:
         entry = {**self._window_info(w), **to_json(info or {})}
         entry.setdefault("status", "preview")
         entry["has_conventional"] = True
+        self._attrs["windows"][str(w)] = entry
+        self._save_attrs("windows")
+
+    @_locked
+    def mark_failed(self, w: int, reason: str, info: dict[str, Any] | None = None) -> None:
+        """Record that window ``w``'s NSTM fit failed: ``status="failed"`` and ``failure`` (one
+        line: why), with ``info`` merged as in :meth:`write_window`. No scene is written; a
+        conventional result already written stays. Readers do not count the window as done.
+        """
+        w = int(w)
+        if w < 0:
+            raise ValueError(f"w={w} must be a window index >= 0")
+        reason = " ".join(str(reason).split())
+        if not reason:
+            raise ValueError("reason is empty; say in one line why the fit failed")
+        entry = {**self._window_info(w), **to_json(info or {})}
+        entry.update(status="failed", failure=reason)
         self._attrs["windows"][str(w)] = entry
         self._save_attrs("windows")
 
@@ -504,6 +524,13 @@ class ReconReader:
         if refresh:
             self.refresh()
         return sorted(w for w, v in self.windows_info().items() if v.get("status") == "final")
+
+    def windows_failed(self, refresh: bool = True) -> dict[int, str]:
+        """Windows whose NSTM fit failed, with the one-line reason, ascending."""
+        if refresh:
+            self.refresh()
+        info = self.windows_info()
+        return {w: str(info[w].get("failure", "")) for w in sorted(info) if info[w].get("status") == "failed"}
 
     def windows_preview(self, refresh: bool = True) -> list[int]:
         """Windows with a conventional reconstruction written (preview or final), ascending."""

@@ -9,6 +9,7 @@ ground truth, so everything acquired from it can be scored.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -30,7 +31,11 @@ from nstm_acquire.hardware.simulated.motion import motion_from_spec
 from nstm_acquire.hardware.simulated.noise import CameraNoise
 from nstm_acquire.hardware.simulated.phantoms import BeadPhantom, CellPhantom, FilamentPhantom
 from nstm_acquire.hardware.simulated.sample import MovingSample
-from nstm_acquire.physics.sim.illumination import SimIllumination, default_sim_illumination
+from nstm_acquire.physics.sim.illumination import (
+    SimIllumination,
+    default_sim_illumination,
+    sim3d_nyquist_z_step_um,
+)
 
 __all__ = ["SimulatedWorld", "DpcScene", "SimScene", "sub_exposure_times"]
 
@@ -125,7 +130,11 @@ class SimScene:
         self.fine_shape = (frame_shape[0] * upsample, frame_shape[1] * upsample)
         if three_beam:
             z0, z1 = options["z_range_um"]
-            dz = (cfg.optics.z_step_um or 0.25) / 2
+            # half the plane spacing (default: the Nyquist step of the 3D SIM axial passband)
+            k_per_um = self.illumination.k_per_um
+            k = max(math.hypot(*kk) for kk in k_per_um) if k_per_um else None
+            step = cfg.optics.z_step_um or sim3d_nyquist_z_step_um(cfg.optics, cfg.excitation_wavelength_um, k)
+            dz = step / 2
             self.sample_z_um = np.arange(z0 - 1.0, z1 + 1.0 + 1e-9, dz)
         else:
             self.sample_z_um = None

@@ -26,7 +26,11 @@ Method (in the spirit of fairSIM; written from the equations)
    around the expected ``|k|`` (configured ``k_per_um``, else ``expected``'s, else
    ``expected_fraction_of_cutoff``), or over the whole passband ``[0.1, 0.98] × 2NA/λ`` when
    nothing is expected; then sub-pixel by Nelder-Mead with an exact direct DFT at the off-grid
-   ``k``.
+   ``k``. Around an expected ``|k|`` the three highest coarse peaks are refined (step 4) and
+   the one with the highest untapered correlation is kept: on a sparse bead sample a peak of
+   the sample's own spectrum can outshine the pattern's on the tapered frames (measured on the
+   simulated microscope's static 128 x 128 x 8 three-beam store: two of three orientations
+   locked 10 % below ``|k|`` at correlation 0.74-0.75; the pattern's peak refines to 0.95).
 4. Refinement without the taper's bias (a taper does not commute with the blur): in real space
    ``Y1 = a Y0`` point by point at the true shift, so ``Y1 conj(Y0)`` at ``k + δ`` carries the
    phase ramp ``exp(-i 2π δ·r)``; ``δ`` maximises the modulus of the Fourier transform of that
@@ -46,10 +50,13 @@ locked onto a spurious peak and reconstructed anyway). An orientation is implaus
   ``angle_tolerance_rad`` off the expected one;
 * the orientations disagree: ``|k|`` more than ``k_tolerance / 2`` from their median, or an
   angle not a multiple of ``π / n`` away from the others;
-* a fringe contrast (two-beam ``m``; three-beam ``m1 / (4/3)``, ``m2 / (2/3)``, the
-  equal-beam values) is below ``min_contrast`` or above ``max_contrast`` (a pattern above full
-  contrast would be negative: what order-0 leakage from a moving sample produces), or more
-  than ``modulation_tolerance`` off the configured modulation when one is given;
+* a modulation is beyond the physical limits, with ``max_contrast`` as the noise margin
+  (two-beam ``m <= 1``; three-beam ``m1 <= √2``, ``m2 <= 1`` and the pair reachable by some
+  beam ratio, i.e. the contrast ``m2 + m1²/(8 m2) <= 1``, see the ``illumination`` module: a
+  pattern beyond them would be negative, which is what order-0 leakage from a moving sample
+  produces); or an order's contrast (two-beam ``m``; three-beam ``m1 / (4/3)``,
+  ``m2 / (2/3)``, relative to the equal-beam values) is below ``min_contrast``; or a
+  modulation is more than ``modulation_tolerance`` off the configured one when one is given;
 * the correlation peak is less than ``min_peak_to_background`` times the RMS of the
   correlation over the rest of the search ring;
 * a shot's pattern phase deviates more than ``phase_step_tolerance_rad`` from the phase steps,
@@ -74,8 +81,11 @@ from scipy.optimize import minimize
 from nstm_acquire.physics.optics import Optics
 from nstm_acquire.physics.sim.illumination import (
     IDEAL_THREE_BEAM_MODULATION,
+    THREE_BEAM_MAX_M1,
     SimIllumination,
+    physical_modulation,
     three_beam_axial_k_per_um,
+    three_beam_contrast,
 )
 from nstm_acquire.physics.sim.otf import MeasuredPsf, OrderTransfer, lateral_cutoff_per_um
 
@@ -91,6 +101,7 @@ __all__ = [
 ]
 
 _PHASE_CONSISTENCY_RAD = math.radians(30.0)
+_CANDIDATES = 3  # coarse peaks refined around an expected |k|; the best refined correlation wins
 _FULL_SEARCH = (0.1, 0.98)  # fraction of 2NA/λ searched without an expected |k|
 _FIX = (
     "the sample may have moved during the window; give illumination.{field} in the store or "
@@ -509,13 +520,16 @@ class _Estimator:
         return self._window
 
     def search(
-        self, d: int, spectra: np.ndarray, ring: tuple[float, float]
-    ) -> tuple[tuple[float, float], float]:
+        self, d: int, spectra: np.ndarray, ring: tuple[float, float], n_candidates: int = 1
+    ) -> list[tuple[tuple[float, float], float]]:
         """Coarse + sub-pixel search of the finest order's shift ``k`` in the ring (cycles/µm).
 
-        Returns ``(k, peak-to-background)``: the peak is the
-        sub-pixel maximum, the background the RMS of the correlation over the rest of the ring
-        (more than 3 frequency pixels from the peak).
+        Returns ``[(k, peak-to-background)]`` for the ``n_candidates`` highest coarse peaks
+        (each more than 3 frequency pixels from the higher ones), highest first: the peak is
+        the sub-pixel maximum, the background the RMS of the correlation over the rest of the
+        ring (more than 3 frequency pixels from the peak). A sparse sample's own spectrum can
+        put a spurious coarse peak above the pattern's on the tapered frames; the caller
+        keeps the candidate whose refined, untapered correlation is highest.
         """
         product, numerator, d1, d0 = self.coarse_maps(
             spectra[self.n_orders], spectra[0] * self.low_mask
@@ -531,7 +545,28 @@ class _Estimator:
                 "frequency of the camera grid; check k_per_um and the optics"
             )
         masked = np.where(region, ncc, -np.inf)
-        iy, ix = (int(i) for i in np.unravel_index(int(np.argmax(masked)), masked.shape))
+        found = []
+        for _ in range(max(1, n_candidates)):
+            if not np.isfinite(masked.max()):
+                break
+            iy, ix = (int(i) for i in np.unravel_index(int(np.argmax(masked)), masked.shape))
+            found.append(self._subpixel(ncc, region, product, d1, d0, floor, iy, ix))
+            k0 = (float(self.fqy[iy, 0]), float(self.fqx[0, ix]))
+            masked = np.where(np.hypot(self.fqy - k0[0], self.fqx - k0[1]) > 3.0 * max(self.step), masked, -np.inf)
+        return found
+
+    def _subpixel(
+        self,
+        ncc: np.ndarray,
+        region: np.ndarray,
+        product: np.ndarray,
+        d1: np.ndarray,
+        d0: np.ndarray,
+        floor: float,
+        iy: int,
+        ix: int,
+    ) -> tuple[tuple[float, float], float]:
+        """The sub-pixel peak ``k`` near the coarse peak ``(iy, ix)`` and its peak-to-background."""
         peak = float(ncc[iy, ix])
         k0 = (float(self.fqy[iy, 0]), float(self.fqx[0, ix]))
         # background: the search region away from the peak
@@ -569,12 +604,20 @@ class _Estimator:
         ptb = peak / background if background > 0 else math.inf
         return k, ptb
 
-    def estimate_orientation(self, d: int, ring: tuple[float, float]) -> _OrientationResult:
+    def estimate_orientation(self, d: int, ring: tuple[float, float], n_candidates: int = 1) -> _OrientationResult:
+        """Estimate orientation ``d`` in the ``ring`` (cycles/µm); ``n_candidates`` coarse peaks
+        are refined and the one with the highest untapered correlation is kept."""
         tapered, plain, shots = self.spectra(d)
-        k, ptb = self.search(d, tapered, ring)
         m = self.n_orders
         b_0 = plain[0] * self.low_mask
-        k = self.refine(plain[m], b_0, k)
+        best: tuple[float, tuple[float, float], float] | None = None
+        for k_coarse, ptb_c in self.search(d, tapered, ring, n_candidates=n_candidates):
+            k_c = self.refine(plain[m], b_0, k_coarse)
+            _, corr_c = self.coefficient(plain[m], b_0, k_c, 0.0)
+            if best is None or corr_c > best[0]:
+                best = (corr_c, k_c, ptb_c)
+        assert best is not None  # search() returns at least one candidate
+        _, k, ptb = best
         if not self.three_beam:
             a, corr = self.coefficient(plain[1], b_0, k, 0.0)
             phase = float(np.angle(a))
@@ -676,9 +719,11 @@ def estimate_sim_parameters(
         Largest plausible deviation (rad) of a pattern angle (mod π) from the expected angle,
         and of the angles between orientations from multiples of ``π / n_orientations``.
     min_contrast, max_contrast
-        Plausible range of the fringe contrast (two-beam ``m``; three-beam ``m1/(4/3)``,
-        ``m2/(2/3)``); above 1 the pattern would be negative, which happens when motion
-        leaks order 0 into the separated bands.
+        ``min_contrast``: smallest plausible contrast of each order (two-beam ``m``;
+        three-beam ``m1/(4/3)``, ``m2/(2/3)``). ``max_contrast``: noise margin on the
+        physical limits (two-beam ``m <= 1``; three-beam ``m1 <= √2``, ``m2 <= 1``,
+        ``m2 + m1²/(8 m2) <= 1``); beyond them the pattern would be negative, which happens
+        when motion leaks order 0 into the separated bands.
     modulation_tolerance
         Largest plausible relative deviation of a modulation from the configured one (or
         ``expected``'s) when that is known.
@@ -709,8 +754,12 @@ def estimate_sim_parameters(
     est = _Estimator(data, optics, ill, z_step_um, edge_taper, low_frequency_cut, psf)
     cutoff = est.cutoff
     mags, vecs = _expected_magnitudes(ill, expected, expected_fraction_of_cutoff, cutoff)
+    # around an expected |k|, several coarse peaks are refined (a sparse sample's spectrum can
+    # outshine the pattern on the tapered frames); a full search relies on searching again
     results = [
-        est.estimate_orientation(d, _search_ring(d, mags[d], cutoff, search_ring))
+        est.estimate_orientation(
+            d, _search_ring(d, mags[d], cutoff, search_ring), _CANDIDATES if mags[d] is not None else 1
+        )
         for d in range(ill.n_orientations)
     ]
     expected_modulation = _expected_modulation(ill, expected)
@@ -922,17 +971,20 @@ def _check_plausibility(
                     f"orientation {d}: the estimated k points opposite to the configured one "
                     "(the phase steps run the other way round); the estimate follows the data"
                 )
+        beyond = _beyond_physical_limits(r.modulation, ill.three_beam, tol.max_contrast)
+        if beyond:
+            problems[d].append(
+                f"orientation {d}: estimated modulation {beyond} (the separated orders are not "
+                "those of a static sample)"
+            )
         for j, (name, m, full) in enumerate(zip(names, r.modulation, ideal, strict=True)):
             if m / full < tol.min_contrast:
                 problems[d].append(
                     f"orientation {d}: estimated modulation {name} = {m:.2f} is below the "
                     f"plausible minimum {tol.min_contrast * full:.2f}"
                 )
-            elif m / full > tol.max_contrast:
-                problems[d].append(
-                    f"orientation {d}: estimated modulation {name} = {m:.2f} is above the physical "
-                    f"maximum {full:.2f} (the separated orders are not those of a static sample)"
-                )
+            elif beyond:
+                continue
             elif expected_modulation is not None and expected_modulation[d][j] > 0:
                 ref = expected_modulation[d][j]
                 dev = abs(m - ref) / ref
@@ -984,27 +1036,123 @@ def _check_plausibility(
     return problems, notes
 
 
+def _beyond_physical_limits(modulation: tuple[float, ...], three_beam: bool, max_contrast: float) -> str:
+    """Why an estimated modulation is beyond the physical limits (with ``max_contrast`` as
+    the noise margin on the contrast), or ``""``.
+
+    Two-beam: ``m <= 1``. Three-beam (``illumination`` module docstring): ``m1 <= √2``,
+    ``m2 <= 1`` and the pair reachable by some beam ratio and contrast, i.e. the contrast
+    ``c = m2 + m1² / (8 m2) <= 1`` (which also keeps the pattern non-negative).
+    """
+    if not three_beam:
+        m = modulation[0]
+        if m > max_contrast:
+            return f"m = {m:.2f} is above the physical maximum 1 (the pattern would be negative)"
+        return ""
+    m1, m2 = modulation
+    c = three_beam_contrast(m1, m2)
+    if m1 > THREE_BEAM_MAX_M1 * max_contrast:
+        return f"m1 = {m1:.2f} is above the physical maximum √2 = {THREE_BEAM_MAX_M1:.3f}"
+    if m2 > max_contrast:
+        return f"m2 = {m2:.2f} is above the physical maximum 1"
+    if c > max_contrast:
+        return (
+            f"[m1, m2] = [{m1:.2f}, {m2:.2f}] fits no beam ratio: its fringe contrast "
+            f"m2 + m1²/(8 m2) = {c:.2f} is above 1 (the pattern would be negative)"
+        )
+    return ""
+
+
 # ----------------------------------------------------------------------------- resolution
-SimParameterPolicy = Literal["fallback", "error", "estimate", "configured"]
+SimParameterPolicy = Literal["configured", "fallback", "error", "estimate"]
 """How :func:`resolve_sim_parameters` chooses between the estimate and the configured pattern."""
+
+
+#: Largest store/estimate differences that count as agreement (``resolve_sim_parameters``):
+#: ``|Δk|`` relative to ``|k|`` (0.5 %: about 0.02 cycles/µm at 4 cycles/µm, several times
+#: the static estimator's error), phase (rad) and modulation (relative).
+AGREEMENT_K_REL = 0.005
+AGREEMENT_PHASE_RAD = math.radians(20.0)
+AGREEMENT_MODULATION_REL = 0.25
+
+
+def _compare_with_estimate(estimate: SimEstimate, configured: SimIllumination) -> dict[str, Any]:
+    """How the store's (configured) pattern fields differ from the estimate, per orientation.
+
+    ``k_difference_per_um`` (``|k_store - k_est|``, cycles/µm, sign of ``k`` ignored: the
+    phase steps may run the other way round), ``phase_difference_rad`` (wrapped, with the sign
+    of ``k`` followed), ``modulation_difference`` (per order, relative to the store's) and
+    ``disagreements`` (one line each, beyond ``AGREEMENT_*``); ``None`` where the store has no
+    value. ``estimate_plausible`` tells whether the estimate itself passed its checks.
+    """
+    nd = configured.n_orientations
+    out: dict[str, Any] = {
+        "k_difference_per_um": [None] * nd,
+        "phase_difference_rad": [None] * nd,
+        "modulation_difference": [None] * nd,
+        "estimate_plausible": [bool(p) for p in estimate.plausible],
+        "disagreements": [],
+    }
+    flips = [False] * nd
+    for d in range(nd):
+        note = "" if estimate.plausible[d] else " (the estimate is itself implausible)"
+        if configured.k_per_um is not None:
+            kc = np.asarray(configured.k_per_um[d], dtype=np.float64)
+            ke = np.asarray(estimate.k_per_um[d], dtype=np.float64)
+            same, flipped = float(np.hypot(*(kc - ke))), float(np.hypot(*(kc + ke)))
+            flips[d] = flipped < same
+            dk = min(same, flipped)
+            out["k_difference_per_um"][d] = dk
+            if dk > AGREEMENT_K_REL * float(np.hypot(*kc)):
+                out["disagreements"].append(
+                    f"orientation {d}: the store's k_per_um {[round(float(v), 4) for v in kc]} and the "
+                    f"data's estimate {[round(float(v), 4) for v in ke]} differ by {dk:.3g} cycles/µm{note}"
+                )
+        if configured.phase_rad is not None:
+            pe = -estimate.phase_rad[d] if flips[d] else estimate.phase_rad[d]
+            dp = abs(_wrap(float(configured.phase_rad[d]) - pe))
+            out["phase_difference_rad"][d] = dp
+            if dp > AGREEMENT_PHASE_RAD:
+                out["disagreements"].append(
+                    f"orientation {d}: the store's phase_rad {configured.phase_rad[d]:.3f} and the data's "
+                    f"estimate {pe:.3f} differ by {math.degrees(dp):.0f}°{note}"
+                )
+        if configured.modulation is not None:
+            mc, me = configured.modulation[d], estimate.modulation[d]
+            rel = [abs(e - c) / c if c > 0 else abs(e - c) for c, e in zip(mc, me, strict=True)]
+            out["modulation_difference"][d] = rel
+            if max(rel) > AGREEMENT_MODULATION_REL:
+                out["disagreements"].append(
+                    f"orientation {d}: the store's modulation {[round(v, 3) for v in mc]} and the data's "
+                    f"estimate {[round(v, 3) for v in me]} differ by up to {100 * max(rel):.0f} %{note}"
+                )
+    return out
 
 
 def resolve_sim_parameters(
     estimate: SimEstimate,
     configured: SimIllumination,
-    policy: SimParameterPolicy = "fallback",
+    policy: SimParameterPolicy = "configured",
 ) -> tuple[SimIllumination, dict[str, Any]]:
     """The complete illumination to reconstruct with, and a report of where each value came from.
 
-    Policies (per orientation; ``k_per_um``, ``phase_rad`` and ``modulation`` move together):
+    ``configured`` is the store's illumination (FORMAT.md: a present field is what the writer
+    measured or calibrated). Policies (per orientation and field):
 
+    * ``"configured"`` (default): the store's values where present, checked against the
+      estimate: the differences go into the report's ``check`` and each disagreement beyond
+      ``AGREEMENT_K_REL`` / ``AGREEMENT_PHASE_RAD`` / ``AGREEMENT_MODULATION_REL`` is warned
+      about (``UserWarning``, the store's value is still used); the estimate (when
+      plausible) for what is missing; a missing value whose estimate is implausible raises.
     * ``"fallback"``: the estimate where it is plausible; where it is not, the configured
       values (reported); an implausible orientation without configured values raises.
     * ``"error"``: the estimate; any implausible orientation raises.
     * ``"estimate"``: the estimate everywhere, plausible or not (an explicit override; the
       problems are reported and warned about).
-    * ``"configured"``: the configured values where given, the estimate (when plausible)
-      for what is missing; a missing value whose estimate is implausible raises.
+
+    In ``"fallback"``, ``"error"`` and ``"estimate"`` the three fields of an orientation move
+    together. An estimated modulation is moved to the nearest physical one
+    (:func:`~nstm_acquire.physics.sim.illumination.physical_modulation`), never capped at 1.
 
     Raises
     ------
@@ -1017,8 +1165,8 @@ def resolve_sim_parameters(
         The complete illumination (``configured`` with the chosen values) and the report:
         ``policy``, ``estimated`` (:meth:`SimEstimate.to_dict`), ``configured`` (the
         configured illumination's store fields), ``source`` (per field and orientation:
-        ``"estimate"`` or ``"configured"``), ``problems`` and ``used`` (the resolved store
-        fields).
+        ``"estimate"`` or ``"configured"``), ``problems``, ``check`` (the store compared with
+        the estimate, every policy; see above) and ``used`` (the resolved store fields).
     """
     if policy not in ("fallback", "error", "estimate", "configured"):
         raise ValueError(
@@ -1037,9 +1185,10 @@ def resolve_sim_parameters(
     est_values: dict[str, list[Any]] = {
         "k_per_um": [list(k) for k in estimate.k_per_um],
         "phase_rad": list(estimate.phase_rad),
-        # Noise can push an estimated depth slightly above 1; a pattern cannot be deeper
-        # than 1 (the raw estimate stays in the report).
-        "modulation": [[min(max(float(v), 0.0), 1.0) for v in m] for m in estimate.modulation],
+        # Noise can push an estimate slightly beyond the physical limits (two-beam m <= 1;
+        # three-beam m1 <= √2, m2 <= 1, contrast <= 1): the nearest physical pattern is used
+        # (the raw estimate stays in the report).
+        "modulation": [physical_modulation(m, estimate.three_beam) for m in estimate.modulation],
     }
     chosen: dict[str, list[Any]] = {f: [None] * nd for f in fields}
     source: dict[str, list[str]] = {f: [""] * nd for f in fields}
@@ -1088,6 +1237,15 @@ def resolve_sim_parameters(
             UserWarning,
             stacklevel=2,
         )
+    check = _compare_with_estimate(estimate, configured)
+    if policy == "configured" and check["disagreements"]:
+        warnings.warn(
+            "SIM parameters: the store's pattern disagrees with the data's estimate (the store's "
+            "values are used; --sim-parameters fallback prefers a plausible estimate): "
+            + "; ".join(check["disagreements"]),
+            UserWarning,
+            stacklevel=2,
+        )
     resolved = configured.replace(**chosen)
     report = {
         "policy": policy,
@@ -1095,6 +1253,7 @@ def resolve_sim_parameters(
         "configured": configured.to_store(),
         "source": source,
         "problems": estimate.problems,
+        "check": check,
         "used": resolved.to_store(),
     }
     return resolved, report

@@ -34,9 +34,23 @@ their wavevectors:
 
 With equal beam amplitudes ``a``:
 ``I = a²[3 + 4 cos(π k·r + ψ) cos(2π kz z) + 2 cos(2π k·r + 2ψ)]``,
-i.e. mean-1 modulations ``m1 = 4/3``, ``m2 = 2/3`` (the largest that keep ``I >= 0``; the
-minimum is exactly 0). Both side beams must pass the objective: ``n sinθ <= NA``, i.e.
-``|k| <= 2 NA / λ_ex`` (the same limit as two-beam SIM).
+i.e. mean-1 modulations ``m1 = 4/3``, ``m2 = 2/3`` (the minimum is exactly 0). Both side beams
+must pass the objective: ``n sinθ <= NA``, i.e. ``|k| <= 2 NA / λ_ex`` (the same limit as
+two-beam SIM).
+
+Other beam ratios (:func:`three_beam_modulation`). With a centre beam of amplitude ``a``
+relative to two coherent side beams of amplitude 1 the same sum gives
+``I = a² + 2 + 4a cos(π k·r + ψ) cos(2π kz z) + 2 cos(2π k·r + 2ψ)``, so
+
+    m1 = c · 4a / (a² + 2),   m2 = c · 2 / (a² + 2),
+
+with a fringe contrast ``c <= 1`` (incoherent background, polarisation, out-of-focus light).
+``m1`` is largest, ``√2``, at ``a = √2`` (then ``m2 = 1/2``); a weak centre beam gives
+``m2`` up to 1 (``a -> 0``) and small ``m1``. Conversely a pair ``(m1, m2)`` has the beam
+ratio ``a = m1 / (2 m2)`` and the contrast ``c = m2 + m1² / (8 m2)``
+(:func:`three_beam_contrast`): it is physical exactly when ``c <= 1``, i.e.
+``m1² <= 8 m2 (1 - m2)``, which implies ``m1 <= √2`` and ``m2 <= 1`` and keeps the pattern
+non-negative (at ``c = 1`` its minimum is ``(a - 2)² / (a² + 2)`` for ``a > 2``, else 0).
 """
 
 from __future__ import annotations
@@ -62,12 +76,69 @@ __all__ = [
     "illumination_pattern",
     "check_illumination_for_optics",
     "IDEAL_THREE_BEAM_MODULATION",
+    "THREE_BEAM_MAX_M1",
+    "three_beam_modulation",
+    "three_beam_contrast",
+    "physical_modulation",
+    "sim3d_axial_support_per_um",
+    "sim3d_nyquist_z_step_um",
+    "DEFAULT_FRACTION_OF_CUTOFF",
 ]
+
+#: ``|k|`` of :func:`default_sim_illumination` as a fraction of the detection cut-off 2NA/λ_em.
+DEFAULT_FRACTION_OF_CUTOFF = 0.85
 
 #: Mean-1 modulations ``(m1, m2)`` of three equal-amplitude beams (see the module docstring).
 IDEAL_THREE_BEAM_MODULATION: tuple[float, float] = (4.0 / 3.0, 2.0 / 3.0)
 
+#: Largest mean-1 modulation ``m1`` of a three-beam pattern: centre beam ``√2`` x a side beam.
+THREE_BEAM_MAX_M1: float = math.sqrt(2.0)
+
 _NEGATIVE_TOLERANCE = 1e-9
+
+
+def three_beam_modulation(beam_ratio: float, contrast: float = 1.0) -> tuple[float, float]:
+    """Mean-1 modulations ``(m1, m2)`` of a three-beam pattern (module docstring).
+
+    ``beam_ratio`` is the centre beam's amplitude relative to each side beam's (``>= 0``;
+    1 = equal beams), ``contrast`` the fringe contrast in ``[0, 1]``.
+    """
+    a, c = float(beam_ratio), float(contrast)
+    if not (math.isfinite(a) and a >= 0):
+        raise ValueError(f"beam_ratio={beam_ratio} must be finite and >= 0 (centre / side amplitude)")
+    if not (0.0 <= c <= 1.0):
+        raise ValueError(f"contrast={contrast} must be in [0, 1]")
+    return c * 4.0 * a / (a * a + 2.0), c * 2.0 / (a * a + 2.0)
+
+
+def three_beam_contrast(m1: float, m2: float) -> float:
+    """The fringe contrast ``c = m2 + m1² / (8 m2)`` of a three-beam pair (module docstring).
+
+    ``c <= 1`` exactly when some beam ratio ``a = m1 / (2 m2)`` and contrast give ``(m1, m2)``;
+    ``inf`` for ``m2 = 0 < m1`` (no three-beam geometry has order 1 without order 2).
+    """
+    if m2 <= 0.0:
+        return 0.0 if m1 <= 0.0 else math.inf
+    return m2 + m1 * m1 / (8.0 * m2)
+
+
+def physical_modulation(modulation: tuple[float, ...] | list[float], three_beam: bool) -> list[float]:
+    """The nearest physically possible modulation of the same kind, for noisy estimates.
+
+    Two-beam: ``m`` clipped to ``[0, 1]``. Three-beam: negative values set to 0, then a pair
+    with contrast ``c > 1`` (:func:`three_beam_contrast`) scaled by ``1 / c`` (the beam ratio
+    is kept), so ``m1`` may stay up to ``√2`` and ``m2`` up to 1.
+    """
+    values = [max(float(v), 0.0) for v in modulation]
+    if not three_beam:
+        return [min(v, 1.0) for v in values]
+    m1, m2 = values
+    c = three_beam_contrast(m1, m2)
+    if math.isinf(c):
+        return [0.0, 0.0]
+    if c > 1.0:
+        return [m1 / c, m2 / c]
+    return [m1, m2]
 
 
 def _three_beam_min_intensity(m1: float, m2: float) -> float:
@@ -398,6 +469,39 @@ def three_beam_axial_k_per_um(
     return immersion_index * one_minus_cos / excitation_wavelength_um
 
 
+def sim3d_axial_support_per_um(
+    optics: Optics, excitation_wavelength_um: float, k_magnitude_per_um: float | None = None
+) -> float:
+    """Axial extent (cycles/µm, one-sided) of the three-beam 3D SIM OTF support.
+
+    Order 0 has the widefield support, whose largest axial frequency is
+    ``n (1 - cos α) / λ_em`` with ``sin α = NA / n`` (the OTF is the autocorrelation of the
+    pupil's spherical cap; its axial extent is the cap's depth). Order 1 is that support moved
+    axially by ``± kz`` (:func:`three_beam_axial_k_per_um`), order 2 is not moved, so the
+    passband reaches ``n (1 - cos α) / λ_em + kz``. ``k_magnitude_per_um`` is the finest
+    pattern frequency ``|k|`` (default: ``DEFAULT_FRACTION_OF_CUTOFF`` of ``2 NA / λ_em``).
+    Uses ``optics.wavelength_um`` (emission), ``na_detection`` and ``immersion_index``.
+    """
+    n, na = optics.immersion_index, optics.na_detection
+    if not na < n:
+        raise ValueError(f"na_detection={na} must be below immersion_index={n}")
+    sin_a = na / n
+    widefield = n * (sin_a**2 / (1.0 + math.sqrt(1.0 - sin_a**2))) / optics.wavelength_um
+    if k_magnitude_per_um is None:
+        k_magnitude_per_um = DEFAULT_FRACTION_OF_CUTOFF * 2.0 * na / optics.wavelength_um
+    kz = three_beam_axial_k_per_um(k_magnitude_per_um, excitation_wavelength_um, n)
+    return widefield + kz
+
+
+def sim3d_nyquist_z_step_um(
+    optics: Optics, excitation_wavelength_um: float, k_magnitude_per_um: float | None = None
+) -> float:
+    """The largest plane spacing (µm) that samples the 3D SIM axial passband:
+    ``1 / (2 sim3d_axial_support_per_um(...))`` (Nyquist). About 0.18 µm for NA 1.4 oil
+    (n = 1.515), 520 nm emission, 488 nm excitation and ``|k|`` at 0.85 of the cut-off."""
+    return 1.0 / (2.0 * sim3d_axial_support_per_um(optics, excitation_wavelength_um, k_magnitude_per_um))
+
+
 def check_illumination_for_optics(ill: SimIllumination, optics: Optics) -> None:
     """Check that the pattern can be formed and seen through ``optics``.
 
@@ -433,7 +537,7 @@ def default_sim_illumination(
     optics: Optics,
     excitation_wavelength_um: float,
     three_beam: bool = False,
-    fraction_of_cutoff: float = 0.85,
+    fraction_of_cutoff: float = DEFAULT_FRACTION_OF_CUTOFF,
     angle0_rad: float = 0.1,
     n_phases: int | None = None,
     modulation: float | tuple[float, float] = 0.8,
