@@ -2,9 +2,12 @@
 
 The forward-model interface is deliberately small (:class:`ForwardModel`): a JAX pytree with
 ``render(scenes, shots) -> predictions`` where ``scenes`` is ``(K, C, *scene_shape)`` -- the
-scene at each of the K shots' times -- and ``shots`` the shot index of each (to pick its
-pattern / transfer function). Everything else (networks, warping, exposure integration,
-coarse-to-fine, optimiser, stopping) is shared by every modality.
+scene at each of the K rows' times -- and ``shots`` the row index of each (to pick its
+pattern / transfer function). A row is usually one shot; a forward model may also predict
+several measurements from one scene (3D SIM: the frames of one time bin, padded to the same
+number, the padding given weight 0 by :attr:`FitData.weights`). Everything else (networks,
+warping, exposure integration, coarse-to-fine, optimiser, stopping) is shared by every
+modality.
 
 One compiled update serves every window of the same shape: the step is compiled once per
 (model structure, forward model type, array shapes) and reused (:func:`compiled_steps`).
@@ -64,12 +67,17 @@ class FitData:
         ``(K, n_sub)`` seconds on the acquisition clock: the times at which each shot's scene
         is rendered (exposure midpoint, or several times across the exposure; averaged).
     shots
-        ``(K,)`` int: the shot (pattern) index of each measurement.
+        ``(K,)`` int: the shot (pattern) index of each measurement row, as the forward model
+        understands it.
+    weights
+        None, or ``(K, ...)`` float: the weight of each measurement in the loss, broadcast over
+        the measurement's trailing axes (0: padding, not a measurement).
     """
 
     measurements: np.ndarray
     times_s: np.ndarray
     shots: np.ndarray
+    weights: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.measurements = np.asarray(self.measurements, np.float32)
@@ -87,6 +95,13 @@ class FitData:
             raise ValueError("times_s has non-finite values: the window is incomplete")
         if not np.all(np.isfinite(self.measurements)):
             raise ValueError("measurements contain NaN or infinite values")
+        if self.weights is not None:
+            w = np.asarray(self.weights, np.float32)
+            if w.shape != self.measurements.shape[: w.ndim] or w.ndim == 0:
+                raise ValueError(
+                    f"weights {w.shape} must match the leading axes of measurements {self.measurements.shape}"
+                )
+            self.weights = w
 
 
 @dataclasses.dataclass
@@ -345,6 +360,9 @@ def _fit_once(
     tn = time_map.normalise(data.times_s.reshape(-1))
     y = jnp.asarray(data.measurements)
     train, val = _masks(tuple(y.shape), cfg.loss_margin_px, cfg.validation_fraction, cfg.seed)
+    if data.weights is not None:  # padding rows out of the loss
+        w = data.weights.reshape(data.weights.shape + (1,) * (y.ndim - data.weights.ndim))
+        train, val = train * w, val * w
     plan = model.scene_plan() if cfg.scene_sampling == "grid" else None
     arrays = (tn, jnp.asarray(data.shots), y, jnp.asarray(train), jnp.asarray(val), plan)
     warm = init_params is not None

@@ -162,22 +162,25 @@ def reconstruct_sim(
     optics: Optics,
     illumination: SimIllumination,
     config: NSTMConfig | None = None,
-    sim_parameters: SimParameterPolicy = "fallback",
+    sim_parameters: SimParameterPolicy = "configured",
     upsample: int = 2,
     psf: MeasuredPsf | None = None,
     *,
     offset_adu: float = 0.0,
+    time_bin_s: float | None = None,
 ) -> WindowResult:
     """SIM from arrays: ``raw`` ``(S, Z, Y, X)`` camera counts, times ``(S, Z)`` in s.
 
     Shot ``s = d * n_phases + p``; ``Z = 1`` for two-beam 2D SIM (``illumination.three_beam``
     False), the stack's planes ``optics.z_step_um`` µm apart for three-beam 3D SIM. Missing
     ``k_per_um`` / ``phase_rad`` / ``modulation`` are estimated from the window and checked
-    (``sim_parameters``: ``"fallback"``, ``"error"``, ``"estimate"`` or ``"configured"``,
+    (``sim_parameters``: ``"configured"`` (default), ``"fallback"``, ``"error"`` or ``"estimate"``,
     :func:`~nstm_acquire.physics.sim.estimation.resolve_sim_parameters`); the report is in
     ``result.info["sim_parameters"]``. ``psf``: a measured PSF instead of the theoretical OTF
     (:class:`~nstm_acquire.physics.sim.otf.MeasuredPsf`). ``offset_adu`` is the camera's dark
-    offset, subtracted from ``raw`` first (default 0: already removed).
+    offset, subtracted from ``raw`` first (default 0: already removed). ``time_bin_s``: 3D, the
+    frames within this many seconds share one volume (None: two consecutive frames; 0: every
+    frame at its own time; :class:`~nstm_acquire.recon.problem.ProblemBuilder`).
     """
     frames = _without_offset(raw, offset_adu)
     if frames.ndim != 4:
@@ -199,5 +202,6 @@ def reconstruct_sim(
         sim_parameters=sim_parameters,
         upsample=upsample,
         psf=psf,
+        time_bin_s=time_bin_s,
     )
     return reconstruct_window(builder.problem_from_arrays(frames, ts, ex), config)

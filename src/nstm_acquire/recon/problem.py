@@ -31,6 +31,8 @@ from nstm_acquire.physics.sim.estimation import (
 from nstm_acquire.physics.sim.forward import (
     Sim2DForward,
     Sim3DForward,
+    Sim3DFramesForward,
+    frame_time_bins,
     lateral_order_fields,
     sim_patterns_2d,
 )
@@ -47,7 +49,7 @@ from nstm_acquire.physics.sim.wiener import wiener_sim_2d, wiener_sim_3d
 if TYPE_CHECKING:
     from nstm_acquire.store import StoreReader, WindowData
 
-__all__ = ["ProblemBuilder", "WindowProblem", "exposure_sample_times", "modality_of"]
+__all__ = ["ProblemBuilder", "WindowProblem", "auto_time_bin_s", "exposure_sample_times", "modality_of"]
 
 
 def modality_of(illumination: DpcIllumination | SimIllumination) -> str:
@@ -107,6 +109,22 @@ def exposure_sample_times(timestamps_s: np.ndarray, exposure_s: np.ndarray, n_su
     return t[:, None] + (np.arange(n_sub)[None, :] + 0.5) / n_sub * e[:, None]
 
 
+def auto_time_bin_s(midpoints_s: np.ndarray) -> float:
+    """The default time-bin spread of a 3D SIM window, s: 1.5 median frame intervals.
+
+    ``midpoints_s`` ``(S, Z)``. Frames within this spread of a bin's first frame share one
+    volume (:func:`~nstm_acquire.physics.sim.forward.frame_time_bins`): two consecutive frames,
+    whatever the plane order, so no frame is rendered more than half a frame interval from its
+    own time and a window costs ``S Z / 2`` volumes. Measured against per-frame rendering on
+    moving beads (docs/model.md): the model error stays below the camera noise under drift and
+    vibration, where bins of a whole stack (``Z`` frames) exceed it.
+    """
+    t = np.sort(np.asarray(midpoints_s, np.float64).reshape(-1))
+    steps = np.diff(t)
+    interval = float(np.median(steps)) if len(steps) else 0.0
+    return 1.5 * interval
+
+
 class ProblemBuilder:
     """Makes :class:`WindowProblem` s for the windows of one acquisition.
 
@@ -136,6 +154,11 @@ class ProblemBuilder:
         SIM: output grid refinement (the scene has ``upsample`` times the camera's pixels).
     psf
         SIM: a measured PSF, which replaces the theoretical OTF everywhere.
+    time_bin_s
+        3D SIM: frames whose exposure midpoints lie within this many seconds of a time bin's
+        first frame are predicted from one volume at the bin's mean time (None:
+        :func:`auto_time_bin_s`; 0: every frame from the volume at its own time, exact and
+        ``Z`` times the network evaluations).
 
     Frames given to :meth:`problem` / :meth:`problem_from_arrays` are camera counts with the
     dark offset already removed, axes ``(S, Z, Y, X)``; times are in seconds.
@@ -151,9 +174,10 @@ class ProblemBuilder:
         *,
         background: np.ndarray | None = None,
         tikhonov_reg: float = 1e-4,
-        sim_parameters: SimParameterPolicy = "fallback",
+        sim_parameters: SimParameterPolicy = "configured",
         upsample: int = 2,
         psf: MeasuredPsf | None = None,
+        time_bin_s: float | None = None,
     ) -> None:
         self.modality = modality_of(illumination)
         if self.modality == "sim3d" and optics.z_step_um is None:
@@ -169,6 +193,11 @@ class ProblemBuilder:
         self.sim_parameters = sim_parameters
         self.upsample = int(upsample)
         self.psf = psf  # SIM: a measured PSF replaces the theoretical OTF everywhere
+        if time_bin_s is not None and not (np.isfinite(time_bin_s) and time_bin_s >= 0):
+            raise ValueError(f"time_bin_s={time_bin_s}; give a spread >= 0 s, or None for the default")
+        self.time_bin_s = time_bin_s
+        self._frames_forward: tuple[Any, Sim3DFramesForward] | None = None  # 3D: (bins, forward)
+        self.bins_info: dict[str, Any] = {}
         self.sim_report: dict[str, Any] | None = None
         # SIM: the pattern used is resolved from the first window (estimated or configured)
         self.illumination: DpcIllumination | SimIllumination = illumination
@@ -185,7 +214,7 @@ class ProblemBuilder:
         config: NSTMConfig,
         *,
         tikhonov_reg: float = 1e-4,
-        sim_parameters: SimParameterPolicy = "fallback",
+        sim_parameters: SimParameterPolicy = "configured",
         upsample: int = 2,
         psf: MeasuredPsf | None = None,
     ) -> ProblemBuilder:
@@ -283,12 +312,11 @@ class ProblemBuilder:
             conv = wiener_sim_2d(raw[:, 0], self.optics, ill, upsample=u, psf=self.psf)[None, None]
             scene_shape: tuple[int, ...] = (self.frame_shape[0] * u, self.frame_shape[1] * u)
             render, z_step, motion_dims = mid[:, 0], None, 2
+            forward = self.forward
         else:
-            # the 3D speed-up: every (orientation, phase) stack is one volume at one time, the
-            # mean of its planes' exposure times (docs/model.md)
-            t_stack = ts.mean(axis=1)
-            times = exposure_sample_times(t_stack, exp.mean(axis=1), self.config.fit.exposure_subsamples)
-            data = FitData(y, times, np.arange(raw.shape[0]))
+            # every frame predicted from the volume at its own time, frames close in time
+            # sharing one volume (time bins; docs/model.md), whatever the plane order
+            data, forward = self._binned_data(y, mid, exp)
             conv = wiener_sim_3d(raw, self.optics, ill, self.optics.z_step_um, upsample=u, psf=self.psf)[None]
             scene_shape = (self.n_planes, self.frame_shape[0] * u, self.frame_shape[1] * u)
             render, z_step, motion_dims = mid.mean(axis=1), self.optics.z_step_um, 3
@@ -296,7 +324,7 @@ class ProblemBuilder:
         if np.any(order != np.arange(len(order))):
             raise ValueError("SIM shots were not acquired in shot order; reorder the store's shots")
         return WindowProblem(
-            forward=self.forward,
+            forward=forward,
             data=data,
             scene_shape=scene_shape,
             channels=1,
@@ -310,8 +338,33 @@ class ProblemBuilder:
                 "normalisation": f"raw / {scale:.6g}",
                 "sim_parameters": self.sim_report,
                 "otf": "measured PSF" if self.psf is not None else "theoretical",
+                **(self.bins_info if self.modality == "sim3d" else {}),
             },
         )
+
+    def _binned_data(self, y: np.ndarray, mid: np.ndarray, exp: np.ndarray) -> tuple[FitData, Sim3DFramesForward]:
+        """3D: the frames ``y`` ``(S, Z, Y, X)`` grouped into time bins, ``(B, M, Y, X)`` with
+        weight 0 on the padding; each bin's volume at the mean of its frames' midpoints ``mid``
+        ``(S, Z)``, sampled across the mean exposure ``exp``; and the forward model of the bins
+        (cached: the same bins, the same compiled fit)."""
+        spread = auto_time_bin_s(mid) if self.time_bin_s is None else self.time_bin_s
+        bins = frame_time_bins(mid, spread)
+        self.bins_info = {"time_bins": len(bins), "time_bin_s": float(spread)}
+        key = tuple(tuple(b) for b in bins)
+        if self._frames_forward is None or self._frames_forward[0] != key:
+            self._frames_forward = (key, Sim3DFramesForward.create(self.forward, bins))
+        n_max = max(len(b) for b in bins)
+        frames = np.zeros((len(bins), n_max, *y.shape[2:]), np.float32)
+        weights = np.zeros((len(bins), n_max), np.float32)
+        t_bin, e_bin = np.empty(len(bins)), np.empty(len(bins))
+        for b, members in enumerate(bins):
+            s, z = np.array(members).T
+            frames[b, : len(members)] = y[s, z]
+            frames[b, len(members) :] = y[s[-1], z[-1]]
+            weights[b, : len(members)] = 1.0
+            t_bin[b], e_bin[b] = mid[s, z].mean(), exp[s, z].mean()
+        times = exposure_sample_times(t_bin - 0.5 * e_bin, e_bin, self.config.fit.exposure_subsamples)
+        return FitData(frames, times, np.arange(len(bins)), weights), self._frames_forward[1]
 
     # ------------------------------------------------------------------ DPC
     def _dpc(self, raw: np.ndarray, timestamps_s: np.ndarray, exposure_s: np.ndarray) -> WindowProblem:

@@ -178,11 +178,16 @@ def simulate_sim_window(
     seed: int = 1,
     exposure_subsamples: int = 3,
     noise: CameraNoise | None = None,
+    plane_order: str = "pattern_major",
 ) -> SimulatedSimWindow:
     """One SIM window of a moving fluorescent ``phantom`` through the simulated SIM camera.
 
-    Frames are taken shot by shot, each shot's planes one after the other (3D: the stack of a
-    shot, focal plane ``i`` at ``(i - Z // 2) * z_step_um`` µm), every ``frame_interval_s``;
+    Frames are taken every ``frame_interval_s`` in ``plane_order`` (3D; focal plane ``i`` at
+    ``(i - Z // 2) * z_step_um`` µm): ``"pattern_major"`` shot by shot, each shot's planes one
+    after the other (each (orientation, phase) stack taken quickly); ``"plane_major"`` plane by
+    plane, every shot of a plane one after the other (the acquisition's default order,
+    :class:`~nstm_acquire.acquire.sequences.AcquisitionPlan`). ``timestamps_s`` is ``(S, Z)``
+    whatever the order;
     each frame averages the sample over ``exposure_subsamples`` times in its exposure.
     ``photons`` scales the density to photo-electrons; camera noise (Poisson, read noise,
     offset) from ``noise`` (default :class:`CameraNoise`), offset removed.
@@ -201,7 +206,12 @@ def simulate_sim_window(
     camera = noise or CameraNoise()
     rng = np.random.default_rng(seed)
     n_shots = illumination.n_shots
-    starts = (np.arange(n_shots * n_planes) * frame_interval_s).reshape(n_shots, n_planes)
+    if plane_order == "pattern_major":
+        starts = (np.arange(n_shots * n_planes) * frame_interval_s).reshape(n_shots, n_planes)
+    elif plane_order == "plane_major":
+        starts = (np.arange(n_shots * n_planes) * frame_interval_s).reshape(n_planes, n_shots).T.copy()
+    else:
+        raise ValueError(f"plane_order={plane_order!r}; give 'pattern_major' or 'plane_major'")
     raw = np.empty((n_shots, n_planes, *shape), np.float32)
     z_arg = planes if n_planes > 1 else None
     for s in range(n_shots):

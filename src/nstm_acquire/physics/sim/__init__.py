@@ -21,7 +21,7 @@ if TYPE_CHECKING:
         estimate_sim_parameters,
         resolve_sim_parameters,
     )
-    from nstm_acquire.physics.sim.forward import Sim2DForward, Sim3DForward
+    from nstm_acquire.physics.sim.forward import Sim2DForward, Sim3DForward, Sim3DFramesForward, frame_time_bins
     from nstm_acquire.physics.sim.illumination import (
         SimIllumination,
         default_sim_illumination,
@@ -38,6 +38,8 @@ _MODULE_OF = {
     "resolve_sim_parameters": "estimation",
     "Sim2DForward": "forward",
     "Sim3DForward": "forward",
+    "Sim3DFramesForward": "forward",
+    "frame_time_bins": "forward",
     "SimIllumination": "illumination",
     "default_sim_illumination": "illumination",
     "illumination_pattern": "illumination",
@@ -51,12 +53,14 @@ __all__ = [
     "MeasuredPsf",
     "Sim2DForward",
     "Sim3DForward",
+    "Sim3DFramesForward",
     "SimEstimate",
     "SimIllumination",
     "SimParameterError",
     "SimParameterPolicy",
     "default_sim_illumination",
     "estimate_sim_parameters",
+    "frame_time_bins",
     "illumination_pattern",
     "load_psf",
     "resolve_sim_parameters",

@@ -9,8 +9,11 @@ the camera's frequency grid (what real-space subsampling does), then one small i
 
 * :class:`Sim2DForward`: scenes ``(K, 1, Yf, Xf)`` -> camera images ``(K, Y, X)``.
 * :class:`Sim3DForward` (three-beam): scenes ``(K, 1, Z, Yf, Xf)``, one volume per
-  (orientation, phase) shot rendered at one time (the 3D speed-up: 15 renders per time point
-  whatever the number of planes) -> the shot's z stack ``(K, Z, Y, X)``. The pattern is fixed
+  (orientation, phase) shot rendered at one time -> the shot's z stack ``(K, Z, Y, X)``.
+* :class:`Sim3DFramesForward` (three-beam, what the NSTM fits): every acquired frame (shot,
+  plane) predicted from the volume of its time bin -- frames taken close together in time
+  share one volume, whatever the plane order (:func:`frame_time_bins`, docs/model.md) ->
+  ``(K, M, Y, X)``, the M frames of each bin. The pattern is fixed
   to the focal plane, so each order's term is a 3D convolution with ``PSF(r, u) cos(2π kz_m u)``
   (``u`` the defocus): its OTF is the widefield 3D OTF shifted by ``±kz_m`` along the axial
   frequency (:mod:`nstm_acquire.physics.sim.otf`).
@@ -30,7 +33,15 @@ import numpy as np
 
 from nstm_acquire.physics.sim.illumination import SimIllumination, pattern_orders
 
-__all__ = ["Sim2DForward", "Sim3DForward", "fold_spectrum", "lateral_order_fields", "sim_patterns_2d"]
+__all__ = [
+    "Sim2DForward",
+    "Sim3DForward",
+    "Sim3DFramesForward",
+    "fold_spectrum",
+    "frame_time_bins",
+    "lateral_order_fields",
+    "sim_patterns_2d",
+]
 
 
 def fold_spectrum(spectrum: jax.Array, upsample: int) -> jax.Array:
@@ -190,3 +201,107 @@ class Sim3DForward:
         folded = planes.reshape(k, z, u, ny, xh).sum(axis=2) / u  # DFT of every u-th row
         fine_x = jnp.fft.irfft2(folded, s=(ny, self.fields.shape[-1]))  # (K, Z, Y, Xf)
         return fine_x[..., ::u] * (u * u)  # every u-th column; a camera pixel collects u x u
+
+
+def frame_time_bins(midpoints_s: np.ndarray, max_spread_s: float) -> list[list[tuple[int, int]]]:
+    """Frames ``(shot, plane)`` grouped into time bins, in time order.
+
+    ``midpoints_s`` ``(S, Z)`` exposure midpoints, s. Frames are taken in time order and a new
+    bin starts when a frame is more than ``max_spread_s`` after the bin's first frame
+    (``max_spread_s = 0``: every frame its own bin, exact per-frame rendering).
+    """
+    t = np.asarray(midpoints_s, np.float64)
+    if t.ndim != 2:
+        raise ValueError(f"midpoints_s has shape {t.shape}; give (S, Z) exposure midpoints in s")
+    order = np.argsort(t.reshape(-1), kind="stable")
+    bins: list[list[tuple[int, int]]] = []
+    start = -np.inf
+    for flat in order:
+        s, z = divmod(int(flat), t.shape[1])
+        if not bins or t[s, z] - start > max_spread_s:
+            bins.append([])
+            start = t[s, z]
+        bins[-1].append((s, z))
+    return bins
+
+
+@functools.partial(
+    jax.tree_util.register_dataclass,
+    data_fields=["axial", "basis", "coef", "planes"],
+    meta_fields=["upsample"],
+)
+@dataclasses.dataclass(frozen=True)
+class Sim3DFramesForward:
+    """Three-beam 3D SIM, every frame predicted from the volume of its own time bin.
+
+    Row ``b`` of ``render`` is time bin ``b`` (:func:`frame_time_bins`): one volume
+    ``(1, Z, Yf, Xf)`` at the bin's time, and the bin's ``M`` frames (shot ``s_m``, plane
+    ``z_m``; padded bins repeat a frame, for the fit to weight 0). The lateral patterns of a
+    bin's shots span a few fields ``basis[b]`` ``(J, Yf, Xf)`` (one shot: 2; the 5 phases of
+    an orientation: 5; every shot: 13); frame ``m``'s group-``g`` pattern is
+    ``Σ_j coef[b, m, g, j] basis[b, j]``. So a bin costs ``J`` lateral transforms per plane
+    whatever its number of frames; the axial transfer is a ``Z x Z`` matrix per lateral
+    frequency (``axial``, the padded DFT, transfer and cropped inverse in one), and only each
+    frame's own row of it is used. Exact (linear): with every frame
+    in its own bin this is per-frame rendering, and with a bin per (orientation, phase) stack
+    it equals :class:`Sim3DForward`. Build with :meth:`create`.
+    """
+
+    axial: jax.Array  # (Z, 2, Z, Yf, Xh): [z, g, z'] from sample plane z' to stack plane z, group g
+    basis: jax.Array  # (B, J, Yf, Xf) float32
+    coef: jax.Array  # (B, M, 2, J) float32
+    planes: jax.Array  # (B, M) int32
+    upsample: int
+
+    channels = 1
+    channel_names = ("density",)
+    nonnegative = True
+
+    @classmethod
+    def create(cls, stack: Sim3DForward, bins: list[list[tuple[int, int]]]) -> Sim3DFramesForward:
+        """The frames of ``bins`` (lists of ``(shot, plane)``) rendered with ``stack``'s patterns
+        and transfers."""
+        fields = np.asarray(stack.fields, np.float64)  # (S, 2, Yf, Xf)
+        n_max = max(len(b) for b in bins)
+        spans = []
+        for frames in bins:
+            shots = sorted({s for s, _ in frames})
+            a = fields[shots].reshape(2 * len(shots), -1)
+            u, sv, vt = np.linalg.svd(a, full_matrices=False)
+            r = max(1, int(np.sum(sv > 1e-6 * sv[0])))
+            index = {s: i for i, s in enumerate(shots)}
+            spans.append((vt[:r] * sv[:r, None], u[:, :r].reshape(len(shots), 2, r), index))
+        j_max = max(sp[0].shape[0] for sp in spans)
+        yf, xf = fields.shape[-2:]
+        basis = np.zeros((len(bins), j_max, yf, xf), np.float32)
+        coef = np.zeros((len(bins), n_max, 2, j_max), np.float32)
+        planes = np.zeros((len(bins), n_max), np.int32)
+        for b, (frames, (vecs, c, index)) in enumerate(zip(bins, spans, strict=True)):
+            r = vecs.shape[0]
+            basis[b, :r] = vecs.reshape(r, yf, xf)
+            padded = frames + [frames[-1]] * (n_max - len(frames))
+            for m, (s, z) in enumerate(padded):
+                coef[b, m, :, :r] = c[index[s]]
+                planes[b, m] = z
+        # the axial transfer as a Z x Z matrix per lateral frequency and group (padded DFT,
+        # transfer, cropped inverse DFT): A_g[z, z'] = Σ_p inverse[z, p] T_g[p] forward[p, z']
+        axial = jnp.einsum("zp,gpyx,pw->zgwyx", stack.z_inverse, stack.transfer.astype(jnp.complex64), stack.z_forward)
+        return cls(axial, jnp.asarray(basis), jnp.asarray(coef), jnp.asarray(planes), stack.upsample)
+
+    def render(self, scenes: jax.Array, shots: jax.Array) -> jax.Array:
+        """Frames ``(K, M, Y, X)`` of bins ``shots`` ``(K,)`` from volumes ``(K, 1, Z, Yf, Xf)``."""
+        u = self.upsample
+        rho = scenes[:, 0]  # (K, Z, Yf, Xf)
+        lateral = jnp.fft.rfft2(rho[:, None] * self.basis[shots][:, :, None])  # (K, J, Z, Yf, Xh)
+        k, j, z, yf, xh = lateral.shape
+        coef = self.coef[shots]  # (K, M, 2, J)
+        m = coef.shape[1]
+        # frame m: Σ_g Σ_z' A_g[z_m, z'] Σ_j coef[m, g, j] lateral_j[z'] (a batched matrix
+        # product over j, then the frame's row of the axial matrices)
+        grouped = jnp.matmul(coef.reshape(k, m * 2, j).astype(lateral.dtype), lateral.reshape(k, j, -1))
+        grouped = grouped.reshape(k, m, 2, z, yf, xh)
+        planes = jnp.sum(grouped * self.axial[self.planes[shots]], axis=(2, 3))  # (K, M, Yf, Xh)
+        ny = yf // u
+        folded = planes.reshape(k, m, u, ny, xh).sum(axis=2) / u  # DFT of every u-th row
+        fine_x = jnp.fft.irfft2(folded, s=(ny, self.basis.shape[-1]))  # (K, M, Y, Xf)
+        return fine_x[..., ::u] * (u * u)
