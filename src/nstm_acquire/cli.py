@@ -658,6 +658,31 @@ def _report(err: BaseException, line: str, debug: bool) -> int:
     return 2
 
 
+@contextmanager
+def _one_line_warnings(debug: bool) -> Iterator[None]:
+    """Python warnings (e.g. a SIM pattern that disagrees with the data) as one ``warning:`` line
+    on stderr, and in the run's log; ``--debug`` keeps Python's form with the source line."""
+    import warnings
+
+    from nstm_acquire._logger import logger
+
+    if debug:
+        yield
+        return
+
+    def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+        text = " ".join(str(message).split())
+        logger.warning("%s: %s", category.__name__, text)
+        print(f"warning: {text}", file=sys.stderr)
+
+    previous = warnings.showwarning
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -669,7 +694,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from nstm_acquire.store import StoreError
 
     debug = bool(args.debug)
-    with _console_logging(2 if debug else 1 if args.verbose else 0):
+    with _console_logging(2 if debug else 1 if args.verbose else 0), _one_line_warnings(debug):
         try:
             return int(args.func(args) or 0)
         except (UserError, ConfigError, StoreError, SimParameterError) as err:
