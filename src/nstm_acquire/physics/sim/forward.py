@@ -93,6 +93,20 @@ def lateral_order_fields(
     return out.astype(np.float32)
 
 
+def _camera_pixels(half_spectra: jax.Array, upsample: int, fine_width: int) -> jax.Array:
+    """Camera frames ``(K, N, Y, X)`` from fine-grid ``rfft2`` half spectra ``(K, N, Yf, Xh)``.
+
+    Every ``u``-th fine row is taken in Fourier space (the row aliases summed), every ``u``-th
+    column after the inverse transform; a camera pixel collects ``u x u`` fine pixels.
+    """
+    u = upsample
+    k, n, yf, xh = half_spectra.shape
+    ny = yf // u
+    folded = half_spectra.reshape(k, n, u, ny, xh).sum(axis=2) / u  # DFT of every u-th row
+    fine_x = jnp.fft.irfft2(folded, s=(ny, fine_width))  # (K, N, Y, Xf)
+    return fine_x[..., ::u] * (u * u)
+
+
 def axial_dft_matrices(n_planes: int, z_pad: int) -> tuple[np.ndarray, np.ndarray]:
     """DFT over a stack of ``n_planes`` zero-padded by ``z_pad`` planes each side, as matrices.
 
@@ -196,11 +210,7 @@ class Sim3DForward:
         spectrum = jnp.einsum("pz,kgzyx->kgpyx", self.z_forward, lateral)  # padded stack's axial DFT
         total = jnp.sum(spectrum * self.transfer[None], axis=1)  # (K, P, Yf, Xh)
         planes = jnp.einsum("zp,kpyx->kzyx", self.z_inverse, total)  # (K, Z, Yf, Xh): inverse, cropped
-        k, z, yf, xh = planes.shape
-        ny = yf // u
-        folded = planes.reshape(k, z, u, ny, xh).sum(axis=2) / u  # DFT of every u-th row
-        fine_x = jnp.fft.irfft2(folded, s=(ny, self.fields.shape[-1]))  # (K, Z, Y, Xf)
-        return fine_x[..., ::u] * (u * u)  # every u-th column; a camera pixel collects u x u
+        return _camera_pixels(planes, u, self.fields.shape[-1])
 
 
 def frame_time_bins(midpoints_s: np.ndarray, max_spread_s: float) -> list[list[tuple[int, int]]]:
@@ -301,7 +311,4 @@ class Sim3DFramesForward:
         grouped = jnp.matmul(coef.reshape(k, m * 2, j).astype(lateral.dtype), lateral.reshape(k, j, -1))
         grouped = grouped.reshape(k, m, 2, z, yf, xh)
         planes = jnp.sum(grouped * self.axial[self.planes[shots]], axis=(2, 3))  # (K, M, Yf, Xh)
-        ny = yf // u
-        folded = planes.reshape(k, m, u, ny, xh).sum(axis=2) / u  # DFT of every u-th row
-        fine_x = jnp.fft.irfft2(folded, s=(ny, self.basis.shape[-1]))  # (K, M, Y, Xf)
-        return fine_x[..., ::u] * (u * u)
+        return _camera_pixels(planes, u, self.basis.shape[-1])
