@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from pymmcore_plus.experimental.unicore import UniMMCore
@@ -127,7 +128,9 @@ def build_simulated_microscope(config: HardwareConfig) -> SimulatedMicroscope:
     """
     world = SimulatedWorld(config)
     with use_psygnal_signals():
-        core = UniMMCore()
+        # every device is a Python object: no Micro-Manager installation is needed, so name an
+        # adapter folder instead of letting the core search for one (and log an error if none)
+        core = UniMMCore(mm_path=str(Path(__file__).resolve().parent))
     cam = config.camera.label
     core.loadPyDevice(cam, SimulatedCamera(world))
     shutter = config.shutter_label or "Shutter"
