@@ -25,6 +25,8 @@ from pydantic import ValidationError
 
 __all__ = [
     "FieldError",
+    "UserInputError",
+    "one_line",
     "error_lines",
     "error_message",
     "field_problems",
@@ -33,6 +35,24 @@ __all__ = [
     "format_location",
     "join_field",
 ]
+
+
+class UserInputError(ValueError):
+    """Base of every error the user can fix (a bad store, configuration or value): one line.
+
+    Front ends show ``str(err)`` as it is (the command line exits with status 2); the store's
+    ``StoreError`` and the hardware configuration's ``ConfigError`` derive from it. The
+    message never quotes the content of an untrusted file.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(message))
+
+
+def one_line(text: object, limit: int = 400) -> str:
+    """``text`` with every whitespace run (newlines too) as one space, cut to ``limit`` chars."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 class FieldError(ValueError):

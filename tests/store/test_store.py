@@ -231,8 +231,10 @@ def test_ome_ngff_metadata_matches_arrays(tmp_path: Path) -> None:
     assert all(a["unit"] == "micrometer" for a in axes[2:])
     (dataset,) = multiscale["datasets"]
     assert dataset["path"] == "raw"
-    (transform,) = dataset["coordinateTransformations"]
+    # one window (at 0 s): t in seconds, any step, translated to its time (tests/store/test_ome.py)
+    transform, translation = dataset["coordinateTransformations"]
     assert transform == {"type": "scale", "scale": [1.0, 1.0, 0.125, 0.08, 0.08]}
+    assert translation == {"type": "translation", "translation": [0.0, 0.0, 0.0, 0.0, 0.0]}
     raw_meta = read_json(path / "raw" / "zarr.json")
     assert len(raw_meta["shape"]) == len(axes)
     assert raw_meta["dimension_names"] == [a["name"] for a in axes]
@@ -608,7 +610,8 @@ def test_not_a_store(tmp_path: Path) -> None:
     (path / "zarr.json").write_text("{not json")
     with pytest.raises(StoreError) as err:
         StoreReader(path)
-    assert "zarr.json cannot be read as JSON" in one_line(err)
+    assert "zarr.json is not valid JSON (" in one_line(err)
+    assert "not json" not in one_line(err)  # the message never quotes the file
 
 
 def test_writer_refuses_bad_input(tmp_path: Path) -> None:

@@ -48,6 +48,8 @@ the field and the fix, e.g.
 from __future__ import annotations
 
 import math
+import os
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -62,7 +64,7 @@ from pydantic import (
     model_validator,
 )
 
-from nstm_acquire._validation import FieldError, first_field_problem
+from nstm_acquire._validation import FieldError, UserInputError, first_field_problem
 from nstm_acquire.physics.dpc.illumination import DpcIllumination
 from nstm_acquire.physics.optics import Optics
 from nstm_acquire.physics.sim.illumination import SimIllumination
@@ -97,6 +99,9 @@ __all__ = [
     "validate_attributes",
     "ome_image_metadata",
     "to_json",
+    "RUN_STATUSES",
+    "writer_process",
+    "writer_state",
 ]
 
 FORMAT_VERSION = 1
@@ -130,7 +135,7 @@ RECON_CONVENTIONAL = "conventional"
 MODALITIES = ("dpc", "sim2d", "sim3d")
 
 
-class StoreError(ValueError):
+class StoreError(UserInputError):
     """A problem with a store, as one line: ``<store>: <field> <problem> (<fix>)``."""
 
     def __init__(self, store: str, field: str, problem: str) -> None:
@@ -450,3 +455,58 @@ def to_json(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
+
+
+RUN_STATUSES = ("running", "completed", "canceled", "disk_full", "camera_error", "incomplete", "error")
+"""Values of ``acquisition.status``: ``running`` while the writer works (or if it was killed),
+then how the run ended: ``completed`` (every frame), ``canceled`` (by the user, Ctrl-C or
+SIGTERM), ``disk_full`` (a frame could not be written: no space left), ``camera_error`` (the
+camera failed or timed out; its text is in ``acquisition.errors``), ``incomplete`` (frames not
+delivered, no error known) or ``error`` (any other failure)."""
+
+
+def _process_start_ticks(pid: int) -> int | None:
+    """Start time of process ``pid`` in clock ticks since boot (Linux ``/proc``), else None."""
+    try:
+        with open(f"/proc/{int(pid)}/stat", encoding="ascii") as f:
+            stat = f.read(4096)
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def writer_process() -> dict[str, Any]:
+    """``writer_pid``, ``writer_host`` (and ``writer_start_ticks`` on Linux) of this process.
+
+    The acquisition stores them in ``acquisition`` while its status is ``running``, so a reader
+    on the same host can tell a live acquisition from a killed one (:func:`writer_state`).
+    """
+    pid = os.getpid()
+    out: dict[str, Any] = {"writer_pid": pid, "writer_host": socket.gethostname()}
+    ticks = _process_start_ticks(pid)
+    if ticks is not None:
+        out["writer_start_ticks"] = ticks
+    return out
+
+
+def writer_state(acquisition: Mapping[str, Any]) -> Literal["alive", "gone", "unknown"]:
+    """Whether the process named by ``acquisition.writer_*`` still runs on this host.
+
+    ``"gone"``: same host and no such process (or another one that reuses its pid: its start
+    time differs); ``"alive"``; ``"unknown"``: another host, or no writer recorded.
+    """
+    pid, host = acquisition.get("writer_pid"), acquisition.get("writer_host")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0 or host != socket.gethostname():
+        return "unknown"
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return "gone"
+    except (PermissionError, OSError):
+        return "alive"  # exists, owned by another user
+    recorded = acquisition.get("writer_start_ticks")
+    if isinstance(recorded, int):
+        now = _process_start_ticks(pid)
+        if now is not None and now != recorded:
+            return "gone"
+    return "alive"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,9 +40,98 @@ from nstm_acquire.store.layout import (
     validate_attributes,
     window_is_complete,
     window_is_partial,
+    writer_state,
 )
 
-__all__ = ["StoreReader", "WindowData", "open_zarr_group"]
+__all__ = [
+    "MAX_METADATA_BYTES",
+    "StoreReader",
+    "WindowData",
+    "memory_limit_bytes",
+    "open_zarr_group",
+    "read_metadata_file",
+]
+
+MAX_METADATA_BYTES = 8 * 2**20
+"""Largest ``zarr.json`` read (8 MiB): a store's attributes are a few kB; more is refused."""
+
+MAX_PLAUSIBLE_TIME_S = 1.0e7
+"""Timestamps beyond this (about 116 days after the acquisition started) are flagged."""
+
+
+def memory_limit_bytes() -> int:
+    """The most one read of a store may allocate: a quarter of the physical memory (>= 256 MiB).
+
+    Checked against the shapes a store declares *before* anything is read, so a ``zarr.json``
+    claiming a huge array is refused with one line instead of exhausting the memory.
+    """
+    try:
+        total = int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        total = 16 * 2**30
+    return max(total // 4, 256 * 2**20)
+
+
+def _gib(n_bytes: float) -> str:
+    return f"{n_bytes / 2**30:.3g} GiB"
+
+
+def read_metadata_file(path: Path, store: str, field: str) -> Any:
+    """The JSON document of a store's metadata file ``path``, read with limits.
+
+    The file must be a regular file (not a symbolic link, device or folder) of at most
+    :data:`MAX_METADATA_BYTES`, UTF-8 JSON nested at most a few hundred levels. Every problem is
+    one :class:`StoreError` naming ``field``; the message never quotes the file's content.
+    """
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        raise StoreError(store, field, "is missing (the store is incomplete or not a Zarr v3 store)") from None
+    except OSError as err:
+        raise StoreError(store, field, f"cannot be read ({err.strerror})") from None
+    if stat.S_ISLNK(info.st_mode):
+        raise StoreError(store, field, "is a symbolic link (a store holds regular files only; copy the file in)")
+    if not stat.S_ISREG(info.st_mode):
+        raise StoreError(store, field, "is not a regular file")
+    if info.st_size > MAX_METADATA_BYTES:
+        raise StoreError(
+            store,
+            field,
+            f"has {info.st_size} bytes, more than the {MAX_METADATA_BYTES} bytes a store's metadata "
+            "may have (the file is damaged or not an nstm-acquire store)",
+        )
+    try:
+        with open(path, "rb") as f:
+            text = f.read(MAX_METADATA_BYTES + 1).decode("utf-8")
+        return json.loads(text)
+    except UnicodeDecodeError:
+        raise StoreError(store, field, "is not UTF-8 text (the file is damaged)") from None
+    except json.JSONDecodeError as err:
+        raise StoreError(
+            store, field, f"is not valid JSON ({err.msg} at line {err.lineno} column {err.colno})"
+        ) from None
+    except RecursionError:
+        raise StoreError(store, field, "is nested too deeply to be store metadata (refused)") from None
+    except (OSError, ValueError) as err:
+        raise StoreError(store, field, f"cannot be read as JSON ({type(err).__name__})") from None
+
+
+def _plain_bytes(array: zarr.Array) -> bool:
+    """Whether ``array``'s chunks are its values' little-endian bytes (no filter, no compressor)."""
+    serializer = array.serializer
+    endian = getattr(getattr(serializer, "endian", None), "value", "little")
+    return (
+        type(serializer).__name__ == "BytesCodec"
+        and endian in ("little", None)
+        and not array.compressors
+        and not array.filters
+    )
+
+
+def _inside(path: Path, root_real: str) -> bool:
+    """Whether ``path`` resolves (symbolic links followed) to a place inside ``root_real``."""
+    real = os.path.realpath(path)
+    return real == root_real or real.startswith(root_real + os.sep)
 
 
 @dataclass(frozen=True)
@@ -85,16 +175,13 @@ def open_zarr_group(
     if not path.is_dir():
         raise StoreError(name, "path", "is a file, not a Zarr store directory")
     meta_file = path / "zarr.json"
-    if not meta_file.is_file():
+    if not os.path.lexists(meta_file):
         if (path / ".zgroup").is_file() or (path / ".zarray").is_file():
             problem = "is a Zarr v2 store (.zgroup); nstm-acquire stores are Zarr v3 (zarr.json)"
         else:
             problem = "is not a Zarr store (no zarr.json; give the directory of a NAME.zarr store)"
         raise StoreError(name, "path", problem)
-    try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise StoreError(name, "zarr.json", f"cannot be read as JSON ({err})") from None
+    meta = read_metadata_file(meta_file, name, "zarr.json")
     if not isinstance(meta, dict) or meta.get("zarr_format") != 3:
         fmt = meta.get("zarr_format") if isinstance(meta, dict) else None
         raise StoreError(
@@ -113,9 +200,49 @@ def _stats(name: str, values: np.ndarray) -> dict[str, float | int | None]:
     """``{name}_n``, and ``{name}_mean_s``/``_min_s``/``_max_s``/``_std_s`` (None if no values)."""
     values = np.asarray(values, dtype=np.float64)
     out: dict[str, float | int | None] = {f"{name}_n": int(values.size)}
-    for stat, func in (("mean", np.mean), ("min", np.min), ("max", np.max), ("std", np.std)):
-        out[f"{name}_{stat}_s"] = float(func(values)) if values.size else None
+    for which, func in (("mean", np.mean), ("min", np.min), ("max", np.max), ("std", np.std)):
+        out[f"{name}_{which}_s"] = float(func(values)) if values.size else None
     return out
+
+
+def _timing_problems(ts: np.ndarray, exp: np.ndarray, complete: np.ndarray) -> list[str]:
+    """The checks of :meth:`StoreReader.timing_problems` on ``(W, S, Z)`` times."""
+    problems: list[str] = []
+    finite = np.isfinite(ts)
+
+    def first(mask: np.ndarray) -> str:
+        w, s, z = (int(i) for i in np.argwhere(mask)[0])
+        return f"frame ({w}, {s}, {z})"
+
+    negative = finite & (ts < 0)
+    if negative.any():
+        problems.append(
+            f"{int(negative.sum())} frames have negative timestamps_s (first: {first(negative)}); "
+            "times are seconds since the acquisition started"
+        )
+    huge = finite & (np.abs(ts) > MAX_PLAUSIBLE_TIME_S)
+    if huge.any():
+        problems.append(
+            f"{int(huge.sum())} frames have timestamps_s beyond {MAX_PLAUSIBLE_TIME_S:.0e} s "
+            f"(first: {first(huge)}); the clock or its unit is wrong"
+        )
+    bad_exp = finite & ~(np.isfinite(exp) & (exp >= 0))
+    if bad_exp.any():
+        problems.append(
+            f"{int(bad_exp.sum())} acquired frames have a negative or missing exposure_s "
+            f"(first: {first(bad_exp)})"
+        )
+    if complete.any():
+        idx = np.flatnonzero(complete)
+        starts = ts[idx].reshape(idx.size, -1).min(axis=1)
+        back = np.flatnonzero(np.diff(starts) < 0)
+        if back.size:
+            w = int(idx[back[0] + 1])
+            problems.append(
+                f"{back.size} complete windows start before the window before them (first: window {w}); "
+                "timestamps_s decrease"
+            )
+    return problems
 
 
 class StoreReader:
@@ -139,14 +266,28 @@ class StoreReader:
         self._attrs = validate_attributes(self._group.attrs.get(ROOT_ATTRIBUTE_KEY), self._name)
         self._n_shots = self._attrs.n_shots
         self._n_leading_complete = 0  # windows 0..n-1 are known complete (they stay so)
+        self._damaged: dict[int, str] = {}
+        self._root_real = os.path.realpath(self._path)
         self.refresh()
 
     # ------------------------------------------------------------------ metadata
     def _array(self, name: str, what: str) -> zarr.Array:
+        folder = self._path / name
+        if not os.path.lexists(folder):
+            raise StoreError(self._name, f"array {name}", f"is missing ({what})")
+        if os.path.islink(folder) or not folder.is_dir():
+            raise StoreError(
+                self._name, f"array {name}", "is not a folder of the store (symbolic links are not followed)"
+            )
+        read_metadata_file(folder / "zarr.json", self._name, f"array {name} (zarr.json)")
         try:
             node = self._group[name]
         except KeyError:
             raise StoreError(self._name, f"array {name}", f"is missing ({what})") from None
+        except Exception as err:  # noqa: BLE001 - zarr rejects its metadata: one line
+            raise StoreError(
+                self._name, f"array {name}", f"has metadata zarr cannot open ({type(err).__name__})"
+            ) from None
         if not isinstance(node, zarr.Array):
             raise StoreError(self._name, f"array {name}", "is a group, not an array")
         return node
@@ -189,11 +330,45 @@ class StoreReader:
                 raise StoreError(
                     self._name, f"array {name}", f"has dtype {array.dtype} (use float64)"
                 )
+        n_windows = int(min(raw.shape[0], ts.shape[0], exp.shape[0]))
+        self._check_sizes(raw, n_windows, S, Z, Y, X)
         self._raw, self._timestamps, self._exposure = raw, ts, exp
         # The writer grows raw first and timestamps last (and shrinks in reverse order).
-        self._n_windows = int(min(raw.shape[0], ts.shape[0], exp.shape[0]))
+        self._n_windows = n_windows
         self._frame_shape = (int(Y), int(X))
         self._n_planes = int(Z)
+        self._raw_plain = _plain_bytes(raw)
+        self._timing_plain = all(
+            _plain_bytes(a) and tuple(a.chunks) == (1, S, Z) for a in (ts, exp)
+        )
+
+    def _check_sizes(self, raw: zarr.Array, n_windows: int, S: int, Z: int, Y: int, X: int) -> None:
+        """Refuse shapes whose reads would not fit in memory, and chunks other than one frame."""
+        limit = memory_limit_bytes()
+        window_bytes = S * Z * Y * X * 4  # one window as float32
+        if window_bytes > limit:
+            raise StoreError(
+                self._name,
+                "array raw",
+                f"declares windows of {S} x {Z} frames of {Y} x {X} pixels ({_gib(window_bytes)} per "
+                f"window), more than the memory limit of {_gib(limit)} (the store is damaged, or "
+                "too large for this computer)",
+            )
+        timing_bytes = 2 * 8 * n_windows * S * Z
+        if timing_bytes > limit:
+            raise StoreError(
+                self._name,
+                "array timestamps_s",
+                f"declares {n_windows} windows x {S * Z} frames ({_gib(timing_bytes)} of times), more "
+                f"than the memory limit of {_gib(limit)} (the store is damaged)",
+            )
+        chunks = tuple(int(c) for c in raw.chunks)
+        if chunks != (1, 1, 1, Y, X) or type(raw.serializer).__name__ != "BytesCodec":
+            raise StoreError(
+                self._name,
+                "array raw",
+                f"is chunked {chunks}, not one frame per chunk (1, 1, 1, {Y}, {X}) as FORMAT.md requires",
+            )
 
     @property
     def path(self) -> Path:
@@ -255,21 +430,35 @@ class StoreReader:
         """All exposure starts, float64 ``(W, S, Z)``, s; NaN where not (yet) acquired."""
         if refresh:
             self.refresh()
-        return np.asarray(self._timestamps[: self._n_windows], dtype=np.float64)
+        return self._timing_rows(TIMESTAMPS, 0, self._n_windows)
 
     def exposures_s(self, refresh: bool = False) -> np.ndarray:
         """All exposure durations, float64 ``(W, S, Z)``, s; NaN where not (yet) acquired."""
         if refresh:
             self.refresh()
-        return np.asarray(self._exposure[: self._n_windows], dtype=np.float64)
+        return self._timing_rows(EXPOSURE, 0, self._n_windows)
 
     def complete_windows(self, refresh: bool = True) -> list[int]:
-        """Windows whose timestamps are all finite (all their frames are stored), ascending.
+        """Windows whose frames are all acquired, ascending.
+
+        A frame counts as acquired when its timestamp is finite *and* its chunk file is present,
+        a regular file, and of the size the frame needs (:meth:`damaged_windows` says which
+        windows lose frames that way).
 
         ``refresh=True`` first re-reads the array shapes, to see windows a running writer added.
         """
         counts = self._acquired_frames(refresh)
         return [int(w) for w in np.flatnonzero(window_is_complete(counts, self.frames_per_window))]
+
+    def damaged_windows(self, refresh: bool = True) -> dict[int, str]:
+        """Windows with a frame whose timestamp is there but whose chunk file is missing,
+        not a regular file, or of the wrong size: ``{w: "<file> <problem>"}`` (first problem).
+
+        Such a window counts as incomplete (:meth:`complete_windows`); its other frames stay
+        readable with :meth:`frame`.
+        """
+        self._acquired_frames(refresh)
+        return dict(sorted(self._damaged.items()))
 
     def partial_windows(self, refresh: bool = True) -> list[int]:
         """Windows with some but not all frames (being acquired, or cut off by a crash)."""
@@ -299,14 +488,102 @@ class StoreReader:
         n_windows, per_window = self._n_windows, self.frames_per_window
         start = min(self._n_leading_complete, n_windows)
         counts = np.full(n_windows, per_window, dtype=np.int64)
+        self._damaged = {w: why for w, why in self._damaged.items() if w < start}
         if start < n_windows:
-            counts[start:] = acquired_frames(np.asarray(self._timestamps[start:n_windows]))
+            ts = self._timing_rows(TIMESTAMPS, start, n_windows)
+            counts[start:] = acquired_frames(ts)
+            for i, w in enumerate(range(start, n_windows)):
+                if counts[w] == 0:
+                    continue
+                for s, z in zip(*np.nonzero(np.isfinite(ts[i])), strict=True):
+                    issue = self._chunk_issue(int(w), int(s), int(z))
+                    if issue is not None:
+                        counts[w] -= 1
+                        self._damaged.setdefault(int(w), issue)
         complete = window_is_complete(counts, per_window)
         k = start
         while k < n_windows and complete[k]:
             k += 1
         self._n_leading_complete = k
         return counts
+
+    # ------------------------------------------------------------------ files
+    def _chunk_path(self, array: zarr.Array, name: str, coords: tuple[int, ...]) -> Path:
+        return self._path / name / array.metadata.encode_chunk_key(coords)
+
+    def _chunk_issue(self, w: int, s: int, z: int, resolve: bool = False) -> str | None:
+        """What is wrong with the chunk file of frame ``(w, s, z)``, or None (one phrase).
+
+        Checked without reading it: present, a regular file (not a link, device or folder), and
+        the frame's size (uncompressed), or at most a little more than it (compressed).
+        ``resolve`` also checks that the file's folders do not lead out of the store.
+        """
+        path = self._chunk_path(self._raw, RAW, (w, s, z, 0, 0))
+        rel = path.relative_to(self._path).as_posix()
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            return f"chunk file {rel} of frame ({w}, {s}, {z}) is missing (its timestamp is there)"
+        except OSError as err:
+            return f"chunk file {rel} cannot be read ({err.strerror})"
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a regular file"
+            return f"chunk file {rel} is {kind} (not read)"
+        Y, X = self._frame_shape
+        frame_bytes = Y * X * np.dtype(self._raw.dtype).itemsize
+        if self._raw_plain and info.st_size != frame_bytes:
+            return f"chunk file {rel} has {info.st_size} bytes, expected {frame_bytes} (truncated or damaged)"
+        if not self._raw_plain and not 0 < info.st_size <= frame_bytes + frame_bytes // 8 + 4096:
+            return f"chunk file {rel} has {info.st_size} bytes, implausible for a {Y} x {X} frame (damaged)"
+        if resolve and not _inside(path, self._root_real):
+            return f"chunk file {rel} lies outside the store (a folder is a symbolic link; not read)"
+        return None
+
+    def _timing_rows(self, name: str, start: int, stop: int) -> np.ndarray:
+        """``timestamps_s`` or ``exposure_s`` of windows ``start..stop-1``, float64 ``(n, S, Z)``.
+
+        Stores in this implementation's layout (one uncompressed chunk per window) are read
+        file by file with their sizes checked; a missing chunk is NaN (not acquired). Other
+        layouts go through zarr.
+        """
+        array = self._timestamps if name == TIMESTAMPS else self._exposure
+        if not self._timing_plain:
+            return np.asarray(array[start:stop], dtype=np.float64)
+        S, Z = self._n_shots, self._n_planes
+        out = np.full((stop - start, S, Z), np.nan, dtype=np.float64)
+        expected = S * Z * 8
+        for i, w in enumerate(range(start, stop)):
+            path = self._chunk_path(array, name, (w, 0, 0))
+            try:
+                info = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            rel = path.relative_to(self._path).as_posix()
+            if not stat.S_ISREG(info.st_mode) or info.st_size != expected:
+                # the frames of a window whose times are unreadable do not count as acquired
+                self._damaged.setdefault(w, f"chunk file {rel} is not a regular file of {expected} bytes")
+                continue
+            with open(path, "rb") as f:
+                out[i] = np.frombuffer(f.read(expected), dtype="<f8").reshape(S, Z)
+        return out
+
+    def _read_frames(self, w: int, s: slice | int, z: slice | int, refusal: str = "cannot be read") -> np.ndarray:
+        """``raw[w, s, z]`` after checking every chunk file it reads; StoreError names the file."""
+        shots = range(self._n_shots)[s] if isinstance(s, slice) else [s]
+        planes = range(self._n_planes)[z] if isinstance(z, slice) else [z]
+        for si in shots:
+            for zi in planes:
+                issue = self._chunk_issue(w, si, zi, resolve=True)
+                if issue is not None:
+                    raise StoreError(self._name, f"window {w}", f"{refusal}: {issue}")
+        try:
+            return np.asarray(self._raw[w, s, z])
+        except Exception as err:  # noqa: BLE001 - a chunk that does not decode: one line
+            raise StoreError(
+                self._name,
+                f"window {w}",
+                f"cannot be read: a chunk of raw does not decode ({type(err).__name__}; the file is damaged)",
+            ) from None
 
     # ------------------------------------------------------------------ data
     def _offset(self) -> float:
@@ -333,7 +610,7 @@ class StoreReader:
             ``w`` out of range, or the window is incomplete (some frames not acquired).
         """
         w = self._check_window_index(w)
-        timestamps = np.asarray(self._timestamps[w], dtype=np.float64)  # read times first
+        timestamps = self._timing_rows(TIMESTAMPS, w, w + 1)[0]  # read times first
         acquired = int(acquired_frames(timestamps[None])[0])
         if not window_is_complete(acquired, self.frames_per_window):
             missing = self.frames_per_window - acquired
@@ -343,8 +620,8 @@ class StoreReader:
                 f"is incomplete ({missing} of {timestamps.size} frames not acquired; "
                 "use complete_windows() to pick windows)",
             )
-        exposure = np.asarray(self._exposure[w], dtype=np.float64)
-        raw = np.asarray(self._raw[w]).astype(np.float32)
+        exposure = self._timing_rows(EXPOSURE, w, w + 1)[0]
+        raw = self._read_frames(w, slice(None), slice(None), "is incomplete").astype(np.float32)
         offset = self._offset()
         if offset:
             raw -= np.float32(offset)
@@ -362,9 +639,9 @@ class StoreReader:
                 f"frame ({w}, {s}, {z})",
                 f"is out of range (S = {self._n_shots}, Z = {self._n_planes})",
             )
-        if not np.isfinite(self._timestamps[w, s, z]):
+        if not np.isfinite(self._timing_rows(TIMESTAMPS, w, w + 1)[0, s, z]):
             raise StoreError(self._name, f"frame ({w}, {s}, {z})", "is not acquired yet")
-        frame = np.asarray(self._raw[w, s, z]).astype(np.float32)
+        frame = self._read_frames(w, s, z).astype(np.float32)
         offset = self._offset()
         if offset:
             frame -= np.float32(offset)
@@ -382,7 +659,19 @@ class StoreReader:
                 "array background",
                 f"has shape {tuple(array.shape)}, expected {expected} (S, Z, Y, X) to match raw",
             )
-        background = np.asarray(array[...]).astype(np.float32)
+        for si in range(self._n_shots):
+            for zi in range(self._n_planes):
+                path = self._chunk_path(array, BACKGROUND, (si, zi, 0, 0))
+                if os.path.lexists(path) and (os.path.islink(path) or not path.is_file() or not _inside(path, self._root_real)):
+                    raise StoreError(
+                        self._name, "array background", f"chunk {path.relative_to(self._path).as_posix()} is not a regular file of the store (not read)"
+                    )
+        try:
+            background = np.asarray(array[...]).astype(np.float32)
+        except Exception as err:  # noqa: BLE001 - a chunk that does not decode: one line
+            raise StoreError(
+                self._name, "array background", f"cannot be read ({type(err).__name__}; a chunk is damaged)"
+            ) from None
         offset = self._offset()
         if offset:
             background -= np.float32(offset)
@@ -393,35 +682,85 @@ class StoreReader:
 
         Returns a flat dict:
 
-        * ``frames_acquired`` (frames with a finite timestamp), ``frames_per_window`` (S·Z),
-          ``complete_windows`` (count), ``partial_windows`` (list of window indices);
+        * ``frames_acquired`` (frames with a finite timestamp and a sound chunk file),
+          ``frames_per_window`` (S·Z), ``complete_windows`` (count), ``partial_windows`` (list
+          of window indices), ``damaged_windows`` (``{w: problem}``, :meth:`damaged_windows`),
+          ``windows_with_frames`` (1 + the last window holding a frame: W trimmed);
         * ``duration_s``: last minus first exposure start;
         * for ``frame_interval`` (differences of the sorted exposure starts of all frames),
           ``window_period`` (differences of the first exposure start of successive complete
           windows) and ``exposure`` (exposure durations): ``<name>_n`` (number of values) and
-          ``<name>_mean_s``, ``<name>_min_s``, ``<name>_max_s``, ``<name>_std_s``.
+          ``<name>_mean_s``, ``<name>_min_s``, ``<name>_max_s``, ``<name>_std_s``;
+        * ``timing_problems``: :meth:`timing_problems`.
 
         A statistic without values (e.g. one frame only) is None.
         """
-        ts = self.timestamps_s(refresh=refresh)
+        counts = self._acquired_frames(refresh)
+        ts = self.timestamps_s()
         exp = self.exposures_s()[: ts.shape[0]]
         finite = np.isfinite(ts)
         per_window = self.frames_per_window
-        counts = acquired_frames(ts)
         complete = window_is_complete(counts, per_window)
         partial = window_is_partial(counts, per_window)
         starts = np.sort(ts[finite])
         window_starts = ts[complete].reshape(int(complete.sum()), per_window).min(axis=1)
+        with_frames = np.flatnonzero(counts > 0)
         return {
-            "frames_acquired": int(finite.sum()),
+            "frames_acquired": int(counts.sum()),
             "frames_per_window": int(per_window),
             "complete_windows": int(complete.sum()),
             "partial_windows": [int(w) for w in np.flatnonzero(partial)],
+            "damaged_windows": dict(sorted(self._damaged.items())),
+            "windows_with_frames": int(with_frames[-1]) + 1 if with_frames.size else 0,
             "duration_s": float(starts[-1] - starts[0]) if starts.size else None,
             **_stats("frame_interval", np.diff(starts)),
             **_stats("window_period", np.diff(window_starts)),
             **_stats("exposure", exp[finite]),
+            "timing_problems": _timing_problems(ts, exp, complete),
         }
+
+    def timing_problems(self, refresh: bool = True) -> list[str]:
+        """What is implausible in the stored times, one line each (empty: nothing).
+
+        Flags negative or non-finite-but-acquired exposures, negative timestamps, timestamps
+        beyond :data:`MAX_PLAUSIBLE_TIME_S`, and complete windows that start before the window
+        before them. Front ends show them as warnings (``nstm-acquire info``).
+        """
+        counts = self._acquired_frames(refresh)
+        ts = self.timestamps_s()
+        exp = self.exposures_s()[: ts.shape[0]]
+        return _timing_problems(ts, exp, window_is_complete(counts, self.frames_per_window))
+
+    def run_end(self) -> tuple[str, str]:
+        """How the acquisition that wrote this store ended: ``(status, one-line detail)``.
+
+        ``status`` is the stored ``acquisition.status`` (:data:`~nstm_acquire.store.layout.RUN_STATUSES`),
+        except that a store still marked ``running`` whose writing process is gone from this
+        host reads as ``"killed"``; ``"unknown"`` when the store does not say (another program
+        wrote it). ``detail`` is the last recorded error (the camera's own text for
+        ``camera_error``), or a sentence for ``killed``/``running``/``unknown``.
+        """
+        acq = self._attrs.acquisition or {}
+        status = acq.get("status")
+        errors = acq.get("errors")
+        last_error = " ".join(str(errors[-1]).split()) if isinstance(errors, list) and errors else ""
+        if not isinstance(status, str):
+            return "unknown", "the store does not record how its acquisition ended (written by another program?)"
+        if status != "running":
+            return status, last_error
+        state = writer_state(acq)
+        pid = acq.get("writer_pid")
+        if state == "gone":
+            return "killed", (
+                f"the acquiring process (pid {pid}) is gone without recording an end (killed or crashed); "
+                "the complete windows are usable"
+            )
+        if state == "alive":
+            return "running", f"the acquisition is still running (pid {pid})"
+        return "running", (
+            "marked running; its process cannot be checked from this host (if it is not running, "
+            "it was killed: the complete windows are usable)"
+        )
 
     def __repr__(self) -> str:
         return (

@@ -26,7 +26,8 @@ Optional store fields written here (for ``docs/format.md``):
 
 * root attribute ``ome``: OME-Zarr 0.5 ``multiscales`` naming ``raw`` as a 5D image
   (axes t, c, z, y, x; z, y, x in micrometre with scale ``(z_step_um or 1, pixel, pixel)``;
-  t has no unit because windows are not evenly spaced: their times are in ``timestamps_s``);
+  built by :mod:`nstm_acquire.store.ome`; :meth:`StoreWriter.close` sets t in seconds, its scale
+  and translation fitted to the windows' start times; the exact times are in ``timestamps_s``);
 * Zarr ``dimension_names`` on every array (see :mod:`nstm_acquire.store.layout`).
 
 Durability: a crashed process leaves a readable store (complete windows up to the last
@@ -60,10 +61,10 @@ from nstm_acquire.store.layout import (
     TIMING_DIMENSIONS,
     StoreAttributes,
     StoreError,
-    ome_image_metadata,
     to_json,
     validate_attributes,
 )
+from nstm_acquire.store.ome import raw_image_attributes
 
 __all__ = ["StoreWriter"]
 
@@ -318,9 +319,7 @@ class StoreWriter:
         _clear_for_new_store(path, overwrite)
         root_attrs = {
             ROOT_ATTRIBUTE_KEY: attrs.to_store(),
-            "ome": ome_image_metadata(
-                RAW, path.name or RAW, attrs.optics.pixel_size_um, attrs.optics.z_step_um
-            ),
+            "ome": raw_image_attributes(path.name or RAW, attrs.optics.pixel_size_um, attrs.optics.z_step_um),
         }
         group = zarr.create_group(store=str(path), zarr_format=3, attributes=root_attrs)
         S, Z = int(n_shots), int(n_planes)
@@ -573,6 +572,12 @@ class StoreWriter:
                 self._exposure.resize((n, S, Z))
                 self._raw.resize((n, S, Z, Y, X))
                 self._capacity = n
+            # the OME t axis in seconds, now that the windows' times are known
+            optics = self._attrs.optics
+            ome = raw_image_attributes(
+                self._path.name or RAW, optics.pixel_size_um, optics.z_step_um, self._ts_cache[:n] if n else None
+            )
+            self._group.attrs.update({"ome": ome})
 
     def __enter__(self) -> StoreWriter:
         return self
