@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from nstm_acquire.acquire.controller import AcquisitionController
+from nstm_acquire.acquire.engine import CameraFault
 from nstm_acquire.acquire.sequences import AcquisitionPlan
 from nstm_acquire.physics.dpc.forward import DpcForward, dpc_normalise
 from nstm_acquire.physics.dpc.illumination import DpcIllumination
@@ -185,14 +186,16 @@ def test_a_camera_fault_keeps_earlier_frames_readable(fast_sim, open_scope, tmp_
     plan = AcquisitionPlan(modality="dpc", n_windows=3)
     controller = AcquisitionController(scope, plan, tmp_path / "f.zarr", background=False)
     controller.events.error.connect(errors.append)
-    summary = controller.run()
-    assert summary.status == "incomplete"
+    with pytest.raises(CameraFault, match="camera unplugged"):
+        controller.run()  # the fault stops the run (it does not try the remaining windows)
+    summary = controller.summary
+    assert summary.status == "camera_error"
     assert summary.frames_written == 6 and summary.frames_missing == 6
-    assert errors and "6 frames were not delivered" in errors[-1]
+    assert errors and "camera unplugged" in errors[-1] and "\n" not in errors[-1]
     reader = StoreReader(tmp_path / "f.zarr")
     assert reader.complete_windows() == [0]
     assert reader.partial_windows() == [1]
-    assert reader.attrs.acquisition["status"] == "incomplete"
+    assert reader.run_end()[0] == "camera_error" and "camera unplugged" in reader.run_end()[1]
 
 
 def test_democamera_cfg_runs_the_real_hardware_path(open_scope, tmp_path):

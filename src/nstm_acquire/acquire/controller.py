@@ -21,6 +21,7 @@ Timestamps are seconds since the acquisition started, on one clock (``docs/timin
 
 from __future__ import annotations
 
+import errno
 import threading
 import time
 from contextlib import suppress
@@ -32,7 +33,7 @@ import numpy as np
 from psygnal import Signal, SignalGroup
 
 from nstm_acquire._logger import logger as _package_logger
-from nstm_acquire.acquire.engine import install_timestamping_engine
+from nstm_acquire.acquire.engine import CameraFault, capture_camera_errors, install_timestamping_engine
 from nstm_acquire.acquire.frames import FrameHandler
 from nstm_acquire.acquire.metadata import store_attributes, utc_now
 from nstm_acquire.acquire.sequences import AcquisitionPlan, build_sequence
@@ -40,9 +41,30 @@ from nstm_acquire.acquire.timing import FrameTimer
 from nstm_acquire.hardware.microscope import Microscope, ModalitySetup
 from nstm_acquire.store import StoreWriter
 
-__all__ = ["AcquisitionController", "AcquisitionSummary", "ControllerSignals"]
+__all__ = ["AcquisitionController", "AcquisitionSummary", "ControllerSignals", "status_for_error"]
 
 logger = _package_logger.getChild("acquire")
+
+
+def _is_disk_full(err: BaseException | None) -> bool:
+    """Whether ``err`` (or an exception it was raised from) is "no space left on device"."""
+    seen = 0
+    while err is not None and seen < 10:
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        err = err.__cause__ or err.__context__
+        seen += 1
+    return False
+
+
+def status_for_error(err: BaseException | None) -> str:
+    """The ``acquisition.status`` of a run that ``err`` stopped: ``disk_full`` (no space left),
+    ``camera_error`` (the camera failed, or a device timed out), else ``error``."""
+    if _is_disk_full(err):
+        return "disk_full"
+    if isinstance(err, (CameraFault, TimeoutError)):
+        return "camera_error"
+    return "error"
 
 
 class ControllerSignals(SignalGroup):
@@ -141,8 +163,13 @@ class AcquisitionController:
         """
         return self._done.wait(timeout)
 
-    def cancel(self) -> None:
-        """Stop after the current event; everything acquired so far stays in the store."""
+    def cancel(self, reason: str | None = None) -> None:
+        """Stop after the current event; everything acquired so far stays in the store.
+
+        ``reason`` (e.g. ``"terminated by SIGTERM"``) is recorded in ``acquisition.errors``.
+        """
+        if reason and reason not in self.summary.errors:
+            self.summary.errors.append(reason)
         self._cancel_requested = True
         logger.info("acquisition into %s: cancel requested", self.store_path)
         self.microscope.core.mda.cancel()
@@ -214,17 +241,24 @@ class AcquisitionController:
         )
         status = "error"
         try:
-            install_timestamping_engine(core, source.key)
+            engine = install_timestamping_engine(core, source.key)
+            engine.camera_errors = []
             if self.background:
                 self._acquire_background(setup)
             if core.getShutterDevice():
                 core.setShutterOpen(True)
             self.microscope.acquisition_started()
             self._t0 = timer.start()
-            core.mda.run(sequence, output=[self._handler])
+            with capture_camera_errors(engine.camera_errors):
+                core.mda.run(sequence, output=[self._handler])
             status = self._final_status()
         except BaseException as err:
-            self._report(f"acquisition failed: {err}")
+            status = status_for_error(err)
+            if status == "camera_error":
+                text = " ".join(str(err).split())
+                self._report(text if isinstance(err, CameraFault) else f"camera timeout: {text}")
+            else:
+                self._report(f"acquisition failed: {err}")
             raise
         finally:
             with suppress(Exception):
@@ -270,9 +304,10 @@ class AcquisitionController:
 
     # ------------------------------------------------------------ bookkeeping
     def _final_status(self) -> str:
-        """completed, canceled (by the user), error (a frame could not be stored) or incomplete."""
+        """completed, canceled (by the user), disk_full / error (a frame could not be stored)
+        or incomplete (frames missing without a known error)."""
         if self._handler is not None and self._handler.failed:
-            return "error"
+            return status_for_error(self._handler.fault)
         missing = self.summary.frames_expected - self.summary.frames_written
         if missing == 0:
             return "completed"

@@ -76,6 +76,8 @@ class FrameHandler:
         self._lock = threading.Lock()
         self._frames_in_window: dict[int, int] = {}
         self.failed = False
+        self.fault: BaseException | None = None
+        """The exception that stopped the run (a frame that could not be stored), or None."""
         self.last_time: FrameTime | None = None
         """The time of the last frame stored (exposure start and duration, s)."""
 
@@ -89,10 +91,12 @@ class FrameHandler:
             z = int(event.index.get("z", 0))
             t_s = self._store(img, event, meta, w, s, z)
         except Exception as err:  # never let the relay thread die silently
-            logger.exception("frame %s could not be stored", dict(event.index))
-            self._report(f"frame {dict(event.index)} could not be stored: {err}")
+            # verdict and message first: the controller may read them as soon as the MDA ends
             self.failed = True
+            self.fault = err
+            self._report(f"frame {dict(event.index)} could not be stored: {err}")
             self._on_fault()
+            logger.exception("frame %s could not be stored", str(dict(event.index)))
             return
         with self._lock:
             self.summary.frames_written += 1

@@ -18,7 +18,7 @@ import useq
 import nstm_acquire
 from nstm_acquire.acquire.sequences import AcquisitionPlan
 from nstm_acquire.hardware.microscope import Microscope, ModalitySetup
-from nstm_acquire.store.layout import FORMAT_VERSION
+from nstm_acquire.store.layout import FORMAT_VERSION, writer_process
 
 __all__ = ["store_attributes", "utc_now"]
 
@@ -54,6 +54,7 @@ def store_attributes(
         "shot_names": setup.shot_names,
         "timestamp_source": timestamp_source,
         "status": "running",
+        **writer_process(),
         **run,
     }
     return {

@@ -22,8 +22,11 @@ acquisition and reconstruction threads with its traceback.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +37,7 @@ from nstm_acquire.acquire.controller import AcquisitionController, AcquisitionSu
 from nstm_acquire.acquire.sequences import AcquisitionPlan
 from nstm_acquire.recon.worker import Policy, ReconstructionWorker
 
-__all__ = ["LiveSession", "SessionSignals", "log_path_for"]
+__all__ = ["LiveSession", "SessionSignals", "Terminated", "log_path_for"]
 
 _log = logger.getChild("acquire.session")
 
@@ -45,6 +48,39 @@ PAUSE_NOTE = (
     "window its own event."
 )
 """The warning given when a requested pause cannot take effect (see :meth:`LiveSession.set_paused`)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived while :meth:`LiveSession.wait` ran: handled like Ctrl-C (a clean cancel)."""
+
+
+@contextmanager
+def _sigterm_cancels() -> Iterator[None]:
+    """In the main thread, make SIGTERM raise :class:`Terminated` instead of killing at once.
+
+    Only while the default handler is installed (a host application's own handler is left
+    alone); the previous handler comes back after the block.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    try:
+        previous = signal.getsignal(signal.SIGTERM)
+    except (ValueError, AttributeError):  # pragma: no cover - no SIGTERM on this platform
+        yield
+        return
+    if previous not in (signal.SIG_DFL, None):
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated("terminated by SIGTERM")
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def log_path_for(store: str | Path) -> Path:
@@ -331,22 +367,28 @@ class LiveSession:
         """Wait until acquisition and reconstruction have ended; True if they have.
 
         Ctrl-C (KeyboardInterrupt) cancels the acquisition, stops the worker, waits for both
-        threads (the store is closed, finished windows stay) and re-raises.
+        threads (the store is closed with status ``canceled``, finished windows stay) and
+        re-raises. In the main thread SIGTERM does the same (raising :class:`Terminated`, a
+        KeyboardInterrupt), and the store records "terminated by SIGTERM".
         """
         if not self._started:
             raise RuntimeError("the session has not been started: call start() first")
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            while True:  # short waits: Ctrl-C is noticed within poll_s
-                left = poll_s if deadline is None else min(poll_s, deadline - time.monotonic())
-                if self._done.wait(max(0.0, left)):
-                    break
-                if deadline is not None and time.monotonic() >= deadline:
-                    return False
-        except KeyboardInterrupt:
-            _log.warning("interrupted: canceling the acquisition and stopping the reconstruction")
-            self.cancel()
-            self._done.wait()
+            with _sigterm_cancels():
+                while True:  # short waits: Ctrl-C is noticed within poll_s
+                    left = poll_s if deadline is None else min(poll_s, deadline - time.monotonic())
+                    if self._done.wait(max(0.0, left)):
+                        break
+                    if deadline is not None and time.monotonic() >= deadline:
+                        return False
+        except KeyboardInterrupt as err:
+            reason = "terminated by SIGTERM" if isinstance(err, Terminated) else "interrupted (Ctrl-C)"
+            _log.warning("%s: canceling the acquisition and stopping the reconstruction", reason)
+            self.cancel(reason)
+            with _sigterm_cancels():  # a second SIGTERM must not kill the closing store
+                while not self._done.wait(poll_s):
+                    pass
             raise
         return True
 
@@ -356,11 +398,12 @@ class LiveSession:
         self.wait()
         return self.summary
 
-    def cancel(self) -> None:
+    def cancel(self, reason: str | None = None) -> None:
         """Cancel the acquisition (after the current event) and stop the reconstruction.
 
         Returns at once. Frames acquired so far and windows already reconstructed stay in the
-        store; the window being fitted ends at its next evaluation.
+        store; the window being fitted ends at its next evaluation. ``reason`` is recorded in
+        the store's ``acquisition.errors``.
         """
         if not self._started or self._cancel_requested:
             return
@@ -368,7 +411,7 @@ class LiveSession:
         _log.info("cancel requested")
         if not self.acquisition_done:
             try:
-                self.controller.cancel()
+                self.controller.cancel(reason)
             except Exception as err:  # noqa: BLE001 - reported, the worker still stops
                 _log.exception("canceling the acquisition failed")
                 self._error("acquisition", f"cancel: {err}")
@@ -433,9 +476,9 @@ class LiveSession:
 
     def _disconnect(self) -> None:
         links, self._links = self._links, []
-        for signal, slot in links:
+        for sig, slot in links:
             try:
-                signal.disconnect(slot)
+                sig.disconnect(slot)
             except Exception:  # noqa: BLE001 - already gone
                 pass
 

@@ -11,6 +11,13 @@ A hardware configuration describes one microscope: the Micro-Manager ``.cfg`` it
 
 Every problem is reported as one line naming the file and the field, for example
 ``simulated.yaml: modalities.dpc.optics.na_detection: Input should be greater than 0``.
+
+Configuration files are read with limits (a regular file of at most
+:data:`MAX_CONFIG_BYTES`, UTF-8, YAML without anchors/aliases, so an "alias bomb" is refused
+before it expands), and no error message quotes the file's content. A Micro-Manager ``.cfg``
+named by ``micromanager_config`` is loaded by Micro-Manager itself: its ``#py`` lines import
+Python code, so a ``.cfg`` is trusted code (``docs/reliability.md``); the simulated microscope
+(``simulated: true``) loads no ``.cfg`` at all.
 """
 
 from __future__ import annotations
@@ -22,12 +29,16 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from nstm_acquire._validation import UserInputError, error_lines
 from nstm_acquire.physics.dpc.illumination import LedArrayGeometry
 from nstm_acquire.physics.optics import Optics
 
 __all__ = [
+    "MAX_CONFIG_BYTES",
+    "MAX_SIMULATED_FRAME_SIDE",
     "CameraConfig",
     "ConfigError",
+    "SimulatedFaults",
     "DpcConfig",
     "HardwareConfig",
     "PatternControl",
@@ -41,8 +52,15 @@ __all__ = [
 Modality = Literal["dpc", "sim2d", "sim3d"]
 
 
-class ConfigError(ValueError):
-    """A hardware configuration problem, one line per problem naming the field."""
+MAX_CONFIG_BYTES = 1 * 2**20
+"""Largest hardware configuration file read (1 MiB; the examples are a few kB)."""
+
+MAX_SIMULATED_FRAME_SIDE = 4096
+"""Largest side of the simulated camera's frame, pixels (it renders every frame in Python)."""
+
+
+class ConfigError(UserInputError):
+    """A hardware configuration problem: one line naming the file and the field."""
 
 
 class _Strict(BaseModel):
@@ -210,6 +228,22 @@ class SimulatedSample(_Strict):
     photons: float = Field(default=2000.0, gt=0, description="photo-electrons per pixel at background / mean")
 
 
+class SimulatedFaults(_Strict):
+    """Faults the simulated camera can be told to produce (fault tests, ``docs/reliability.md``).
+
+    Frames are counted from the camera's creation (background frames included).
+    """
+
+    camera_error_after_frames: int | None = Field(
+        default=None, ge=0, description="after this many frames every further frame fails with camera_error_message"
+    )
+    camera_error_message: str = Field(default="simulated sensor readout failure", max_length=200)
+    camera_stall_after_frames: int | None = Field(
+        default=None, ge=0, description="after this many frames the camera delivers nothing (a device timeout)"
+    )
+    camera_stall_s: float = Field(default=30.0, gt=0, le=3600, description="how long a stall lasts, s")
+
+
 class SimulationConfig(_Strict):
     """What the simulated microscope images and how its hardware behaves."""
 
@@ -223,13 +257,19 @@ class SimulationConfig(_Strict):
     timing: SimulatedTiming = SimulatedTiming()
     render_upsample: int = Field(default=2, ge=1, le=4)
     replay_frames: int = Field(
-        default=0, ge=0, description="if > 0, render this many frames once and replay them (throughput tests)"
+        default=0, ge=0, le=100_000, description="if > 0, render this many frames once and replay them (throughput tests)"
     )
+    faults: SimulatedFaults = SimulatedFaults()
 
     @model_validator(mode="after")
     def _shape(self) -> SimulationConfig:
         if min(self.frame_shape) < 16:
             raise ValueError(f"frame_shape {self.frame_shape} is too small; use at least 16 x 16 pixels")
+        if max(self.frame_shape) > MAX_SIMULATED_FRAME_SIDE:
+            raise ValueError(
+                f"frame_shape {self.frame_shape} is too large; the simulated camera renders at most "
+                f"{MAX_SIMULATED_FRAME_SIDE} x {MAX_SIMULATED_FRAME_SIDE} pixels"
+            )
         return self
 
 
@@ -289,14 +329,17 @@ class HardwareConfig(_Strict):
 
 
 def _format_validation_error(source: str, err: ValidationError) -> str:
-    """One ``<source>: <field>: <message>`` line per problem."""
-    from nstm_acquire._validation import error_lines
-
-    return "\n".join(error_lines(err, source))
+    """The first ``<source>: <field>: <message>`` problem, naming up to three others after it."""
+    lines = error_lines(err, source)
+    first = lines[0]
+    if len(lines) > 1:
+        others = [line.removeprefix(f"{source}: ").split(": ", 1)[0] for line in lines[1:4]]
+        first += f" (also wrong: {', '.join(others)}{', ...' if len(lines) > 4 else ''})"
+    return first
 
 
 def parse_hardware_config(data: dict[str, Any], source: str = "<config>") -> HardwareConfig:
-    """Validate a configuration mapping; raises :class:`ConfigError` naming every bad field."""
+    """Validate a configuration mapping; raises :class:`ConfigError` naming the bad field(s)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of fields at the top level, got {type(data).__name__}")
     try:
@@ -305,18 +348,83 @@ def parse_hardware_config(data: dict[str, Any], source: str = "<config>") -> Har
         raise ConfigError(_format_validation_error(source, err)) from None
 
 
-def load_hardware_config(path: str | Path) -> HardwareConfig:
-    """Load and validate a YAML hardware configuration file."""
-    p = Path(path)
-    if not p.exists():
+class _NoAliasLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses anchors and aliases (``&a`` / ``*a``).
+
+    A few nested aliases expand to gigabytes (an "alias bomb"); a hardware configuration never
+    needs them.
+    """
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.events.AliasEvent):
+            event = self.peek_event()
+            raise _AliasRefused(event.start_mark)
+        event = self.peek_event()
+        if getattr(event, "anchor", None) is not None:
+            raise _AliasRefused(event.start_mark)
+        return super().compose_node(parent, index)
+
+
+class _AliasRefused(Exception):
+    def __init__(self, mark: Any) -> None:
+        super().__init__()
+        self.mark = mark
+
+
+def _mark(mark: Any) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "somewhere"
+
+
+def load_yaml_limited(path: Path, what: str = "hardware configuration") -> Any:
+    """The YAML document in ``path``, read with limits; :class:`ConfigError` (one line) if not.
+
+    The file must be a regular file of at most :data:`MAX_CONFIG_BYTES`, UTF-8 text, YAML
+    without anchors or aliases. Messages name the file and the position, never its content.
+    """
+    name = path.name or str(path)
+    if not path.exists():
         raise ConfigError(
-            f"{p}: no such hardware configuration; the examples are in hardware_configs/ "
+            f"{path}: no such {what}; the examples are in hardware_configs/ "
             "(hardware_configs/simulated.yaml runs without a microscope)"
         )
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder; give the {what} file (.yaml)")
+    if not path.is_file():
+        raise ConfigError(f"{path}: is not a regular file; give the {what} file (.yaml)")
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{name}: has {size} bytes, more than the {MAX_CONFIG_BYTES} a {what} may have")
     try:
-        data = yaml.safe_load(p.read_text())
+        with open(path, "rb") as f:
+            text = f.read(MAX_CONFIG_BYTES + 1).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{name}: is not UTF-8 text (a binary file?); give the {what} (.yaml)") from None
+    except OSError as err:
+        raise ConfigError(f"{name}: cannot be read ({err.strerror})") from None
+    if "\x00" in text:
+        raise ConfigError(f"{name}: is not a text file (it holds NUL bytes); give the {what} (.yaml)")
+    loader = _NoAliasLoader(text)
+    try:
+        return loader.get_single_data()
+    except _AliasRefused as err:
+        raise ConfigError(
+            f"{name}: YAML anchors and aliases are not allowed in a {what} ({_mark(err.mark)}); write the values out"
+        ) from None
+    except yaml.MarkedYAMLError as err:
+        problem = " ".join(str(err.problem or err.context or "invalid syntax").split())
+        raise ConfigError(f"{name}: not valid YAML: {problem} ({_mark(err.problem_mark)})") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{p.name}: not valid YAML: {err}".replace("\n", " ")) from None
+        raise ConfigError(f"{name}: not valid YAML ({type(err).__name__})") from None
+    except RecursionError:
+        raise ConfigError(f"{name}: is nested too deeply to be a {what}") from None
+    finally:
+        loader.dispose()
+
+
+def load_hardware_config(path: str | Path) -> HardwareConfig:
+    """Load and validate a YAML hardware configuration file (limits: :func:`load_yaml_limited`)."""
+    p = Path(path)
+    data = load_yaml_limited(p)
     cfg = parse_hardware_config(data, source=p.name)
     cfg = cfg.model_copy(update={"source_path": p.resolve()})
     mm = cfg.resolved_mm_config()

@@ -21,6 +21,7 @@ their state to themselves, so the Python LED device also works beside real hardw
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -74,11 +75,19 @@ class _Sequence:
 
 
 class SimulatedCamera(CameraDevice):
-    """A 16-bit camera imaging the simulated sample, with its own hardware clock."""
+    """A 16-bit camera imaging the simulated sample, with its own hardware clock.
+
+    ``simulation.faults`` of the configuration makes it fail (raise with a given text) or stall
+    (deliver nothing for ``camera_stall_s``) after a number of frames: the fault tests of
+    ``docs/reliability.md``.
+    """
 
     def __init__(self, world: SimulatedWorld | None = None) -> None:
         super().__init__()
         self._world = world
+        self.frames_delivered = 0
+        """Frames this camera has delivered since it was created."""
+        self._unstall = threading.Event()
         self._exposure_ms = 10.0
         self._last_timestamp_s = float("nan")
         self._last_end_s = -np.inf
@@ -121,6 +130,7 @@ class SimulatedCamera(CameraDevice):
         count = 0
         limit = n if n is not None else 2**62
         while count < limit:
+            self._inject_fault(world)
             world.trigger()  # trigger output: sequences step before the exposure
             exposure_s = self._exposure_ms / 1000.0
             jitter = abs(rng.normal(0.0, timing.jitter_ms / 1000.0)) if timing.jitter_ms else 0.0
@@ -137,11 +147,31 @@ class SimulatedCamera(CameraDevice):
             world.clock.wait_until(self._last_end_s + timing.readout_ms / 1000.0)
             self._last_timestamp_s = t0
             count += 1
+            self.frames_delivered += 1
             yield {
                 HARDWARE_TIMESTAMP_KEY: f"{t0:.9f}",
                 "HardwareExposure-s": f"{exposure_s:.9f}",
                 "Camera": self.get_label(),
             }
+
+
+    def _inject_fault(self, world: SimulatedWorld) -> None:
+        """Fail or stall as ``simulation.faults`` says, before the next frame."""
+        faults = getattr(world.sim, "faults", None)
+        if faults is None:
+            return
+        after = faults.camera_error_after_frames
+        if after is not None and self.frames_delivered >= after:
+            raise RuntimeError(f"{faults.camera_error_message} (after {self.frames_delivered} frames)")
+        stall = faults.camera_stall_after_frames
+        if stall is not None and self.frames_delivered >= stall:
+            logger.warning("simulated camera: stalling for %.1f s (simulation.faults)", faults.camera_stall_s)
+            self._unstall.wait(faults.camera_stall_s)
+            raise TimeoutError(f"simulated camera delivered no frame for {faults.camera_stall_s:g} s (device timeout)")
+
+    def end_stall(self) -> None:
+        """End a stall at once (a test's cleanup)."""
+        self._unstall.set()
 
 
 class SimulatedLEDArray(GenericDevice):

@@ -31,11 +31,13 @@ def simulated_config(
     timing: dict[str, Any] | None = None,
     exposure_ms: dict[str, float] | None = None,
     replay_frames: int | None = None,
+    faults: dict[str, Any] | None = None,
 ) -> HardwareConfig:
     """A simulated configuration: ``base`` (default ``simulated.yaml``) with the given changes.
 
     ``motion``, ``photons``, ``sample_options`` and ``exposure_ms`` are keyed by modality
-    (``dpc``, ``sim2d``, ``sim3d``); ``timing`` updates ``simulation.timing`` fields.
+    (``dpc``, ``sim2d``, ``sim3d``); ``timing`` updates ``simulation.timing`` fields,
+    ``faults`` the ``simulation.faults`` (:class:`~nstm_acquire.hardware.config.SimulatedFaults`).
     """
     if base is None or isinstance(base, (str, Path)):
         base = load_hardware_config(base or default_config_path())
@@ -51,6 +53,8 @@ def simulated_config(
         sim["seed"] = seed
     if replay_frames is not None:
         sim["replay_frames"] = replay_frames
+    if faults:
+        sim["faults"] = {**sim.get("faults", {}), **faults}
     for key, value in (timing or {}).items():
         sim["timing"][key] = value
     for modality, spec in (motion or {}).items():
