@@ -162,3 +162,26 @@ def test_binned_frames_forward_matches_per_frame_rendering_of_a_moving_volume():
         assert errors[0] < 1e-5, errors
         assert errors[2] < 0.03, errors  # measured 0.024
         assert errors[1] < 0.55 * errors[2], errors  # measured 0.011
+
+
+def test_sim2d_band_limited_path_equals_the_folded_one_and_is_chosen_only_when_exact():
+    # the optical transfer vanishes beyond the camera's Nyquist frequency (NA 1.4, 80 nm pixels):
+    # cropping the half spectrum gives the folded result, for even and odd camera sizes
+    from nstm_acquire.physics.sim.forward import transfer_within_camera_band
+
+    ill = default_sim_illumination(OPTICS, 0.488)
+    u = 2
+    fine_px = OPTICS.pixel_size_um / u
+    for fine in [(64, 64), (62, 70)]:
+        transfer = widefield_otf_2d(fine, fine_px, OPTICS) * camera_pixel_transfer(fine, fine_px, OPTICS.pixel_size_um)
+        patterns = sim_patterns_2d(ill, fine, fine_px)
+        cropped = Sim2DForward.create(patterns, transfer, u)
+        folded = Sim2DForward(jnp.asarray(patterns), jnp.asarray(transfer, jnp.float32), u)
+        assert cropped.band_limited and not folded.band_limited
+        scenes = jnp.asarray(np.random.default_rng(3).random((ill.n_shots, 1, *fine)), jnp.float32)
+        shots = jnp.arange(ill.n_shots)
+        a, b = np.asarray(cropped.render(scenes, shots)), np.asarray(folded.render(scenes, shots))
+        assert a.shape == b.shape == (ill.n_shots, fine[0] // u, fine[1] // u)
+        np.testing.assert_allclose(a, b, atol=1e-5 * np.abs(b).max())
+    wide = np.ones((64, 64), np.float32)  # passes everything: aliases to fold, the general path
+    assert not transfer_within_camera_band(wide, 2) and not Sim2DForward.create(patterns[:, :64, :64], wide, 2).band_limited

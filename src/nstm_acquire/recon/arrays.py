@@ -23,7 +23,7 @@ from nstm_acquire.physics.optics import Optics
 from nstm_acquire.physics.sim.estimation import SimParameterPolicy
 from nstm_acquire.physics.sim.illumination import SimIllumination
 from nstm_acquire.physics.sim.otf import MeasuredPsf
-from nstm_acquire.recon.problem import ProblemBuilder, WindowProblem
+from nstm_acquire.recon.problem import ProblemBuilder, WindowProblem, modality_of
 
 __all__ = [
     "WindowResult",
@@ -180,8 +180,10 @@ def reconstruct_sim(
     (:class:`~nstm_acquire.physics.sim.otf.MeasuredPsf`). ``offset_adu`` is the camera's dark
     offset, subtracted from ``raw`` first (default 0: already removed). ``time_bin_s``: 3D, the
     frames within this many seconds share one volume (None: two consecutive frames; 0: every
-    frame at its own time; :class:`~nstm_acquire.recon.problem.ProblemBuilder`).
+    frame at its own time; :class:`~nstm_acquire.recon.problem.ProblemBuilder`). ``config``
+    None: the modality's defaults (``default_config("sim2d")`` for two-beam 2D SIM).
     """
+    config = config or default_config(modality_of(illumination))
     frames = _without_offset(raw, offset_adu)
     if frames.ndim != 4:
         raise ValueError(
@@ -198,7 +200,7 @@ def reconstruct_sim(
         illumination,
         frames.shape[-2:],
         frames.shape[1],
-        config or default_config(),
+        config,
         sim_parameters=sim_parameters,
         upsample=upsample,
         psf=psf,

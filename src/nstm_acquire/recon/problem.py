@@ -269,18 +269,20 @@ class ProblemBuilder:
         assert isinstance(self.illumination, SimIllumination)
         return self.illumination
 
-    def _sim_forward(self, ill: SimIllumination) -> Any:
+    def sim_forward(self, ill: SimIllumination) -> Any:
+        """SIM: the forward model of pattern ``ill`` on this builder's grid (2D: one image per
+        shot; 3D: :class:`~nstm_acquire.physics.sim.forward.Sim3DForward`, one volume per shot)."""
         u = self.upsample
         fine = (self.frame_shape[0] * u, self.frame_shape[1] * u)
         fine_px = self.optics.pixel_size_um / u
         cam_px = self.optics.pixel_size_um
         if self.modality == "sim2d":
             if self.psf is not None:  # measured: the camera pixel's integration is in it
-                transfer = jnp.asarray(self.psf.otf_2d(fine, fine_px), jnp.complex64)
+                transfer = np.asarray(self.psf.otf_2d(fine, fine_px), np.complex64)
             else:
                 theory = otf_2d(fine, fine_px, self.optics) * camera_pixel_transfer(fine, fine_px, cam_px)
-                transfer = jnp.asarray(theory, jnp.float32)
-            return Sim2DForward(jnp.asarray(sim_patterns_2d(ill, fine, fine_px)), transfer, u)
+                transfer = np.asarray(theory, np.float32)
+            return Sim2DForward.create(sim_patterns_2d(ill, fine, fine_px), transfer, u)
         n = self.optics.immersion_index
         kz = float(np.mean([ill.axial_k_for_orientation(d, n) for d in range(ill.n_orientations)]))
         # pad z by half the stack so the axial convolution does not wrap round (exact for a
@@ -299,7 +301,7 @@ class ProblemBuilder:
         # raw (S, Z, Y, X); ts, exp (S, Z)
         ill = self._resolve_illumination(raw)
         if self.forward is None:
-            self.forward = self._sim_forward(ill)
+            self.forward = self.sim_forward(ill)
         scale = float(np.mean(raw))
         if not scale > 0:
             raise ValueError(f"window {index} is dark (mean {scale:.3g} counts): nothing to reconstruct")
