@@ -7,6 +7,8 @@
 * :mod:`~nstm_acquire.recon.worker`: the near-live worker thread;
 * :mod:`~nstm_acquire.recon.distributed`: the same chain spread over Dask workers;
 * :mod:`~nstm_acquire.recon.playback`: stored networks rendered at any time, trajectories.
+* :mod:`~nstm_acquire.recon.trust`: each window's trust report (held-out residual vs camera
+  noise, motion folding and size, agreement with the conventional result; docs/trust.md).
 """
 
 from nstm_acquire.recon.arrays import WindowResult, reconstruct_dpc, reconstruct_sim, reconstruct_window
