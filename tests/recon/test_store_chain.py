@@ -186,11 +186,13 @@ def test_recon_metadata_is_ome_and_zarr_v3(tmp_path: Path) -> None:
     assert meta["zarr_format"] == 3 and meta["node_type"] == "group"
     for key in ("method", "pixel_size_um", "config", "windows"):
         assert key in meta["attributes"]
-    (multiscale,) = meta["attributes"]["ome"]["multiscales"]
+    multiscale, _, motion = meta["attributes"]["ome"]["multiscales"]  # scene, conventional, motion
     assert [a["name"] for a in multiscale["axes"]] == ["t", "c", "z", "y", "x"]
+    assert [a["name"] for a in motion["axes"]] == ["t", "d", "z", "y", "x"]
     (dataset,) = multiscale["datasets"]
     assert dataset["path"] == "scene"
-    assert dataset["coordinateTransformations"][0]["scale"] == [1.0, 1.0, 0.125, 0.04, 0.04]
+    # t: the render times' spacing (0.1 s) from the first (0 s); tests/store/test_ome.py checks more
+    assert dataset["coordinateTransformations"][0]["scale"] == pytest.approx([0.1, 1.0, 0.125, 0.04, 0.04])
     scene_meta = json.loads((group_dir / "scene" / "zarr.json").read_text())
     assert scene_meta["shape"] == [2, 1, 3, 16, 20]
     assert scene_meta["dimension_names"] == ["t", "c", "z", "y", "x"]

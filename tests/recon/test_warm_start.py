@@ -175,8 +175,11 @@ def test_a_window_whose_fit_fails_is_marked_failed_and_never_warm_starts_the_nex
         def __init__(self, *args, **kwargs):
             self.reader = SimpleNamespace(complete_windows=lambda: [0, 1, 2])
 
-        def run(self, windows, progress=None):
-            return [results[w] for w in windows]
+        def pending(self, windows=None):
+            return [0, 1, 2]
+
+        def reconstruct(self, w, callback=None):
+            return results[w]
 
     chain.StoreReconstructor, real_class = Replay, chain.StoreReconstructor
     try:
@@ -185,7 +188,7 @@ def test_a_window_whose_fit_fails_is_marked_failed_and_never_warm_starts_the_nex
     finally:
         chain.StoreReconstructor = real_class
     out, err = capsys.readouterr()
-    assert code == 1 and "2 windows, 1 failed (1)" in out
+    assert code == 1 and "2 windows, 1 failed (1;" in out
     warned = [line for line in err.splitlines() if line.startswith("warning: window")]
     assert len(warned) == 1 and warned[0].startswith("warning: window 1 failed") and "non-finite" in warned[0]
 

@@ -42,19 +42,26 @@ def reconstruct_chunk(
 ) -> list[dict]:
     """Reconstruct ``windows`` of ``store`` in order (a warm-start chain); return plain arrays.
 
-    Runs on a Dask worker (or in-process). Nothing is written.
+    Runs on a Dask worker (or in-process). Nothing is written. A window that fails
+    (:class:`~nstm_acquire.recon.chain.WindowFailure`) is returned as ``{"window", "scene":
+    None, "info": {"status": "failed", "failure": reason}}`` and the chain goes on.
     """
     from jax.flatten_util import ravel_pytree
 
     from nstm_acquire.recon.arrays import model_description
-    from nstm_acquire.recon.chain import StoreReconstructor
+    from nstm_acquire.recon.chain import StoreReconstructor, WindowFailure
 
     rec = StoreReconstructor(
         store, NSTMConfig.model_validate_json(config_json), warm_start=warm_start, write=False, sim_parameters=sim_parameters
     )
-    out = []
+    out: list[dict[str, Any]] = []
     for w in windows:
-        r = rec.reconstruct(w)
+        try:
+            r = rec.reconstruct(w)
+        except WindowFailure as err:  # bad data or an error in this window: the chain goes on
+            out.append({"window": w, "scene": None, "info": {"status": "failed", "failure": err.reason,
+                        "worker_pid": os.getpid(), "chunk": list(windows)}})  # fmt: skip
+            continue
         out.append(
             {
                 "window": w,
@@ -85,11 +92,16 @@ def reconstruct_distributed(
     warm_start: bool = True,
     on_window: Callable[[dict], None] | None = None,
     sim_parameters: SimParameterPolicy = "configured",
+    resume: bool = False,
+    connect_timeout_s: float = 10.0,
 ) -> list[int]:
     """Reconstruct ``windows`` (default: all complete) of ``store`` on a Dask cluster.
 
     Returns the windows written, in the order they were written. ``n_chunks`` defaults to the
-    number of workers (one warm-start chain per worker).
+    number of workers (one warm-start chain per worker). ``resume`` continues an existing
+    ``recon/<name>`` made with the same settings (``windows`` None: only the windows not final
+    there yet). A window that fails on a worker is recorded as failed (with its reason) and the
+    others go on. An unreachable ``scheduler`` raises ``OSError`` after ``connect_timeout_s``.
     """
     from nstm_acquire.recon.chain import open_recon_writer, recon_config
     from nstm_acquire.store import StoreReader
@@ -100,6 +112,22 @@ def reconstruct_distributed(
     todo = reader.require_complete(windows)
     out_path = Path(out) if out is not None else Path(store)
     group_config = recon_config(config, store, reader.modality, warm_start, distributed=True)
+    resume = resume and not overwrite
+    if resume:
+        from nstm_acquire.recon.chain import resume_conflict
+        from nstm_acquire.store import ReconReader, StoreError
+
+        conflict = resume_conflict(out_path, name, group_config)
+        if conflict:
+            raise StoreError(str(out_path), f"group recon/{name}",
+                             f"{conflict}: pass --overwrite to replace it, or --name to keep both")  # fmt: skip
+        if windows is None:
+            try:
+                done = set(ReconReader(out_path, name).windows_done())
+            except StoreError:
+                done = set()
+            todo = [w for w in todo if w not in done]
+    pending_failed: list[dict] = []
     config_json = config.model_dump_json()
     written: list[int] = []
     writer: Any = None
@@ -108,6 +136,13 @@ def reconstruct_distributed(
     def write(results: list[dict]) -> None:
         nonlocal writer
         for r in results:
+            if r["scene"] is None:  # failed before it had a result: recorded once a writer exists
+                pending_failed.append(r)
+                if writer is not None:
+                    flush_failed()
+                if on_window is not None:
+                    on_window(r)
+                continue
             if writer is None:
                 c, z, y, x = r["scene"].shape[1:]
                 writer = open_recon_writer(
@@ -120,7 +155,9 @@ def reconstruct_distributed(
                     channel_names=r["channel_names"],
                     overwrite=overwrite,
                     config=group_config,
+                    resume=resume,
                 )
+                flush_failed()
             if r["info"].get("status") == "failed":  # diverged or exploded (recon.chain): not final
                 writer.write_conventional(r["window"], r["conventional"])
                 writer.mark_failed(r["window"], r["info"]["failure"], info=r["info"])
@@ -136,6 +173,13 @@ def reconstruct_distributed(
             if on_window is not None:
                 on_window(r)
 
+    def flush_failed() -> None:
+        while pending_failed:
+            r = pending_failed.pop(0)
+            writer.mark_failed(r["window"], r["info"]["failure"], info=r["info"])
+
+    if not todo:
+        return written
     if scheduler is None:
         write(reconstruct_chunk(store, config_json, todo, warm_start, sim_parameters))
         return written
@@ -154,7 +198,7 @@ def reconstruct_distributed(
         )
         client = Client(cluster)
     else:
-        client = Client(scheduler)
+        client = Client(scheduler, timeout=f"{connect_timeout_s}s")
     try:
         n = n_chunks or max(1, len(client.scheduler_info().get("workers", {})))
         futures = [

@@ -21,8 +21,11 @@ conventional)``, ``window_started(w)``, ``progress(w, step, metrics)``, ``window
 result)``, ``window_skipped(w)``, ``lag_changed(waiting, lag_s)``, ``error(message)``,
 ``finished()``.
 
-A window that fails is logged with its traceback (the package logger, :mod:`nstm_acquire._logger`),
-reported through ``error``, listed in ``failed`` and skipped; the worker goes on with the next.
+A window that fails (bad data, unreadable frames, anything raised while reconstructing it:
+:class:`~nstm_acquire.recon.chain.WindowFailure`) is recorded in the store as failed with the
+reason, logged (the package logger, :mod:`nstm_acquire._logger`), reported through ``error``
+(``"window w failed (not reconstructed): reason"``) and listed in ``failed``; the worker goes on
+with the next window, which fits from scratch.
 A window whose fit diverged or exploded (:func:`~nstm_acquire.recon.chain.fit_failure`) is
 stored with ``status="failed"``, reported through ``error`` (``"window w failed (not final):
 reason"``) and listed in ``failed`` (not ``done``); the next window fits from scratch.
@@ -42,7 +45,7 @@ from typing import Any, Literal
 from psygnal import Signal, SignalGroup
 
 from nstm_acquire._logger import logger
-from nstm_acquire.nstm.config import NSTMConfig, default_config
+from nstm_acquire.nstm.config import NSTMConfig
 
 __all__ = ["ReconstructionWorker", "WorkerSignals"]
 
@@ -85,7 +88,7 @@ class ReconstructionWorker:
     store
         The acquisition store being written (it may not exist yet when the worker is made).
     config
-        NSTM configuration (default: :func:`~nstm_acquire.nstm.config.default_config`).
+        NSTM configuration (default: :func:`~nstm_acquire.nstm.config.default_config` of the store's modality).
     policy
         ``"all"`` or ``"newest"`` (see the module docstring).
     name
@@ -108,7 +111,7 @@ class ReconstructionWorker:
         if policy not in ("all", "newest"):
             raise ValueError(f"policy={policy!r} must be 'all' or 'newest'")
         self.store = Path(store)
-        self.config = config or default_config()
+        self.config = config  # None: the store's modality's default_config(modality), chosen by the chain
         self.policy = policy
         self.name = name
         self.warm_start = warm_start
@@ -240,9 +243,16 @@ class ReconstructionWorker:
                 },
             )
         except Exception as err:  # noqa: BLE001 - one bad window does not stop the others
-            _log.exception("window %d could not be reconstructed", w)
+            from nstm_acquire.recon.chain import WindowFailure
+
+            if isinstance(err, WindowFailure):  # recorded in the store by the reconstructor
+                _log.warning("window %d failed: %s", w, err.reason)
+                message = f"window {w} failed (not reconstructed): {err.reason}"
+            else:
+                _log.exception("window %d could not be reconstructed", w)
+                message = f"window {w}: {type(err).__name__}: {' '.join(str(err).split())}"
             self.failed.append(w)
-            self.events.error.emit(f"window {w}: {type(err).__name__}: {err}")
+            self.events.error.emit(message)
             self._skip(w)
             return
         self.results[w] = result
@@ -254,8 +264,10 @@ class ReconstructionWorker:
             self._emit_lag()
             return
         fit = getattr(result, "fit", None)
-        _log.info("window %d reconstructed in %.1f s%s", w, time.time() - started,
-                  f": {fit.summary()}" if fit is not None else "")
+        trust = (result.info.get("trust") or {}) if isinstance(getattr(result, "info", None), dict) else {}
+        _log.info("window %d reconstructed in %.1f s%s; trust: %s", w, time.time() - started,
+                  f": {fit.summary()}" if fit is not None else "",
+                  " ".join([str(trust.get("verdict", "not computed")), *(trust.get("reasons") or [])]))
         self.done.append(w)
         self.events.window_done.emit(w, result)
         self._emit_lag()

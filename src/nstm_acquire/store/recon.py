@@ -27,8 +27,10 @@ Optional fields added by this implementation (for ``docs/format.md``):
   ``has_conventional``;
 * attributes ``z_step_um`` (output grid, or null for 2D), ``channels`` (channel names, or
   null), ``motion_units`` = ``"output pixels"``;
-* attribute ``ome``: OME-Zarr 0.5 ``multiscales`` naming ``scene`` as a 5D image
-  (t, c, z, y, x; t without unit, z/y/x in micrometre);
+* attribute ``ome``: OME-Zarr 0.5 ``multiscales`` naming ``scene``, ``conventional`` and
+  ``motion`` as 5D images (t in seconds, z/y/x in micrometre) and ``omero`` naming the channels,
+  refreshed with every window (built by :mod:`nstm_acquire.store.ome`); the ``recon`` group's
+  attribute ``nstm_acquire.images`` lists the reconstruction groups;
 * ``dimension_names`` on every array; non-finite numbers in ``windows``/``config`` are
   stored as null (JSON has no NaN).
 
@@ -59,9 +61,9 @@ from nstm_acquire.store.layout import (
     RECON_TIMES,
     RECON_WINDOW,
     StoreError,
-    ome_image_metadata,
     to_json,
 )
+from nstm_acquire.store.ome import display_ranges, merge_ranges, recon_image_attributes
 from nstm_acquire.store.reader import open_zarr_group
 
 __all__ = ["ReconWriter", "ReconReader"]
@@ -120,6 +122,11 @@ class ReconWriter:
         Output grid plane spacing, µm (3D), for the OME scale.
     channel_names
         Optional channel names, e.g. ``["absorption", "phase_rad"]``.
+    resume
+        An existing ``recon/<name>`` is continued instead of refused: its windows stay, new
+        ones are added (and a window written again replaces its earlier result). Its scene
+        shape, motion dims and channels must match (else :class:`StoreError`).
+        ``overwrite`` wins over ``resume``.
     """
 
     def __init__(
@@ -133,6 +140,7 @@ class ReconWriter:
         method: str = "nstm",
         z_step_um: float | None = None,
         channel_names: list[str] | None = None,
+        resume: bool = False,
     ) -> None:
         name = _check_name(name)
         for arg, value in (
@@ -165,14 +173,21 @@ class ReconWriter:
                 raise StoreError(store_name, RECON_GROUP, "is an array, expected a group")
         else:
             parent = root.create_group(RECON_GROUP)
+        listed = dict(parent.attrs).get("nstm_acquire", {}).get("images", [])
+        parent.attrs.update({"nstm_acquire": {"images": sorted({*listed, name})}})
+        existing = None
         if name in parent:
-            if not overwrite:
+            if overwrite:
+                del parent[name]
+            elif resume:
+                existing = parent[name]
+            else:
                 raise StoreError(
                     store_name,
                     f"group {RECON_GROUP}/{name}",
-                    "already exists (pass overwrite=True to replace it, or choose another name)",
+                    "already exists (pass overwrite=True to replace it, resume=True to continue it, "
+                    "or choose another name)",
                 )
-            del parent[name]
 
         C, Z, Y, X = scene_shape
         D = int(motion_dims)
@@ -186,8 +201,17 @@ class ReconWriter:
             "motion_units": "output pixels",
             "config": {},
             "windows": {},
-            "ome": ome_image_metadata(RECON_SCENE, name, pixel_size_um, z_step_um),
+            "ome": recon_image_attributes(
+                name, channel_names or [f"channel {c}" for c in range(C)], pixel_size_um, z_step_um
+            ),
         }
+        self._lock = threading.Lock()
+        names = [str(c) for c in channel_names] if channel_names else [f"channel {c}" for c in range(C)]
+        self._ome_args = (name, names, pixel_size_um, z_step_um)
+        self._ranges: list | None = None  # per-channel display range of the scene written so far
+        if existing is not None:
+            self._reopen(existing)
+            return
         group = parent.create_group(name, attributes=self._attrs)
         plane = (1, 1, 1, Y, X)
         nan = float("nan")
@@ -239,7 +263,55 @@ class ReconWriter:
         self._group = group
         self._segments: dict[int, tuple[int, int]] = {}  # window -> (t_start, n_times)
         self._n_times = 0
-        self._lock = threading.Lock()
+
+    def _reopen(self, group: Any) -> None:
+        """Continue the existing group ``group`` (``resume=True``): check that it holds the
+        same kind of result, then take over its arrays and its windows' bookkeeping."""
+        where = self._name.removeprefix(f"{self._store_name}/")
+        if not isinstance(group, zarr.Group):
+            raise StoreError(self._store_name, where, "is an array, expected a group")
+        attrs = dict(group.attrs)
+        arrays = {}
+        for key in (RECON_SCENE, RECON_MOTION, RECON_TIMES, RECON_WINDOW, RECON_CONVENTIONAL):
+            if key not in group or not isinstance(group[key], zarr.Array):
+                raise StoreError(
+                    self._store_name, f"{where}/{key}", "is missing, so it cannot be resumed (use overwrite)"
+                )
+            arrays[key] = group[key]
+        C, Z, Y, X = self._scene_shape
+        found = tuple(arrays[RECON_SCENE].shape[1:])
+        found_d = arrays[RECON_MOTION].shape[1]
+        if found != (C, Z, Y, X) or found_d != self._motion_dims or attrs.get("channels") != self._attrs["channels"]:
+            raise StoreError(
+                self._store_name,
+                where,
+                f"holds scenes of shape {found} with {found_d}-D motion and channels {attrs.get('channels')}, "
+                f"not {(C, Z, Y, X)}, {self._motion_dims}-D, {self._attrs['channels']}: it cannot be resumed "
+                "(overwrite it, or choose another name)",
+            )
+        windows = attrs.get("windows") if isinstance(attrs.get("windows"), dict) else {}
+        self._segments = {}
+        for key, entry in windows.items():
+            if isinstance(entry, dict) and entry.get("status") == "final":
+                self._segments[int(key)] = (int(entry["t_start"]), int(entry["n_times"]))
+        self._n_times = max((t0 + m for t0, m in self._segments.values()), default=0)
+        if self._n_times != arrays[RECON_SCENE].shape[0]:
+            # slices beyond the announced windows (a run stopped between the arrays and the
+            # attributes that announce them): cut them off
+            self._resize_arrays(arrays, self._n_times)
+        self._attrs.update({k: attrs[k] for k in ("config", "model") if k in attrs})
+        self._attrs["windows"] = {str(k): dict(v) for k, v in windows.items() if isinstance(v, dict)}
+        self._group = group
+        self._scene, self._motion = arrays[RECON_SCENE], arrays[RECON_MOTION]
+        self._times, self._window = arrays[RECON_TIMES], arrays[RECON_WINDOW]
+        self._conventional = arrays[RECON_CONVENTIONAL]
+
+    def _resize_arrays(self, arrays: dict[str, Any], n: int) -> None:
+        C, Z, Y, X = self._scene_shape
+        arrays[RECON_SCENE].resize((n, C, Z, Y, X))
+        arrays[RECON_MOTION].resize((n, self._motion_dims, Z, Y, X))
+        arrays[RECON_TIMES].resize((n,))
+        arrays[RECON_WINDOW].resize((n,))
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -379,7 +451,10 @@ class ReconWriter:
         windows[str(w)] = entry
         for v, _, _, _ in saved:
             windows[str(v)] = {**windows[str(v)], "t_start": self._segments[v][0]}
-        self._save_attrs("windows")
+        self._ranges = merge_ranges(self._ranges, display_ranges(scene))
+        n_t = self._n_times
+        self._attrs["ome"] = recon_image_attributes(*self._ome_args, self._times[:n_t], self._window[:n_t], self._ranges)
+        self._save_attrs("windows", "ome")
 
     def _write_conventional_array(self, w: int, conventional: np.ndarray) -> None:
         conventional = self._check_volume(conventional, "conventional", (), self._scene_shape)
@@ -437,6 +512,23 @@ class ReconWriter:
             del net[key]
         arr = net.create_array(key, shape=flat.shape, chunks=flat.shape, dtype="<f4", compressors=None)
         arr[:] = flat
+
+    @_locked
+    def write_trust_map(self, w: int, residual_map: np.ndarray) -> None:
+        """Store window ``w``'s trust residual map (optional array ``trust_residual/<w>``,
+        nstm-acquire extension): float32 ``(Yb, Xb)``, the RMS of the held-out residual over the
+        camera model's predicted noise sigma per block of pixels (1 = down to the noise, NaN =
+        no held-out pixel; docs/trust.md). Replaces an earlier map of that window."""
+        rmap = np.ascontiguousarray(np.asarray(residual_map, dtype=np.float32))
+        if rmap.ndim != 2 or rmap.size == 0:
+            raise ValueError(f"residual_map has shape {rmap.shape}; give a (Yb, Xb) map")
+        group = self._group.require_group("trust_residual")
+        key = str(int(w))
+        if key in group:
+            del group[key]
+        arr = group.create_array(key, shape=rmap.shape, chunks=rmap.shape, dtype="<f4", fill_value=float("nan"),
+                                 compressors=None, dimension_names=("yb", "xb"))  # fmt: skip
+        arr[:] = rmap
 
     @_locked
     def set_config(self, config: dict[str, Any]) -> None:
@@ -514,6 +606,18 @@ class ReconReader:
         if "network" not in self._group or str(int(w)) not in self._group["network"]:
             return None
         return np.asarray(self._group["network"][str(int(w))][:])
+
+    def trust_map(self, w: int) -> np.ndarray | None:
+        """Window ``w``'s trust residual map ``(Yb, Xb)`` (see ``ReconWriter.write_trust_map``), or None."""
+        if "trust_residual" not in self._group or str(int(w)) not in self._group["trust_residual"]:
+            return None
+        return np.asarray(self._group["trust_residual"][str(int(w))][:])
+
+    def trust(self, w: int) -> dict[str, Any] | None:
+        """Window ``w``'s trust report (``windows[w]["trust"]``: ``verdict``, ``reasons``, the
+        numbers), or None when the window has none."""
+        entry = self.windows_info().get(int(w), {}).get("trust")
+        return dict(entry) if isinstance(entry, dict) else None
 
     def windows_info(self) -> dict[int, dict[str, Any]]:
         """Per-window attributes, keyed by window index."""
