@@ -1,18 +1,31 @@
 """The ``nstm-acquire`` command line.
 
 Sub-commands: ``demo``, ``run``, ``acquire``, ``reconstruct``, ``render``, ``trajectory``,
-``presets``, ``gui``, ``info``. Every user error ends the program with one line on stderr and exit
-code 2. ``run``, ``demo`` and ``acquire`` go through one
+``presets``, ``gui``, ``info``. Exit codes: 0 done, 2 a user error (one line on stderr naming the
+option or field and the fix), 1 an internal failure or a window that could not be reconstructed
+(one line; the traceback with ``--debug`` and in the log), 130 interrupted. Every option is
+checked before anything is created. ``run``, ``demo`` and ``acquire`` go through one
 :class:`~nstm_acquire.acquire.session.LiveSession`, which logs to ``<store>.log`` beside the
-store; ``--verbose`` / ``--debug`` (before or after the command) also show the log on stderr,
-``--debug`` with the traceback of an error otherwise reported in one line.
+store (``reconstruct`` logs there too); ``--verbose`` / ``--debug`` (before or after the command)
+also show the log on stderr. Progress is a rich progress bar on a terminal, plain lines
+(at most every few seconds) otherwise.
+
+Run as the ``nstm-acquire`` program (``main()`` without arguments), the process ends with
+``os._exit`` once the command has cleaned up: native threads of the microscope core (pymmcore)
+could otherwise be torn down by the interpreter's shutdown, which aborted about half of the
+error exits with SIGABRT ("FATAL: exception not rethrown", exit 134).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import math
+import os
+import re
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -32,6 +45,107 @@ class UserError(Exception):
     """A problem the user can fix; printed as one line."""
 
 
+#: The most windows one acquisition may ask for (``--windows``): beyond it the sequence and the
+#: store's per-frame arrays grow past what a run is tested with.
+MAX_WINDOWS = 100_000
+#: The most frames one acquisition may take: the run is one hardware sequence, and the longest
+#: sequence a (simulated) device takes is 100 000 entries; longer runs failed only at their start.
+MAX_FRAMES = 100_000
+#: The largest simulated frame side, pixels (``--shape``).
+MAX_FRAME_SIDE = 8192
+#: The most optimisation steps per window (``--steps``).
+MAX_STEPS = 1_000_000
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def _number(text: str, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (give {what})") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number (give {what})")
+    return value
+
+
+def positive(what: str) -> Callable[[str], float]:
+    """argparse type: a finite number > 0 (``what``: the unit, for the message)."""
+
+    def parse(text: str) -> float:
+        value = _number(text, f"a finite number of {what} > 0")
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text} must be > 0 ({what})")
+        return value
+
+    return parse
+
+
+def non_negative(what: str) -> Callable[[str], float]:
+    """argparse type: a finite number >= 0."""
+
+    def parse(text: str) -> float:
+        value = _number(text, f"a finite number of {what} >= 0")
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{text} must be >= 0 ({what})")
+        return value
+
+    return parse
+
+
+def finite(what: str) -> Callable[[str], float]:
+    """argparse type: any finite number."""
+    return lambda text: _number(text, f"a finite number of {what}")
+
+
+def int_range(lo: int, hi: int) -> Callable[[str], int]:
+    """argparse type: an integer in ``lo..hi``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer (give {lo}..{hi})") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{value} is out of range (give {lo}..{hi})")
+        return value
+
+    return parse
+
+
+def group_name(text: str) -> str:
+    """argparse type: a reconstruction name (letters, digits, ``_.-``; not ``.``/``..``)."""
+    if not _NAME.match(text) or text in (".", ".."):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a group name (letters, digits, '_', '.', '-'; up to 64, e.g. 'nstm')"
+        )
+    return text
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Help with every option's default (``(default: X)``) unless its help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if not action.option_strings or "default" in text or "required" in text:
+            return text
+        if action.required:
+            return text + " (required)"
+        if action.default is None or action.default is False or action.default is argparse.SUPPRESS:
+            return text
+        return text + " (default: %(default)s)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """One line for a usage error (``nstm-acquire run: argument --steps: ...``), exit code 2."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> Any:
+        self.exit(2, f"{self.prog}: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def _add_hardware_args(p: argparse.ArgumentParser) -> None:
     from nstm_acquire.hardware.config import default_config_path
 
@@ -41,26 +155,124 @@ def _add_hardware_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help=f"hardware configuration YAML (default: {default_config_path()})",
     )
-    p.add_argument("--modality", choices=["dpc", "sim2d", "sim3d"], default="dpc")
-    p.add_argument("--windows", type=int, default=4, help="number of windows (time points)")
-    p.add_argument("--interval", type=float, default=0.0, help="window start-to-start period, s (0: back to back)")
-    p.add_argument("--exposure-ms", type=float, default=None, help="exposure per shot, ms")
-    p.add_argument("--planes", type=int, default=None, help="sim3d: planes per stack (default 8)")
-    p.add_argument("--z-step", type=float, default=None,
-                   help="sim3d: plane spacing, µm (default: the config's optics.z_step_um, else the Nyquist "
+    p.add_argument("--modality", choices=["dpc", "sim2d", "sim3d"], default="dpc",
+                   help="dpc: differential phase contrast (4 half-circle LED shots); sim2d: 2D structured "
+                        "illumination; sim3d: 3D SIM z stacks")
+    p.add_argument("--windows", type=int_range(1, MAX_WINDOWS), default=4, metavar="N",
+                   help="number of windows (time points) to acquire")
+    p.add_argument("--interval", type=non_negative("seconds"), default=0.0, metavar="S",
+                   help="window start-to-start period in seconds (0: back to back)")
+    p.add_argument("--exposure-ms", type=positive("milliseconds"), default=None, metavar="MS",
+                   help="exposure per shot in milliseconds (default: the configuration's)")
+    p.add_argument("--planes", type=int_range(1, 1000), default=None, metavar="N",
+                   help="sim3d: planes per stack (default: 8)")
+    p.add_argument("--z-step", type=positive("µm"), default=None, metavar="UM",
+                   help="sim3d: plane spacing in µm (default: the config's optics.z_step_um, else the Nyquist "
                         "step of the 3D SIM axial passband, 1/(2 (n(1-cos α)/λ_em + kz of order 1)): 0.178 µm "
                         "for NA 1.4 oil, 520 nm emission, 488 nm excitation)")
-    p.add_argument("--z-centre", type=float, default=0.0, help="sim3d: focus position of the stack centre, µm")
+    p.add_argument("--z-centre", type=finite("µm"), default=0.0, metavar="UM",
+                   help="sim3d: focus position of the stack centre in µm")
     p.add_argument("--plane-order", choices=["plane_major", "pattern_major"], default=None,
-                   help="sim3d: plane_major (all shots of a plane, then the next; default) or "
-                        "pattern_major (a z stack per shot; the demo's default)")
+                   help="sim3d: plane_major (all shots of a plane, then the next) or pattern_major "
+                        "(a z stack per shot) (default: plane_major; the demo's: pattern_major)")
     sim = p.add_argument_group("simulated microscope")
-    sim.add_argument("--shape", type=int, nargs=2, metavar=("NY", "NX"), default=None, help="frame shape, pixels")
-    sim.add_argument("--motion", default=None, help="sample motion, e.g. 'translation:vx=5+swirl:omega=0.5,radius=10'")
-    sim.add_argument("--seed", type=int, default=None)
+    sim.add_argument("--shape", type=int_range(16, MAX_FRAME_SIDE), nargs=2, metavar=("NY", "NX"), default=None,
+                     help="frame shape in pixels (default: the configuration's simulation.frame_shape)")
+    sim.add_argument("--motion", default=None, metavar="SPEC",
+                     help="sample motion, µm and s, e.g. 'translation:vx=5+swirl:omega=0.5,radius=10' "
+                          "(default: the configuration's sample motion)")
+    sim.add_argument("--seed", type=int_range(0, 2**32 - 1), default=None,
+                     help="random seed of the simulated sample and noise (default: the configuration's)")
     sim.add_argument("--fast", action="store_true", help="do not wait in real time (simulated clock runs ahead)")
-    sim.add_argument("--photons", type=float, default=None, help="photo-electrons per pixel at background / peak")
-    p.add_argument("--adapter-path", action="append", default=None, help="Micro-Manager adapter folder (real scopes)")
+    sim.add_argument("--photons", type=positive("photo-electrons"), default=None, metavar="E",
+                     help="photo-electrons per pixel at background (DPC) / peak (SIM) (default: the configuration's)")
+    p.add_argument("--adapter-path", action="append", default=None, metavar="DIR",
+                   help="Micro-Manager adapter folder, repeatable (real scopes; default: the configuration's)")
+
+
+def check_config_file(path: Path | None, option: str = "--config") -> None:
+    """``path`` (None: the default) names a readable text file; else a UserError."""
+    if path is None:
+        return
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{option} {path}: no such file (give a hardware configuration .yaml)")
+    if not path.is_file():
+        raise UserError(f"{option} {path}: is not a file (give a hardware configuration .yaml)")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8192)
+    except OSError as err:
+        raise UserError(f"{option} {path}: cannot be read ({err.strerror})") from None
+    try:
+        if b"\0" in head:
+            raise UnicodeDecodeError("utf-8", head, 0, 1, "NUL byte")
+        head.decode("utf-8")
+    except UnicodeDecodeError as err:
+        if err.end < len(head) - 4 or b"\0" in head:  # not just a character cut at the 8 KiB mark
+            raise UserError(f"{option} {path}: is not a text file (give a hardware configuration .yaml)") from None
+
+
+def _check_motion(spec: str | None) -> None:
+    """``--motion`` parses (before the microscope is made); else a UserError naming the fix."""
+    if spec is None:
+        return
+    from pydantic import ValidationError
+
+    from nstm_acquire._validation import first_error_line
+    from nstm_acquire.hardware.simulated.motion import motion_from_spec
+
+    try:
+        motion_from_spec(spec)
+    except ValidationError as err:
+        raise UserError(f"--motion {spec!r}: {first_error_line(err)} (e.g. 'translation:vx=5')") from None
+    except (ValueError, TypeError) as err:
+        raise UserError(f"--motion {spec!r}: {' '.join(str(err).split())}") from None
+
+
+def own_store(path: Path) -> str | None:
+    """A description of the store at ``path`` if nstm-acquire wrote it (its root attributes say
+    so, and every entry beside the root ``zarr.json`` is a Zarr node), else None."""
+    from nstm_acquire.store import StoreError
+    from nstm_acquire.store.reader import read_metadata_file
+
+    try:
+        meta = read_metadata_file(path / "zarr.json", str(path), "zarr.json")
+    except StoreError:
+        return None
+    attrs = (meta.get("attributes") or {}).get("nstm_acquire") if isinstance(meta, dict) else None
+    acq = attrs.get("acquisition") if isinstance(attrs, dict) else None
+    software = acq.get("software") if isinstance(acq, dict) else None
+    if not (isinstance(software, str) and software.startswith("nstm-acquire")):
+        return None
+    for entry in path.iterdir():
+        if entry.name != "zarr.json" and not (entry.is_dir() and not entry.is_symlink() and (entry / "zarr.json").is_file()):
+            return None
+    assert isinstance(attrs, dict) and isinstance(acq, dict)  # (checked above, for mypy)
+    return f"an nstm-acquire {attrs.get('modality')} store, {acq.get('status', 'unknown')}"
+
+
+def prepare_out(out: Path, overwrite: bool, option: str = "--out") -> None:
+    """Check a new store's path before anything is made: it must be new, or (``overwrite``) an
+    empty folder or a store nstm-acquire wrote, which is then announced on stderr."""
+    if not out.exists() and not out.is_symlink():
+        folder = out.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise UserError(f"{option} {out}: cannot create it, {folder} is not writable (choose another {option})")
+        return
+    if not overwrite:
+        raise UserError(f"{option} {out} already exists: pass --overwrite to replace it, or choose another {option}")
+    if out.is_dir() and not out.is_symlink() and not any(out.iterdir()):
+        return
+    what = own_store(out) if out.is_dir() and not out.is_symlink() else None
+    if what is None:
+        raise UserError(
+            f"{option} {out} is not a store nstm-acquire wrote (or holds other files), so --overwrite "
+            f"will not delete it: remove it yourself or choose another {option}"
+        )
+    print(f"replacing {out} ({what})", file=sys.stderr)
 
 
 def load_config_with_overrides(args: argparse.Namespace):
@@ -73,6 +285,7 @@ def load_config_with_overrides(args: argparse.Namespace):
         parse_hardware_config,
     )
 
+    check_config_file(args.config)
     path = args.config or default_config_path()
     cfg = load_hardware_config(path)
     overrides = {k: getattr(args, k, None) for k in ("shape", "motion", "seed", "fast", "photons")}
@@ -123,27 +336,67 @@ def _plan_from_args(args: argparse.Namespace, z_step_default: float | None = Non
 
 
 class _Progress:
-    """One updating line on a terminal, plain lines otherwise."""
+    """Progress of long work: a rich progress bar on a terminal, plain lines otherwise.
 
-    def __init__(self, stream=sys.stderr) -> None:
-        self.stream = stream
-        self.tty = stream.isatty()
+    :meth:`show` updates the bar (``completed`` of ``total``, with ``text`` beside it); when
+    stderr is not a terminal it prints ``text`` as a line at most every ``every_s`` seconds.
+    :meth:`done` ends the current item: with ``text``, a permanent line. Thread-safe.
+    """
+
+    def __init__(self, stream: Any = None, every_s: float = 5.0) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.every_s = every_s
         self._last = ""
+        self._printed_at = -math.inf
+        self._lock = threading.RLock()
+        self._bar: Any = None
+        self._task: Any = None
 
-    def show(self, text: str) -> None:
-        if self.tty:
-            self.stream.write("\r" + text.ljust(len(self._last)))
-            self.stream.flush()
-        self._last = text
+    def _start_bar(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._bar = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("{task.fields[info]}"), console=Console(file=self.stream), transient=True,
+        )  # fmt: skip
+        self._bar.start()
+        self._task = self._bar.add_task("", total=None, info="")
+
+    def show(self, text: str, completed: float | None = None, total: float | None = None, label: str = "") -> None:
+        with self._lock:
+            self._last = text
+            if self.tty:
+                if self._bar is None:
+                    self._start_bar()
+                info = text if completed is None else text.removeprefix(label).lstrip(": ").strip()
+                self._bar.update(self._task, description=label or "", completed=completed or 0, total=total, info=info)
+                return
+            now = time.monotonic()
+            if now - self._printed_at >= self.every_s:
+                self._printed_at = now
+                print(text, file=self.stream, flush=True)
+
+    def line(self, text: str) -> None:
+        """A permanent line (above the bar on a terminal)."""
+        with self._lock:
+            if self._bar is not None:
+                self._bar.console.print(text, markup=False, highlight=False)
+            else:
+                print(text, file=self.stream, flush=True)
 
     def done(self, text: str | None = None) -> None:
-        if text is not None:
-            self.show(text)
-        if self.tty:
-            self.stream.write("\n")
-        elif self._last:
-            self.stream.write(self._last + "\n")
-        self.stream.flush()
+        with self._lock:
+            if self._bar is not None:
+                self._bar.stop()
+                self._bar = None
+            if text is not None:
+                print(text, file=self.stream, flush=True)
+            elif not self.tty and self._last:
+                print(self._last, file=self.stream, flush=True)
+            self._last = ""
+            self._printed_at = -math.inf
 
 
 def open_session(
@@ -156,15 +409,17 @@ def open_session(
     from nstm_acquire.acquire.session import LiveSession
     from nstm_acquire.hardware.microscope import open_microscope
 
+    _check_motion(getattr(args, "motion", None))
     cfg = load_config_with_overrides(args)
     z_default = cfg.sim3d.optics.z_step_um if (args.modality == "sim3d" and cfg.sim3d) else None
     plan = _plan_from_args(args, z_default)
+    _check_frame_count(cfg, plan)
     nstm = None
     if reconstruct:
         from nstm_acquire.nstm.compile_cache import enable_compilation_cache
 
         enable_compilation_cache()
-        nstm = nstm_config_from_args(args)
+        nstm = nstm_config_from_args(args, args.modality)
     microscope = open_microscope(cfg, adapter_paths=args.adapter_path)
     try:
         session = LiveSession(
@@ -176,6 +431,20 @@ def open_session(
         microscope.close()
         raise
     return session, microscope
+
+
+def _check_frame_count(cfg, plan) -> None:
+    """The run's frames (windows x shots x planes) fit :data:`MAX_FRAMES`; else a UserError
+    naming the largest ``--windows`` that does."""
+    modality = cfg.modality(plan.modality)
+    shots = len(modality.shot_names) if plan.modality == "dpc" else modality.n_orientations * modality.n_phases
+    per_window = shots * plan.n_planes
+    if plan.n_windows * per_window > MAX_FRAMES:
+        raise UserError(
+            f"--windows {plan.n_windows}: {plan.n_windows * per_window} frames ({per_window} per window) is more "
+            f"than the {MAX_FRAMES} one run may take; give --windows {MAX_FRAMES // per_window} or less, "
+            "and split longer experiments into several runs"
+        )
 
 
 class _SessionDisplay:
@@ -192,7 +461,7 @@ class _SessionDisplay:
         ev.window_complete.connect(lambda w: self.show())
         ev.window_done.connect(lambda w, result: self.show())
         ev.progress.connect(self._on_progress)
-        ev.error.connect(lambda source, message: print(f"\n{source}: {message}", file=sys.stderr))
+        ev.error.connect(lambda source, message: self.progress.line(f"{source}: {' '.join(str(message).split())}"))
 
     def _on_frame(self, w: int, s: int, z: int, t_s: float) -> None:
         self.t_s = t_s
@@ -210,15 +479,19 @@ class _SessionDisplay:
         s, plan = self.session, self.session.plan
         expected = s.summary.frames_expected
         if not s.reconstructing:
+            label = f"acquiring {plan.modality} frames"
             self.progress.show(
-                f"acquiring {plan.modality}: frame {s.frames}/{expected}  "
-                f"windows {len(s.complete)}/{plan.n_windows}  t={self.t_s:7.3f} s"
-            )
+                f"{label}: frame {s.frames}/{expected}  windows {len(s.complete)}/{plan.n_windows}  "
+                f"t={self.t_s:7.3f} s",
+                completed=s.frames, total=expected, label=label,
+            )  # fmt: skip
             return
+        label = "frames"
         self.progress.show(
-            f"frames {s.frames}/{expected} | windows {len(s.complete)}/{plan.n_windows} acquired, "
-            f"{len(s.done)} reconstructed | waiting {s.waiting} ({s.lag_s():.1f} s) | {self.fit}"
-        )
+            f"{label} {s.frames}/{expected} | windows {len(s.complete)}/{plan.n_windows} acquired, "
+            f"{len(s.done)} reconstructed | waiting {s.waiting} ({s.lag_s():.1f} s) | {self.fit}",
+            completed=s.frames, total=expected, label=label,
+        )  # fmt: skip
 
 
 def run_session(session: LiveSession, microscope: Microscope) -> None:
@@ -245,6 +518,7 @@ def run_session(session: LiveSession, microscope: Microscope) -> None:
 
 
 def cmd_acquire(args: argparse.Namespace) -> int:
+    prepare_out(args.out, args.overwrite)
     session, microscope = open_session(args, args.out, args.overwrite, reconstruct=False)
     try:
         run_session(session, microscope)
@@ -259,16 +533,20 @@ def cmd_acquire(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    prepare_out(args.out, args.overwrite)
     session, microscope = open_session(args, args.out, args.overwrite)
     run_session(session, microscope)
     summary = session.summary
+    skipped = [w for w in session.skipped if w not in session.failed]  # failed windows are skipped too
     print(
         f"{summary.store}: {summary.frames_written}/{summary.frames_expected} frames, "
         f"{summary.windows_complete} windows acquired ({summary.status}), {len(session.done)} reconstructed"
-        + (f", {len(session.skipped)} skipped (policy newest)" if session.skipped else "")
-        + (f", {len(session.failed)} failed ({', '.join(map(str, session.failed))})" if session.failed else "")
+        + (f", {len(skipped)} skipped (policy newest)" if skipped else "")
+        + (f", {len(session.failed)} failed ({_ranges(list(session.failed))})" if session.failed else "")
     )
-    return 0 if summary.status == "completed" and not session.skipped and not session.failed else 1
+    if skipped or session.failed:
+        print(f"the rest: nstm-acquire reconstruct {summary.store} (continues recon/nstm)", file=sys.stderr)
+    return 0 if summary.status == "completed" and not skipped and not session.failed else 1
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -278,11 +556,22 @@ def cmd_render(args: argparse.Namespace) -> int:
     times = _times_or_default(args.times, rec)
     scenes, _, which = rec.render(times)
     names = rec.reader.attrs.get("channels") or [str(c) for c in range(scenes.shape[1])]
-    channel = names.index(args.channel) if args.channel in names else int(args.channel or 0)
+    channel = _channel_index(args.channel, names)
     out = write_tiff_stack(args.out, scenes, times, channel, rec.pixel_size_um)
     print(f"wrote {out}: {len(times)} times x {scenes.shape[2]} planes of {names[channel]} "
           f"({times[0]:.3f}-{times[-1]:.3f} s, windows {sorted(set(which.tolist()))})")
     return 0
+
+
+def _channel_index(text: str | None, names: list[str]) -> int:
+    """``--channel`` as an index: a name, an index, or (None) phase where there is one, else 0."""
+    if text is None:
+        return next((i for i, n in enumerate(names) if str(n).startswith("phase")), 0)
+    if text in names:
+        return names.index(text)
+    if text.isdigit() and int(text) < len(names):
+        return int(text)
+    raise UserError(f"--channel {text!r}: give one of {', '.join(map(str, names))} or an index 0..{len(names) - 1}")
 
 
 def _times_or_default(text: str | None, rec):
@@ -321,6 +610,7 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
 def cmd_gui(args: argparse.Namespace) -> int:
     from nstm_acquire.gui.app import run_gui
 
+    check_config_file(args.config)
     return run_gui(config=args.config, out_dir=args.out_dir)
 
 
@@ -332,44 +622,107 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ms(seconds: float) -> str:
+    return f"{1000 * seconds:.4g} ms"
+
+
 def format_info(reader) -> str:
-    """Human-readable summary of a store: modality, windows, timing statistics."""
-    t = reader.timing_summary()
+    """Human-readable summary of a store: modality, windows, timing statistics, how the run
+    ended, implausible times, and the reconstructions in the store."""
+    import numpy as np
+
+    with np.errstate(all="ignore"):  # implausible times are reported below, not as numpy warnings
+        t = reader.timing_summary()
     a = reader.attrs
+    label = "{:<28}".format
+    complete = len(reader.complete_windows())
     lines = [
-        f"store:            {reader.path}",
-        f"modality:         {a.modality}",
-        f"frames:           {t.get('frames_acquired')} acquired, shape {tuple(reader.frame_shape)}, "
+        f"{label('store:')}{reader.path}",
+        f"{label('modality:')}{a.modality}",
+        f"{label('frames:')}{t.get('frames_acquired')} acquired, shape {tuple(reader.frame_shape)}, "
         f"{reader.n_shots} shots x {reader.n_planes} planes per window",
-        f"windows:          {len(reader.complete_windows())} complete",
+        f"{label('windows:')}{complete} complete",
     ]
-    for key, label in (
-        ("frame_interval_mean_s", "frame interval"),
-        ("window_period_mean_s", "window period"),
-        ("exposure_mean_s", "exposure"),
-    ):
-        if t.get(key) is not None:
-            lines.append(f"{label + ':':<18}{1000 * t[key]:.3f} ms (mean)")
-    if t.get("frame_interval_min_s") is not None:
-        lines.append(
-            f"{'  spread:':<18}min {1000 * t['frame_interval_min_s']:.3f} / max "
-            f"{1000 * t['frame_interval_max_s']:.3f} / std {1000 * t['frame_interval_std_s']:.3f} ms"
-        )
+    partial, damaged = t.get("partial_windows") or [], t.get("damaged_windows") or {}
+    if partial:
+        lines[-1] += f", {len(partial)} partial ({_ranges(partial)})"
+    for w, problem in damaged.items():
+        lines.append(f"{label('  damaged:')}window {w}: {problem}")
+    for key, name in (("frame_interval", "frame interval"), ("window_period", "window period"),
+                      ("exposure", "exposure")):  # fmt: skip
+        if t.get(f"{key}_mean_s") is None:
+            continue
+        lines.append(f"{label(name + ' (mean):')}{_ms(t[f'{key}_mean_s'])}")
+        if t.get(f"{key}_min_s") is not None:
+            lines.append(
+                f"{label(f'  {name} spread:')}min {_ms(t[f'{key}_min_s'])}, max {_ms(t[f'{key}_max_s'])}, "
+                f"std {_ms(t[f'{key}_std_s'])}"
+            )
     acq = a.acquisition or {}
     for key in (
         "hardware_config", "simulated", "timestamp_source", "frames_hardware_triggered",
-        "frames_host_clock_fallback", "status", "start_utc",
+        "frames_host_clock_fallback", "start_utc",
     ):
         if key in acq:
-            lines.append(f"{key + ':':<18}{acq[key]}")
+            lines.append(f"{label(key + ':')}{acq[key]}")
+    run_end = getattr(reader, "run_end", None)
+    if run_end is not None:
+        status, detail = run_end()
+        lines.append(f"{label('run ended:')}{status}" + (f" ({detail})" if detail else ""))
+    elif "status" in acq:
+        lines.append(f"{label('status:')}{acq['status']}")
+    for problem in t.get("timing_problems") or []:
+        lines.append(f"warning: {problem}")
+    lines.extend(_recon_lines(reader, complete))
     return "\n".join(lines)
+
+
+def _recon_lines(reader, complete: int) -> list[str]:
+    """The ``reconstructions:`` section of ``info``: name, windows done / failed, status."""
+    from nstm_acquire.store import ReconReader, StoreError
+
+    group = reader.group
+    names = sorted(group["recon"].group_keys()) if "recon" in group else []
+    if not names:
+        return [f"{'reconstructions:':<28}none (nstm-acquire reconstruct STORE)"]
+    lines = ["reconstructions:"]
+    for name in names:
+        try:
+            rec = ReconReader(reader.path, name)
+            done, failed = rec.windows_done(), rec.windows_failed()
+        except StoreError as err:
+            lines.append(f"  {name:<26}unreadable: {err.problem}")
+            continue
+        status = "complete" if len(done) >= complete and not failed else "partial"
+        text = f"  {name:<26}{len(done)}/{complete} windows done"
+        if failed:
+            text += f", {len(failed)} failed ({_ranges(list(failed))})"
+        lines.append(f"{text}; {status}" + ("" if status == "complete" else " (nstm-acquire reconstruct continues it)"))
+        lines.extend(_trust_lines(rec, done))
+    return lines
+
+
+def _trust_lines(rec, done: list[int]) -> list[str]:
+    """Each final window's trust verdict (docs/trust.md), then the reasons of those not ok."""
+    reports = {w: rec.trust(w) for w in done}
+    judged = {w: r for w, r in reports.items() if r is not None}
+    if not judged:
+        return [f"    {'trust:':<24}not recorded (reconstructed before trust reports)"] if done else []
+    verdicts = ", ".join(f"{w} {r.get('verdict', '?')}" for w, r in sorted(judged.items()))
+    lines = [f"    {'trust (window verdict):':<24}{verdicts}"]
+    for w, r in sorted(judged.items()):
+        if r.get("verdict") != "ok":
+            for reason in r.get("reasons") or ["(no reason recorded)"]:
+                lines.append(f"      window {w}: {reason}")
+    return lines
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from nstm_acquire.evaluation.demo import demo_figure
     from nstm_acquire.store import StoreReader
 
-    out = args.out
+    out = args.out or Path(f"runs/demo_{args.modality}.zarr")
+    prepare_out(out, overwrite=True)
     if args.modality == "sim3d":  # a CPU-sized 3D demo unless asked otherwise (docs/model.md, SIM)
         args.shape = args.shape or (64, 64)
         args.planes = args.planes or 6
@@ -382,7 +735,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     figure = demo_figure(out, microscope.world, args.modality, out.with_suffix(".png"))
     failed = f", {len(session.failed)} failed ({', '.join(map(str, session.failed))})" if session.failed else ""
     print(f"\nreconstructed {len(session.done)} windows near-live{failed}; figure: {figure}")
-    print(f"open the store in napari:  napari {out}   (raw: {out}/raw, NSTM: {out}/recon/nstm/scene)")
+    print(f"open it in napari (pip install 'nstm-acquire[napari]'):  napari --plugin nstm-acquire {out}")
     return 0 if session.summary.status == "completed" else 1
 
 
@@ -390,6 +743,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
     from nstm_acquire.hardware.config import default_config_path, load_hardware_config
     from nstm_acquire.hardware.presets import dpc_preset_lines
 
+    check_config_file(args.config)
     cfg = load_hardware_config(args.config or default_config_path())
     dpc = cfg.modality("dpc")
     print(f"# DPC presets for {cfg.name}: paste into the Micro-Manager .cfg")
@@ -405,29 +759,39 @@ def cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_windows(text: str | None) -> list[int] | None:
-    """``"0,2-4"`` -> ``[0, 2, 3, 4]``; None -> None (all complete windows)."""
+def parse_windows(text: str | None, limit: int = MAX_WINDOWS) -> list[int] | None:
+    """``"0,2-4"`` -> ``[0, 2, 3, 4]``; None -> None (all complete windows).
+
+    Indices must be below ``limit`` (the store's window count), checked before a range is
+    expanded; a UserError names the bad part.
+    """
     if text is None:
         return None
     out: list[int] = []
-    try:
-        for part in text.split(","):
-            part = part.strip()
-            if "-" in part:
-                a, b = part.split("-", 1)
-                out.extend(range(int(a), int(b) + 1))
-            elif part:
-                out.append(int(part))
-    except ValueError:
-        raise UserError(f"--windows {text!r}: give window indices like 0,2-4") from None
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            a, b = (int(v) for v in part.split("-", 1)) if "-" in part else (int(part), int(part))
+        except ValueError:
+            if not part:
+                continue
+            raise UserError(f"--windows {text!r}: give window indices like 0,2-4") from None
+        if a < 0 or b < a:
+            raise UserError(f"--windows {text!r}: {part!r} is not an index or a rising range like 2-4")
+        if b >= limit:
+            raise UserError(f"--windows {text!r}: window {b} does not exist (the store has windows 0..{limit - 1})")
+        out.extend(w for w in range(a, b + 1) if w not in out)
+    if not out:
+        raise UserError(f"--windows {text!r}: give window indices like 0,2-4")
     return out
 
 
-def nstm_config_from_args(args: argparse.Namespace):
-    """The NSTM configuration named by ``--preset`` with ``--steps`` etc. applied."""
+def nstm_config_from_args(args: argparse.Namespace, modality: str | None = None):
+    """The NSTM configuration named by ``--preset`` for ``modality`` (``"dpc"``, ``"sim2d"``,
+    ``"sim3d"``: 2D SIM has a shorter default schedule) with ``--steps`` etc. applied."""
     from nstm_acquire.nstm.config import default_config, published_config
 
-    cfg = published_config() if args.preset == "published" else default_config()
+    cfg = published_config() if args.preset == "published" else default_config(modality)
     changes: dict = {}
     if args.steps is not None:
         changes["max_steps"] = args.steps
@@ -442,9 +806,10 @@ def _add_nstm_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("reconstruction")
     g.add_argument("--preset", choices=["default", "published"], default="default",
                    help="default: fast, stops on convergence; published: the paper's 5000-step schedule")
-    g.add_argument("--steps", type=int, default=None, help="maximum optimisation steps per window")
+    g.add_argument("--steps", type=int_range(1, MAX_STEPS), default=None, metavar="N",
+                   help="maximum optimisation steps per window (default: the preset's, 1500 for default)")
     g.add_argument("--sampling", choices=["grid", "network"], default=None,
-                   help="scene sampling (grid: fast; network: the published way)")
+                   help="scene sampling (grid: fast; network: the published way) (default: the preset's)")
     g.add_argument("--no-warm-start", action="store_true", help="fit every window from scratch")
     g.add_argument("--sim-parameters", choices=["configured", "fallback", "error", "estimate"], default="configured",
                    help="SIM pattern (k, phase, modulation): estimated from the first window and checked; "
@@ -454,75 +819,182 @@ def _add_nstm_args(p: argparse.ArgumentParser) -> None:
                         "implausible estimate; estimate: use it anyway")
 
 
+def _check_reconstruct_args(args: argparse.Namespace) -> tuple[Any, list[int] | None]:
+    """Every ``reconstruct`` option checked before anything is written: the store reads, the
+    windows exist and are complete, the output can be written. Returns the reader and the
+    chosen windows (None: all complete)."""
+    from nstm_acquire.store import StoreReader
+
+    if not args.store.exists():
+        raise UserError(f"{args.store}: no such store (give the NAME.zarr an acquisition wrote)")
+    reader = StoreReader(args.store)
+    windows = parse_windows(args.windows, limit=max(reader.n_windows, 1))
+    complete = reader.complete_windows()
+    if windows is not None:
+        missing = [w for w in windows if w not in complete]
+        if missing:
+            raise UserError(
+                f"--windows {args.windows}: windows {_ranges(missing)} are not complete "
+                f"(complete: {_ranges(complete) or 'none'})"
+            )
+    elif not complete:
+        raise UserError(f"{args.store}: no complete window to reconstruct (nstm-acquire info {args.store} says why)")
+    if args.workers is not None and args.scheduler is None:
+        raise UserError("--workers applies with --scheduler only (e.g. --scheduler local --workers 2)")
+    target = Path(args.out or args.store)
+    where = target / "recon" if (target / "recon").exists() else target if target.exists() else target.parent
+    if where.exists() and not os.access(where, os.W_OK | os.X_OK):
+        fix = "write the reconstruction elsewhere with --out OTHER.zarr" if args.out is None else "choose another --out"
+        raise UserError(f"{target}: cannot write there ({where} is read-only): {fix}")
+    if args.out is not None and Path(args.out).exists() and not (Path(args.out) / "zarr.json").is_file():
+        raise UserError(f"--out {args.out} exists and is not a Zarr store (choose a new name)")
+    return reader, windows
+
+
+def _ranges(windows: list[int]) -> str:
+    """``[0, 1, 2, 5]`` -> ``"0-2, 5"``."""
+    ws = sorted(set(windows))
+    parts: list[str] = []
+    i = 0
+    while i < len(ws):
+        j = i
+        while j + 1 < len(ws) and ws[j + 1] == ws[j] + 1:
+            j += 1
+        parts.append(str(ws[i]) if i == j else f"{ws[i]}-{ws[j]}")
+        i = j + 1
+    return ", ".join(parts)
+
+
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    from nstm_acquire.recon.chain import StoreReconstructor
+    from nstm_acquire.recon.chain import StoreReconstructor, WindowFailure
 
-    config = nstm_config_from_args(args)
-    if args.scheduler is not None:
-        return _reconstruct_on_dask(args, config)
-    rec = StoreReconstructor(
-        args.store, config, out=args.out, name=args.name, overwrite=args.overwrite,
-        warm_start=not args.no_warm_start, sim_parameters=args.sim_parameters,
-    )
-    windows = parse_windows(args.windows)
-    complete = rec.reader.complete_windows()
-    todo = complete if windows is None else windows
-    if not todo:
-        raise UserError(f"{args.store}: no complete window to reconstruct")
-    progress = _Progress()
-    limit = config.fit.max_steps
+    reader, windows = _check_reconstruct_args(args)
+    config = nstm_config_from_args(args, reader.modality)
+    with _file_log(args.out or args.store):
+        if args.scheduler is not None:
+            return _reconstruct_on_dask(args, config, windows)
+        rec = StoreReconstructor(
+            args.store, config, out=args.out, name=args.name, overwrite=args.overwrite,
+            warm_start=not args.no_warm_start, sim_parameters=args.sim_parameters, resume=True,
+        )  # fmt: skip
+        todo = rec.pending(None) if windows is None else windows
+        target = f"{args.out or args.store}/recon/{args.name}"
+        if not todo:
+            print(f"{target}: every complete window is already reconstructed "
+                  "(--windows redoes chosen ones, --overwrite all)")  # fmt: skip
+            return 0
+        resumed = windows is None and len(todo) < len(rec.reader.complete_windows())
+        if resumed:
+            print(f"{target}: continuing with the {len(todo)} windows not done yet ({_ranges(todo)})", file=sys.stderr)
+        progress = _Progress()
+        limit = config.fit.max_steps
 
-    def show(w: int, step: int, metrics: dict) -> None:
-        progress.show(f"window {w} ({todo.index(w) + 1}/{len(todo)}): step {step}/{limit}  loss {metrics['loss']:.3e}")
+        def show(w: int, step: int, metrics: dict) -> None:
+            label = f"window {w} ({todo.index(w) + 1}/{len(todo)})"
+            progress.show(f"{label}: step {step}/{limit}  loss {metrics['loss']:.3e}",
+                          completed=step, total=max(limit, step), label=label)  # fmt: skip
 
-    failed = []
-    for w in todo:
-        res = rec.run([w], progress=show)[0]
-        f = res.fit
-        progress.done(f"window {w}: {f.summary()}")
-        if res.info.get("status") == "failed":
-            failed.append(w)
-            _warn_failed(w, res.info.get("failure", ""))
-    target = args.out or args.store
-    print(f"wrote {target}/recon/{args.name}: {len(todo) - len(failed)} windows"
-          + (f", {len(failed)} failed ({', '.join(map(str, failed))})" if failed else ""))
-    return 1 if failed else 0
+        failed: list[int] = []
+        for w in todo:
+            try:
+                res = rec.reconstruct(w, callback=functools.partial(show, w))
+            except KeyboardInterrupt:
+                progress.done()
+                print(f"{target}: the finished windows are kept; run the same command again to continue",
+                      file=sys.stderr)  # fmt: skip
+                raise
+            except WindowFailure as err:
+                progress.done()
+                failed.append(w)
+                _warn_failed(w, err.reason)
+                continue
+            progress.done(f"window {w}: {res.fit.summary()}")
+            if res.info.get("status") == "failed":
+                failed.append(w)
+                _warn_failed(w, res.info.get("failure", ""))
+            elif res.info.get("implausible"):
+                print(f"warning: window {w} is implausible: {res.info['implausible']}", file=sys.stderr)
+        print(f"wrote {target}: {len(todo) - len(failed)} windows"
+              + (f", {len(failed)} failed ({_ranges(failed)}; rerun the same command to retry them)" if failed else ""))
+        return 1 if failed else 0
+
+
+@contextmanager
+def _file_log(store: Path) -> Iterator[None]:
+    """The package's log (tracebacks included) appended to ``<store>.log`` while a command
+    runs, where that file can be written."""
+    from nstm_acquire._logger import log_to_file, remove_log_file
+
+    path = Path(store)
+    log = path.with_suffix(".log") if path.suffix == ".zarr" else path.with_name(path.name + ".log")
+    try:
+        handler = log_to_file(log) if os.access(log.parent if log.parent.exists() else ".", os.W_OK) else None
+    except OSError:
+        handler = None
+    global _LOG_PATH
+    _LOG_PATH = log if handler is not None else None
+    try:
+        yield
+    except Exception:
+        from nstm_acquire._logger import logger
+
+        logger.debug("the command stopped on an error", exc_info=True)  # the log keeps the traceback
+        raise
+    finally:
+        if handler is not None:
+            remove_log_file(handler)
+
+
+_LOG_PATH: Path | None = None
 
 
 def _warn_failed(w: int, reason: str) -> None:
     """The one-line warning for a window whose fit failed (recon.chain.fit_failure)."""
-    print(f"warning: window {w} failed, not final: {reason}", file=sys.stderr)
+    print(f"warning: window {w} failed (not final; recorded in the store): {reason}", file=sys.stderr)
 
 
-def _reconstruct_on_dask(args: argparse.Namespace, config) -> int:
+def _reconstruct_on_dask(args: argparse.Namespace, config, windows: list[int] | None) -> int:
     from nstm_acquire.recon.distributed import reconstruct_distributed
 
     progress = _Progress()
     done: list[int] = []
+    failed: list[int] = []
 
     def on_window(r: dict) -> None:
         done.append(r["window"])
         info = r["info"]
         if info.get("status") == "failed":
+            failed.append(r["window"])
             progress.done()
             _warn_failed(r["window"], info.get("failure", ""))
+            return
         progress.show(
             f"window {r['window']} written ({len(done)} done): {info['steps']} steps, "
             f"{info['wall_s']:.1f} s on worker {info['worker_pid']}"
         )
 
-    written = reconstruct_distributed(
-        args.store, config, parse_windows(args.windows), scheduler=args.scheduler,
-        n_chunks=args.workers, out=args.out, name=args.name, overwrite=args.overwrite,
-        warm_start=not args.no_warm_start, on_window=on_window, sim_parameters=args.sim_parameters,
-    )
+    try:
+        written = reconstruct_distributed(
+            args.store, config, windows, scheduler=args.scheduler,
+            n_chunks=args.workers, out=args.out, name=args.name, overwrite=args.overwrite,
+            warm_start=not args.no_warm_start, on_window=on_window, sim_parameters=args.sim_parameters,
+            resume=True,
+        )  # fmt: skip
+    except OSError as err:
+        if "connect" in str(err).lower() or "timed out" in str(err).lower():
+            raise UserError(
+                f"--scheduler {args.scheduler}: cannot reach the Dask scheduler ({' '.join(str(err).split())}); "
+                "check the address, or use --scheduler local"
+            ) from None
+        raise
     progress.done()
-    print(f"wrote {args.out or args.store}/recon/{args.name}: {len(written)} windows")
-    return 0
+    print(f"wrote {args.out or args.store}/recon/{args.name}: {len(written)} windows"
+          + (f", {len(failed)} failed ({_ranges(failed)}; rerun the same command to retry them)" if failed else ""))
+    return 1 if failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="nstm-acquire",
         description="Multi-shot DPC/SIM acquisition with motion-resolved NSTM reconstruction.",
     )
@@ -530,7 +1002,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"nstm-acquire {__version__}")
     _add_logging_args(parser, default=False)
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_acquisition_commands(sub)
     _add_store_commands(sub)
     for name, register in COMMANDS.items():
@@ -546,15 +1018,18 @@ def _add_acquisition_commands(sub: Any) -> None:
         "demo", help="simulated microscope: acquire a moving sample, reconstruct near-live, save a figure"
     )
     _add_hardware_args(p)
-    p.add_argument("--out", type=Path, default=Path("runs/demo.zarr"))
-    p.add_argument("--policy", choices=["all", "newest"], default="all")
+    p.add_argument("--out", type=Path, default=None, metavar="STORE",
+                   help="output store, replaced if an earlier demo wrote it (default: runs/demo_<modality>.zarr)")
+    p.add_argument("--policy", choices=["all", "newest"], default="all",
+                   help="when reconstruction falls behind: reconstruct all windows, or always the newest")
     _add_nstm_args(p)
     p.set_defaults(func=cmd_demo, windows=6)
 
     p = sub.add_parser("run", help="acquire and reconstruct every window near-live into one store")
     _add_hardware_args(p)
-    p.add_argument("--out", type=Path, required=True, help="output store, NAME.zarr")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    p.add_argument("--out", type=Path, required=True, metavar="STORE", help="output store, NAME.zarr")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing store that nstm-acquire wrote (never another program's files)")
     p.add_argument("--policy", choices=["all", "newest"], default="all",
                    help="when reconstruction falls behind: reconstruct all windows, or always the newest")
     _add_nstm_args(p)
@@ -562,28 +1037,39 @@ def _add_acquisition_commands(sub: Any) -> None:
 
     p = sub.add_parser("acquire", help="run a DPC or SIM acquisition into a Zarr store")
     _add_hardware_args(p)
-    p.add_argument("--out", type=Path, required=True, help="output store, NAME.zarr")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    p.add_argument("--out", type=Path, required=True, metavar="STORE", help="output store, NAME.zarr")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing store that nstm-acquire wrote (never another program's files)")
     p.set_defaults(func=cmd_acquire)
 
 
 def _add_store_commands(sub: Any) -> None:
     """``reconstruct``, ``presets``, ``render``, ``trajectory``, ``gui``, ``info``."""
-    p = sub.add_parser("reconstruct", help="NSTM-reconstruct the complete windows of a store (recon/<name>)")
-    p.add_argument("store", type=Path)
-    p.add_argument("--windows", default=None, help="windows to reconstruct, e.g. 0,2-4 (default: all complete)")
-    p.add_argument("--out", type=Path, default=None, help="write the reconstruction into this store instead")
-    p.add_argument("--name", default="nstm", help="group name under recon/")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing recon/<name>")
-    p.add_argument("--scheduler", default=None,
-                   help="Dask scheduler address, or 'local' for a local cluster (default: in this process)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="warm-start chains (tasks); default one per worker")
+    p = sub.add_parser(
+        "reconstruct", formatter_class=_Formatter,
+        help="NSTM-reconstruct the complete windows of a store (recon/<name>); continues an interrupted one",
+        description="NSTM-reconstruct the complete windows of a store into recon/<name>. Run again, it "
+                    "continues: only the windows not reconstructed yet (missing or failed) are done.",
+    )  # fmt: skip
+    p.add_argument("store", type=Path, help="the acquisition store, NAME.zarr")
+    p.add_argument("--windows", default=None, metavar="LIST",
+                   help="windows to (re)do, e.g. 0,2-4 (default: every complete window not reconstructed yet)")
+    p.add_argument("--out", type=Path, default=None, metavar="STORE",
+                   help="write the reconstruction into this store instead (default: into the acquisition store)")
+    p.add_argument("--name", type=group_name, default="nstm", help="group name under recon/")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing recon/<name> (without it, an existing one is continued)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="Dask scheduler address tcp://host:port, or 'local' for a local cluster "
+                        "(default: in this process)")
+    p.add_argument("--workers", type=int_range(1, 1024), default=None, metavar="N",
+                   help="with --scheduler: warm-start chains (tasks) (default: one per worker)")
     _add_nstm_args(p)
     p.set_defaults(func=cmd_reconstruct)
 
     p = sub.add_parser("presets", help="print the .cfg presets that light each DPC shot's LEDs")
-    p.add_argument("--config", type=Path, default=None, help="hardware configuration YAML")
+    p.add_argument("--config", type=Path, default=None,
+                   help="hardware configuration YAML (default: the simulated microscope's)")
     p.add_argument("--group", default="DPC", help="configuration group name")
     p.add_argument("--device", default=None, help="LED array device label (default: dpc.led_array_label)")
     p.add_argument("--property", default="LEDs", help="property taking the LED list (Illuminate: ManualLedList)")
@@ -592,18 +1078,21 @@ def _add_store_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_presets)
 
     p = sub.add_parser("render", help="render a stored reconstruction at any times into a TIFF stack")
-    p.add_argument("store", type=Path)
+    p.add_argument("store", type=Path, help="the store holding the reconstruction, NAME.zarr")
     p.add_argument("--times", default=None, help="seconds: t1,t2,... or start:stop:step (default: 50 across the run)")
-    p.add_argument("--channel", default=None, help="channel name or index (DPC: phase_rad, absorption; SIM: density)")
-    p.add_argument("--name", default="nstm")
+    p.add_argument("--channel", default=None,
+                   help="channel name or index (DPC: phase_rad, absorption; SIM: density) (default: phase "
+                        "where the reconstruction has it, else the first channel)")
+    p.add_argument("--name", type=group_name, default="nstm", help="the reconstruction, recon/<name>")
     p.add_argument("--out", type=Path, required=True, help="output .tif (ImageJ hyperstack, T x Z x Y x X)")
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("trajectory", help="export the motion trajectories of chosen points as CSV")
-    p.add_argument("store", type=Path)
+    p.add_argument("store", type=Path, help="the store holding the reconstruction, NAME.zarr")
     p.add_argument("--points", required=True, help="y,x output-grid pixels at the first time, ';'-separated")
-    p.add_argument("--times", default=None, help="seconds: t1,t2,... or start:stop:step")
-    p.add_argument("--name", default="nstm")
+    p.add_argument("--times", default=None,
+                   help="seconds: t1,t2,... or start:stop:step (default: 50 across the run)")
+    p.add_argument("--name", type=group_name, default="nstm", help="the reconstruction, recon/<name>")
     p.add_argument("--out", type=Path, required=True, help="output .csv")
     p.set_defaults(func=cmd_trajectory)
 
@@ -612,8 +1101,8 @@ def _add_store_commands(sub: Any) -> None:
     p.add_argument("--out-dir", type=Path, default=Path("runs"), help="folder for new stores")
     p.set_defaults(func=cmd_gui)
 
-    p = sub.add_parser("info", help="summarise a store: modality, windows, timing")
-    p.add_argument("store", type=Path)
+    p = sub.add_parser("info", help="summarise a store: modality, windows, timing, reconstructions")
+    p.add_argument("store", type=Path, help="the store, NAME.zarr")
     p.set_defaults(func=cmd_info)
 
 
@@ -650,12 +1139,38 @@ def _console_logging(verbosity: int) -> Iterator[None]:
         logger.setLevel(level)
 
 
-def _report(err: BaseException, line: str, debug: bool) -> int:
-    """Print a user error as one line (after its traceback with ``--debug``); exit code 2."""
+def _report(err: BaseException, line: str, debug: bool, code: int = 2) -> int:
+    """Print an error as one line (after its traceback with ``--debug``); log it with its
+    traceback; return the exit code (2: the user can fix it; 1: an internal failure)."""
+    from nstm_acquire._logger import logger
+
+    line = " ".join(str(line).split()) or type(err).__name__
+    logger.debug("error reported as: %s", line, exc_info=err)
     if debug:
         traceback.print_exception(err, file=sys.stderr)
     print(f"nstm-acquire: {line}", file=sys.stderr)
-    return 2
+    return code
+
+
+def _internal(err: BaseException, debug: bool) -> int:
+    """An unexpected exception: one line saying where the traceback is; exit code 1."""
+    from nstm_acquire._logger import logger
+
+    logger.error("internal error", exc_info=err)
+    where = f"the traceback is in {_LOG_PATH}, or" if _LOG_PATH is not None else "for the traceback"
+    text = " ".join(str(err).split())[:300] or "no message"
+    return _report(err, f"internal error: {type(err).__name__}: {text} ({where} run again with --debug)", debug, 1)
+
+
+def _os_error_line(err: OSError) -> str:
+    import errno
+
+    what = err.filename or "a file"
+    if err.errno == errno.ENOSPC:
+        return f"{what}: no space left on the disk (free some space; the windows completed so far are kept)"
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"{what}: permission denied (read-only? write elsewhere, e.g. with --out)"
+    return f"{what}: {err.strerror or err}"
 
 
 @contextmanager
@@ -684,11 +1199,43 @@ def _one_line_warnings(debug: bool) -> Iterator[None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``); returns the exit code.
+
+    Called without ``argv`` (the ``nstm-acquire`` program), it ends the process itself with
+    :func:`_exit` after the command has cleaned up (module docstring).
+    """
+    code = _main(argv)
+    if argv is None:
+        _exit(code)
+    return code
+
+
+def _exit(code: int) -> None:
+    """End the process with ``code``: flush the output and the logs, then ``os._exit``, so
+    no native thread (pymmcore's) meets the interpreter's shutdown (module docstring)."""
+    import gc
+    import logging
+
+    try:
+        gc.collect()  # finalise what the command left (the microscope core) while Python runs
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        logging.shutdown()
+    finally:
+        os._exit(code)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    global _LOG_PATH
+    _LOG_PATH = None
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, --version (0) or a usage error (2, one line printed)
+        return exit_.code if isinstance(exit_.code, int) else 2
     from pydantic import ValidationError
 
-    from nstm_acquire._validation import first_error_line
+    from nstm_acquire._validation import UserInputError, first_error_line
     from nstm_acquire.hardware.config import ConfigError
     from nstm_acquire.physics.sim.estimation import SimParameterError
     from nstm_acquire.store import StoreError
@@ -697,14 +1244,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     with _console_logging(2 if debug else 1 if args.verbose else 0), _one_line_warnings(debug):
         try:
             return int(args.func(args) or 0)
-        except (UserError, ConfigError, StoreError, SimParameterError) as err:
+        except (UserError, UserInputError, ConfigError, StoreError, SimParameterError) as err:
             return _report(err, str(err), debug)
         except ValidationError as err:
             return _report(err, first_error_line(err), debug)
         except KeyboardInterrupt:
             print("\nnstm-acquire: interrupted", file=sys.stderr)
             return 130
+        except OSError as err:
+            return _report(err, _os_error_line(err), debug)
+        except (MemoryError, RecursionError) as err:
+            return _report(err, f"{type(err).__name__}: the input is too large or too deeply nested", debug, 1)
+        except Exception as err:  # noqa: BLE001 - never a traceback without --debug
+            return _internal(err, debug)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
