@@ -38,12 +38,15 @@ FORBIDDEN: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     ),
     "acquire": (("gui", "evaluation", "cli", "nstm"), (*_QT,)),
     "evaluation": (("gui", "cli", "acquire"), (*_QT,)),
-    "gui": (("cli",), ()),
+    "gui": (("cli", "napari"), ()),
+    "napari": (("cli",), ()),
 }
 
 # The simulator's image formation is independent of the forward models it is used to judge.
 SIMULATOR_MAY_NOT = ("physics.dpc.forward", "physics.sim.forward", "physics.sim.wiener",
-                     "physics.sim.estimation", "physics.sim.otf")
+                     "physics.sim.estimation", "physics.sim.otf", "physics.rolling_shutter",
+                     "physics.rolling_shutter.timing", "physics.rolling_shutter.forward",
+                     "physics.rolling_shutter.deconvolution")
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:

@@ -376,21 +376,47 @@ def test_a_sim3d_run_reconstructs_a_volume_and_offers_its_planes(qtbot, make_pan
     panel = make_panel()
     panel.settings.modality_box.setCurrentText("sim3d")
     assert panel.settings.planes_row.isEnabled()
-    panel.settings.planes_spin.setValue(4)
+    panel.settings.planes_spin.setValue(2)  # the smallest stack: this checks the panel, not the fit
     panel.settings.windows_spin.setValue(1)
     panel.settings.store_name_edit.setText("vol")
     with qtbot.waitSignal(panel.run_finished, timeout=300_000) as finished:
         assert panel.start()
     summary = finished.args[0]
-    assert summary.status == "completed" and summary.frames_written == 15 * 4
+    assert summary.status == "completed" and summary.frames_written == 15 * 2
     assert panel.status.fields["reconstructed"].text() == "1"
     recon = ReconReader(tmp_path / "vol.zarr")
     assert recon.windows_done() == [0]
     scene = recon.scene(0)
-    assert scene.shape == (15, 1, 4, 2 * SHAPE[0], 2 * SHAPE[1])  # density on the 2x finer grid
+    assert scene.shape == (15, 1, 2, 2 * SHAPE[0], 2 * SHAPE[1])  # density on the 2x finer grid
     assert np.all(scene >= 0)  # fluorescence density is non-negative
     assert recon.windows_info()[0]["sim_parameters"]["policy"] == "configured"
-    assert panel.recon.plane_spin.isEnabled() and panel.recon.plane_spin.maximum() == 3
+    assert panel.recon.plane_spin.isEnabled() and panel.recon.plane_spin.maximum() == 1
     shown = panel.recon.view.pixmap()
     assert not shown.isNull() and shown.width() * SHAPE[0] == shown.height() * SHAPE[1]
     assert panel.recon.channel_box.currentText() == "density"
+
+
+def test_reconstruction_view_goes_back_to_earlier_windows_and_levels_can_be_fixed(qapp):
+    from nstm_acquire.gui.reconstruction import ReconstructionView
+
+    view = ReconstructionView()
+    view.begin("dpc", 0.5, 16)
+    rng = np.random.default_rng(3)
+    previews = {w: rng.normal(w, 1.0, (2, 1, 8, 16)) for w in range(3)}
+    for w in (0, 2, 1):  # window 1 arrives late: the newest (2) stays shown
+        assert view.show_preview(w, previews[w]) is None
+    assert view.image.window == 2 and (view.window_spin.minimum(), view.window_spin.maximum()) == (0, 2)
+    view.window_spin.setValue(0)  # going back stops following the newest
+    assert view.image.window == 0 and not view.newest_check.isChecked()
+    np.testing.assert_array_equal(view.image.scene[0], previews[0])
+    view.show_preview(3, rng.normal(3.0, 1.0, (2, 1, 8, 16)))
+    assert view.image.window == 0 and view.window_spin.maximum() == 3
+    view.newest_check.setChecked(True)
+    assert view.image.window == 3 and view.window_spin.value() == 3
+    # fixed levels: the caption gives them, and auto levels come back when ticked
+    view.levels.set_manual(-1.0, 2.0)
+    assert "-1 … 2" in view.caption.text()
+    view.levels.auto_check.setChecked(True)
+    c = int(view.channel_box.currentData())
+    lo, hi = display_limits(view.image.scene[:, c, 0])
+    assert f"{lo:.3g} … {hi:.3g}" in view.caption.text()

@@ -15,6 +15,7 @@ from typing import Any
 from PyQt6.QtWidgets import QGroupBox, QLabel, QVBoxLayout, QWidget
 
 from nstm_acquire.gui.images import compose_pixmap, display_limits
+from nstm_acquire.gui.levels import LevelsControl
 from nstm_acquire.gui.views import ImageView
 
 __all__ = ["CameraView", "FrameSource"]
@@ -39,8 +40,11 @@ class CameraView(QGroupBox):
         self.view = ImageView(placeholder="no frame yet")
         self.caption = QLabel("–")
         self.caption.setWordWrap(True)
+        self.levels = LevelsControl(unit="counts")
+        self.levels.changed.connect(self._redraw)
         layout.addWidget(self.view, 1)
         layout.addWidget(self.caption)
+        layout.addWidget(self.levels)
         self._source: FrameSource | None = None
         self._reader: Any = None
         self._latest: tuple[int, int, int, float] | None = None
@@ -58,6 +62,11 @@ class CameraView(QGroupBox):
     def note_frame(self, w: int, s: int, z: int, t_s: float) -> None:
         """Frame (window ``w``, shot ``s``, plane ``z``, exposure start ``t_s``, s) is in the store."""
         self._latest = (w, s, z, t_s)
+
+    def _redraw(self) -> None:
+        """The levels changed: draw the newest frame again."""
+        self._shown = None
+        self.refresh()
 
     def refresh(self) -> str | None:
         """Draw the newest frame if it is not shown yet; returns a new problem to report, else None.
@@ -83,7 +92,7 @@ class CameraView(QGroupBox):
             self._last_error = text
             return text
         self._shown = latest
-        limits = display_limits(frame)
+        limits = self.levels.limits(display_limits(frame))
         pixmap, _ = compose_pixmap(frame, limits, pixel_size_um=source.pixel_size_um)
         self.view.set_pixmap(pixmap)
         name = source.shot_names[s] if 0 <= s < len(source.shot_names) else str(s)

@@ -9,7 +9,12 @@ small widgets, each in its own module:
 * :class:`~nstm_acquire.gui.status.RunStatus` -- frames, windows, queue, lag, fit, messages;
 * :class:`~nstm_acquire.gui.camera.CameraView` -- the latest stored camera frame;
 * :class:`~nstm_acquire.gui.reconstruction.ReconstructionView` -- the latest window, preview first,
-  then the NSTM with a channel selector, a time slider and the motion as arrows.
+  then the NSTM with a channel selector, a time slider and the motion as arrows;
+* :class:`~nstm_acquire.gui.microscope.MicroscopeTools` -- the "Microscope" tab: Snap / Live,
+  focus and stage, exposure, configuration groups and device properties, to find and focus a
+  field before a run (disabled while a run goes on).
+
+Both image views and the preview have a levels (contrast) control.
 
 A run is one :class:`~nstm_acquire.acquire.session.LiveSession` (acquisition and reconstruction,
 each on its own thread); the panel talks to nothing else while it runs. The session's psygnal
@@ -28,10 +33,11 @@ from typing import Any
 
 from PyQt6.QtCore import Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QCloseEvent
-from PyQt6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
+from PyQt6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QTabWidget, QVBoxLayout, QWidget
 
 from nstm_acquire.gui.bridge import SignalBridge
 from nstm_acquire.gui.camera import CameraView, FrameSource
+from nstm_acquire.gui.microscope import MicroscopeTools
 from nstm_acquire.gui.reconstruction import ReconstructionView, channel_choices
 from nstm_acquire.gui.settings import RunSettings
 from nstm_acquire.gui.status import RunStatus, one_line
@@ -66,11 +72,14 @@ class NstmAcquirePanel(QWidget):
     refresh_interval_ms
         Period of the status / camera-view refresh timer, ms (100 = at most 10 Hz).
 
-    The widgets: :attr:`settings`, :attr:`status`, :attr:`camera`, :attr:`recon`.
+    The widgets: :attr:`settings`, :attr:`status`, :attr:`camera`, :attr:`recon` (tab "Run"),
+    :attr:`tools` (tab "Microscope"), in :attr:`tabs`.
     """
 
     run_started = pyqtSignal(str)
     """The store path of a run that has started."""
+    window_reconstructed = pyqtSignal(str, int)
+    """The store path and the window whose NSTM result has just been written."""
     run_finished = pyqtSignal(object)
     """The run's :class:`~nstm_acquire.acquire.controller.AcquisitionSummary` once acquisition
     and reconstruction have both ended."""
@@ -91,11 +100,9 @@ class NstmAcquirePanel(QWidget):
             raise ValueError(f"policy={policy!r} must be 'all' or 'newest'")
         if refresh_interval_ms < 10:
             raise ValueError(f"refresh_interval_ms={refresh_interval_ms} must be at least 10 ms")
-        from nstm_acquire.nstm.config import default_config
-
         self.setWindowTitle("nstm-acquire")
         self._mmcore = mmcore
-        self._nstm_config = nstm_config or default_config()
+        self._nstm_config = nstm_config  # None: the chosen modality's default_config(modality)
         self._hardware_config: Any = None
         self._microscope: Any = None
         self._setups: dict[str, Any] = {}
@@ -106,6 +113,8 @@ class NstmAcquirePanel(QWidget):
         self.status = RunStatus()
         self.camera = CameraView()
         self.recon = ReconstructionView()
+        self.tools = MicroscopeTools()
+        self.tabs = QTabWidget()
         self._layout()
         self._connect_widgets()
         self._bridge = SignalBridge(self)
@@ -128,10 +137,16 @@ class NstmAcquirePanel(QWidget):
         left_widget.setLayout(left)
         left_widget.setMinimumWidth(360)
         left_widget.setMaximumWidth(430)
-        main = QHBoxLayout(self)
+        run_page = QWidget()
+        main = QHBoxLayout(run_page)
         main.addWidget(left_widget)
         main.addWidget(self.camera, 1)
         main.addWidget(self.recon, 1)
+        self.tabs.addTab(run_page, "Run")
+        self.tabs.addTab(self.tools, "Microscope")
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(self.tabs)
         for caption in (self.camera.caption, self.recon.caption):
             _two_line(caption)
         self._set_buttons()
@@ -170,8 +185,10 @@ class NstmAcquirePanel(QWidget):
 
     @property
     def nstm_config(self) -> Any:
-        """NSTM configuration used by the next run."""
-        return self._nstm_config
+        """NSTM configuration used by the next run (the chosen modality's default unless set)."""
+        from nstm_acquire.nstm.config import default_config
+
+        return self._nstm_config or default_config(self.settings.plan().modality)
 
     def set_nstm_config(self, config: Any) -> None:
         """Use ``config`` (an :class:`~nstm_acquire.nstm.config.NSTMConfig`) from the next run on."""
@@ -207,6 +224,7 @@ class NstmAcquirePanel(QWidget):
             return False
         self._close_microscope()
         self._hardware_config, self._microscope, self._setups = cfg, microscope, {}
+        self.tools.set_core(microscope.core)
         self.settings.show_config(cfg)  # prepares the first modality (_modality_changed)
         kind = "simulated microscope" if microscope.simulated else "microscope"
         self.status.message(f"loaded {cfg.name} ({kind}; modalities {', '.join(cfg.available_modalities())})")
@@ -214,6 +232,7 @@ class NstmAcquirePanel(QWidget):
         return True
 
     def _close_microscope(self) -> None:
+        self.tools.set_core(None)
         if self._microscope is not None:
             self._microscope.close()  # leaves a host's core loaded
         self._microscope = None
@@ -229,6 +248,8 @@ class NstmAcquirePanel(QWidget):
             self._set_buttons()
             return
         self._setups[modality] = setup
+        self.tools.set_pixel_size(float(setup.optics.pixel_size_um))
+        self.tools.fill_groups()  # preparing a modality may define configuration groups
         self.settings.show_setup(setup)
         self._set_buttons()
 
@@ -273,6 +294,7 @@ class NstmAcquirePanel(QWidget):
         """
         if self._session is not None:
             return False
+        self.tools.set_live(False)  # the run needs the camera
         session = self._new_session()
         if session is None:
             return False
@@ -294,6 +316,7 @@ class NstmAcquirePanel(QWidget):
             self.status.message(f"cannot start: {one_line(err)}", error=True)
             return False
         self._session = session  # queued signals are handled after this method returns
+        self.tools.setEnabled(False)
         frames = plan.n_windows * setup.n_shots * plan.n_planes
         self.status.message(
             f"started {plan.modality}: {_n(plan.n_windows, 'window')} x {_n(setup.n_shots, 'shot')}"
@@ -398,6 +421,8 @@ class NstmAcquirePanel(QWidget):
             + (f"; reconstruct the rest later with: nstm-acquire reconstruct {session.store}" if later else "")
         )
         self._session = None
+        self.tools.setEnabled(self._microscope is not None)
+        self.tools.show_positions()
         self._set_buttons()
         self.status.fields["acquisition"].setText(summary.status)
         self.run_finished.emit(summary)
@@ -467,6 +492,7 @@ class NstmAcquirePanel(QWidget):
             self.status.message(f"window {w} reconstructed: {fit.summary()}")
         self.recon.show_result(w, result)
         self._update_status()
+        self.window_reconstructed.emit(str(self._session.store), int(w))
 
     def _on_error(self, source: str, message: str) -> None:
         self.status.message(f"{source}: {message}", error=True)

@@ -3,7 +3,10 @@
 :class:`ReconstructionView` shows one :class:`ReconImage` at a time: the conventional
 (static-sample) preview as soon as a window is complete, then the NSTM result with its render
 times (a slider), its channels (DPC phase and absorption, SIM density), its planes (SIM 3D) and
-the motion as arrows. An older window arriving late never replaces a newer one.
+the motion as arrows. An older window arriving late never replaces a newer one. The
+:attr:`~ReconstructionView.window_spin` goes back to any of the last ``HISTORY_WINDOWS``
+windows of the run (kept in memory; older ones: open the store in napari, docs/napari.md);
+while "newest" is ticked the view follows each new window.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from PyQt6.QtWidgets import (
 )
 
 from nstm_acquire.gui.images import compose_pixmap, content_displacement, display_limits
+from nstm_acquire.gui.levels import LevelsControl
 from nstm_acquire.gui.views import ImageView
 
 __all__ = ["ReconImage", "ReconstructionView", "channel_choices"]
@@ -67,6 +71,11 @@ class ReconImage:
     pixel_size_um: float | None
     note: str = ""
     limits: dict[tuple[int, int], tuple[float, float]] = field(default_factory=dict)
+    trust: dict | None = None  # the window's trust report (recon/trust.py; docs/trust.md)
+
+
+HISTORY_WINDOWS = 64
+"""Windows whose reconstruction the view keeps to go back to (the newest ones)."""
 
 
 class ReconstructionView(QGroupBox):
@@ -84,8 +93,16 @@ class ReconstructionView(QGroupBox):
         self.caption.setWordWrap(True)
         layout.addWidget(self.view, 1)
         layout.addWidget(self.caption)
+        self.trust_label = QLabel("trust: –")  # verdict of the window shown (docs/trust.md)
+        self.trust_label.setWordWrap(True)
+        self.trust_label.setToolTip("ok / doubtful / untrusted: can this window be believed? (docs/trust.md)")
+        layout.addWidget(self.trust_label)
         layout.addLayout(self._build_controls())
+        self.levels = LevelsControl(unit="channel's unit")
+        self.levels.changed.connect(self._controls_changed)
+        layout.addWidget(self.levels)
         self.image: ReconImage | None = None
+        self.history: dict[int, ReconImage] = {}  # window -> its latest image (preview, then NSTM)
         self._modality = ""
         self._pixel_size_um = 1.0
         self._frame_width = 1
@@ -109,6 +126,15 @@ class ReconstructionView(QGroupBox):
         self.time_slider.setToolTip("render time within the window (one per shot)")
         self.time_label = QLabel("t = –")
         self.time_label.setMinimumWidth(150)
+        self.window_spin = QSpinBox()
+        self.window_spin.setPrefix("window ")
+        self.window_spin.setEnabled(False)
+        self.window_spin.setToolTip(f"window shown (the last {HISTORY_WINDOWS} of the run are kept)")
+        self.newest_check = QCheckBox("newest")
+        self.newest_check.setChecked(True)
+        self.newest_check.setToolTip("follow each new window as it is reconstructed")
+        self.window_spin.valueChanged.connect(self._window_chosen)
+        self.newest_check.toggled.connect(self._newest_toggled)
         self.channel_box.currentIndexChanged.connect(self._controls_changed)
         self.plane_spin.valueChanged.connect(self._controls_changed)
         self.motion_check.toggled.connect(self._controls_changed)
@@ -121,6 +147,9 @@ class ReconstructionView(QGroupBox):
         grid.addWidget(QLabel("Time"), 1, 0)
         grid.addWidget(self.time_slider, 1, 1, 1, 2)
         grid.addWidget(self.time_label, 1, 3)
+        grid.addWidget(QLabel("Window"), 2, 0)
+        grid.addWidget(self.window_spin, 2, 1)
+        grid.addWidget(self.newest_check, 2, 2)
         grid.setColumnStretch(1, 1)
         return grid
 
@@ -129,6 +158,12 @@ class ReconstructionView(QGroupBox):
         """A new run: clear the view; camera pixel size (µm) and frame width (px) set the scale."""
         self._modality, self._pixel_size_um, self._frame_width = modality, pixel_size_um, frame_width
         self.image = None
+        self.trust_label.setText("trust: –")
+        self.history = {}
+        with _Blocked(self.window_spin, self.newest_check):
+            self.window_spin.setRange(0, 0)
+            self.window_spin.setEnabled(False)
+            self.newest_check.setChecked(True)
         self.view.clear("waiting for the first complete window")
         self.caption.setText("–")
         with self._controls_blocked():
@@ -167,13 +202,44 @@ class ReconstructionView(QGroupBox):
                 window=w, kind="nstm", scene=scene,
                 times_s=np.asarray(result.times_s, dtype=np.float64).reshape(-1),
                 motion=np.asarray(result.motion), pixel_size_um=self._output_pixel_um(scene.shape[-1]), note=note,
+                trust=(getattr(result, "info", None) or {}).get("trust"),
             )
         )  # fmt: skip
 
     def show_image(self, image: ReconImage) -> None:
-        """Show ``image`` unless a newer window is shown already; keeps the channel and plane chosen."""
-        if self.image is not None and image.window < self.image.window:
-            return  # an older window arrived late: keep showing the newest
+        """Keep ``image`` in the history and show it if it is the newest window and the view
+        follows the newest ("newest" ticked); keeps the channel and plane chosen."""
+        self.history[image.window] = image
+        for old in sorted(self.history)[:-HISTORY_WINDOWS]:
+            del self.history[old]
+        with _Blocked(self.window_spin):
+            self.window_spin.setRange(min(self.history), max(self.history))
+            self.window_spin.setEnabled(len(self.history) > 1)
+        shown = None if self.image is None else self.image.window
+        newer = shown is None or image.window > shown
+        if not (image.window == shown or (self.newest_check.isChecked() and newer)):
+            return  # an older window arrived late, or the user looks at an earlier one
+        with _Blocked(self.window_spin):
+            self.window_spin.setValue(image.window)
+        self._display(image)
+
+    def _window_chosen(self, w: int) -> None:
+        image = self.history.get(int(w))
+        if image is None:
+            return
+        if w != max(self.history) and self.newest_check.isChecked():
+            with _Blocked(self.newest_check):
+                self.newest_check.setChecked(False)
+        self._display(image)
+
+    def _newest_toggled(self, newest: bool) -> None:
+        if newest and self.history:
+            w = max(self.history)
+            with _Blocked(self.window_spin):
+                self.window_spin.setValue(w)
+            self._display(self.history[w])
+
+    def _display(self, image: ReconImage) -> None:
         n_t, n_c, n_z = image.scene.shape[:3]
         choices = channel_choices(self._modality, n_c)
         keep_channel = self.channel_box.currentData()
@@ -213,7 +279,7 @@ class ReconstructionView(QGroupBox):
         t = min(int(self.time_slider.value()), n_t - 1)
         if (c, z) not in image.limits:  # one range for all times: scrubbing does not flicker
             image.limits[(c, z)] = display_limits(image.scene[:, c, z])
-        limits = image.limits[(c, z)]
+        limits = self.levels.limits(image.limits[(c, z)])
         displacement = None
         if self.motion_check.isChecked() and image.motion is not None and n_t > 1:
             displacement = content_displacement(image.motion, t, z)
@@ -229,10 +295,22 @@ class ReconstructionView(QGroupBox):
         if displacement is not None and image.times_s is not None:
             arrows = f"; arrows ×{gain:.1f}: motion since {image.times_s[0]:.3f} s" if gain > 0 else "; no motion"
         plane = f", plane {z}" if image.scene.shape[2] > 1 else ""
+        self.trust_label.setText(trust_text(image))
         self.caption.setText(
             f"window {image.window}: {image.note}\n"
             f"{self.channel_box.currentText()}{plane} {limits[0]:.3g} … {limits[1]:.3g}{arrows}"
         )
+
+
+def trust_text(image: ReconImage) -> str:
+    """One line for the trust label: the shown window's verdict and its reasons."""
+    if image.kind != "nstm":
+        return "trust: – (preview; judged once the NSTM result is in)"
+    report = image.trust
+    if not report:
+        return "trust: not computed"
+    reasons = report.get("reasons") or []
+    return f"trust: {report.get('verdict', '?')}" + (" – " + " ".join(reasons) if reasons else "")
 
 
 class _Blocked:

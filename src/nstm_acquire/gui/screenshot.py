@@ -18,7 +18,39 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["grab_panel_after_run"]
+__all__ = ["grab_microscope_tab", "grab_panel_after_run"]
+
+
+def grab_microscope_tab(path: str | Path, size: tuple[int, int] = (1400, 760), preset: str = "top") -> Path:
+    """Save the panel's Microscope tab after a Snap with ``preset`` of the simulated microscope's
+    first configuration group (its DPC LED patterns), the focus moved by +2 µm."""
+    from PyQt6.QtWidgets import QApplication
+
+    from nstm_acquire.gui.panel import NstmAcquirePanel
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    panel = NstmAcquirePanel()
+    panel.resize(*size)
+    panel.show()
+    tools = panel.tools
+    group = next(iter(tools.group_boxes))
+    tools.set_preset(group, preset)
+    tools.z_step.setValue(2.0)
+    tools.z_up.click()
+    if tools.snap() is None:
+        raise RuntimeError(f"snap failed: {tools.caption.text()}")
+    panel.tabs.setCurrentWidget(tools)
+    for _ in range(5):
+        app.processEvents()
+        time.sleep(0.02)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not panel.grab().save(str(path), "PNG"):
+        raise RuntimeError(f"could not write {path}")
+    panel.shutdown()
+    panel.deleteLater()
+    app.processEvents()
+    return path
 
 
 def grab_panel_after_run(
@@ -83,9 +115,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path, nargs="?", default=Path("docs/figures/gui.png"))
     parser.add_argument("--windows", type=int, default=4)
     parser.add_argument("--modality", choices=["dpc", "sim2d", "sim3d"], default="dpc")
+    parser.add_argument("--tab", choices=["run", "microscope"], default="run",
+                        help="run: after a run (default); microscope: the Microscope tab after a Snap")
     args = parser.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    path = grab_panel_after_run(args.out, n_windows=args.windows, modality=args.modality)
+    if args.tab == "microscope":
+        path = grab_microscope_tab(args.out)
+    else:
+        path = grab_panel_after_run(args.out, n_windows=args.windows, modality=args.modality)
     print(f"wrote {path}")
     return 0
 
