@@ -2,7 +2,8 @@
 
 * :func:`sim_truth` is the ground truth a SIM reconstruction is scored against and shown
   next to: the density filtered by the SIM passband with the Wiener reconstruction's own
-  apodisation (beads look like beads, not rings);
+  apodisation (beads look like beads, not rings); the same filter brings an NSTM density
+  into that band before it is compared;
 * :func:`highpass` removes the spatial frequencies a modality cannot see (DPC: below a
   fraction of NA/λ, where the phase transfer function vanishes) before comparing;
 * :func:`correlation` and :func:`nrmse` compare images inside a margin;
@@ -215,6 +216,9 @@ def sim_truth(
     cut-off plus ``k_z1``; 3D stacks are zero-padded along z like the Wiener's, so nothing
     wraps from one end plane to the other. A point source becomes the apodised passband's
     PSF (a compact peak with a shallow ring), the image an ideal SIM microscope would give.
+    Applied to an NSTM density (sharper than the passband) it gives that reconstruction in the
+    truth's band, which is how the NSTM is compared with this truth (docs/model.md, *Scoring 3D
+    SIM*); the Wiener output already lies in it.
     ``optics``: :class:`~nstm_acquire.physics.optics.Optics`; ``ill``: the SIM pattern
     (:class:`~nstm_acquire.physics.sim.illumination.SimIllumination`, ``k_per_um`` known).
     """
