@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 __all__ = ["grab_microscope_tab", "grab_panel_after_run"]
 
@@ -40,17 +41,7 @@ def grab_microscope_tab(path: str | Path, size: tuple[int, int] = (1400, 760), p
     if tools.snap() is None:
         raise RuntimeError(f"snap failed: {tools.caption.text()}")
     panel.tabs.setCurrentWidget(tools)
-    for _ in range(5):
-        app.processEvents()
-        time.sleep(0.02)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not panel.grab().save(str(path), "PNG"):
-        raise RuntimeError(f"could not write {path}")
-    panel.shutdown()
-    panel.deleteLater()
-    app.processEvents()
-    return path
+    return _save_and_close(app, panel, path)
 
 
 def grab_panel_after_run(
@@ -97,16 +88,21 @@ def grab_panel_after_run(
         summary = ended[0]
         if getattr(summary, "status", None) != "completed":
             raise RuntimeError(f"the run ended {getattr(summary, 'status', '?')}: {panel.status.log.toPlainText()}")
-        for _ in range(5):  # let the last repaints happen
-            app.processEvents()
-            time.sleep(0.02)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not panel.grab().save(str(path), "PNG"):
-            raise RuntimeError(f"could not write {path}")
-        panel.shutdown()
-        panel.deleteLater()
+        return _save_and_close(app, panel, path)
+
+
+def _save_and_close(app: Any, panel: Any, path: str | Path) -> Path:
+    """Let the last repaints happen, write the panel's PNG at ``path`` and close the panel."""
+    for _ in range(5):
         app.processEvents()
+        time.sleep(0.02)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not panel.grab().save(str(path), "PNG"):
+        raise RuntimeError(f"could not write {path}")
+    panel.shutdown()
+    panel.deleteLater()
+    app.processEvents()
     return path
 
 
