@@ -53,10 +53,19 @@ def test_windows_are_reconstructed_while_later_ones_are_acquired(fast_sim, open_
     info = recon.windows_info()
     # the first window's NSTM result was written before the last window had been acquired
     assert _t(info[0]["reconstruction_end_utc"]) < _t(info[3]["window_complete_utc"])
-    assert info[0]["warm_start"] is False and all(info[w]["warm_start"] for w in (1, 2, 3))
-    # every warm window is measured against the cold first window, not against its warm predecessor
-    assert info[0]["reference_val_loss"] is None
-    assert all(info[w]["reference_val_loss"] == info[0]["final_val_loss"] for w in (1, 2, 3))
+    # every later window starts from its predecessor; the simulated clock runs in real time, so on a
+    # loaded machine a late frame can stretch a window's motion and its warm fit may end far above
+    # the reference and be refitted from scratch (recorded in rejected_warm_fit): also a warm start
+    keys = ("warm_start", "rejected_warm_fit", "status", "implausible", "failure", "final_val_loss", "stop_reason")
+    why = [{k: info[w].get(k) for k in keys} for w in range(4)]
+    assert info[0]["warm_start"] is False and info[0]["reference_val_loss"] is None, why
+    reference = info[0]["final_val_loss"]
+    for w in (1, 2, 3):
+        assert info[w]["warm_start"] or info[w]["rejected_warm_fit"] is not None, why
+        # measured against the last cold fit, not against its warm predecessor
+        assert info[w]["reference_val_loss"] == reference, why
+        if not info[w]["warm_start"]:  # refitted from scratch: the new reference
+            reference = info[w]["final_val_loss"]
     # one render time per shot, at the exposure midpoints
     reader = StoreReader(store)
     np.testing.assert_allclose(recon.times_s(2), reader.window(2).midpoints_s[:, 0])
