@@ -729,6 +729,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         args.windows = 3 if args.windows == 6 else args.windows
         args.steps = args.steps or 200
         args.plane_order = args.plane_order or "pattern_major"
+        # a few camera pixels per window that keep the beads in the 5 µm field for the whole demo
+        # (the configured 0.5 µm/s carried every bead out of view by the third 5-s window)
+        args.motion = args.motion or "translation:vx=0.08,vy=0.04"
     session, microscope = open_session(args, out, overwrite=True)
     run_session(session, microscope)
     print(format_info(StoreReader(out)))

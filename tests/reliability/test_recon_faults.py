@@ -147,6 +147,24 @@ def test_data_checks_name_the_frame_and_the_field() -> None:
     assert window_data_problem(w).startswith("exposure_s of frame (shot 1, plane 0)")
 
 
+def test_a_window_of_camera_noise_only_is_not_fitted() -> None:
+    """The sample drifted out of view (seen in the sim3d demo: the last window's SIM fit sat at
+    a loss of 3e6 for 400 steps, dividing by a mean of about zero); a few dim beads are signal."""
+    rng = np.random.default_rng(0)
+
+    class Window:
+        raw = rng.normal(0.0, 3.0, (15, 2, 32, 32)).astype(np.float32)  # read noise, offset removed
+        timestamps_s = np.tile(np.arange(15.0)[:, None] * 0.01, (1, 2))
+        exposure_s = np.full((15, 2), 0.005)
+
+    w = Window()
+    problem = window_data_problem(w)
+    assert problem is not None and problem.startswith("raw has no signal above the camera noise")
+    w.raw = w.raw.copy()
+    w.raw[:, :, 8:10, 8:10] += 100.0  # one bead: 4 of 1024 pixels per frame
+    assert window_data_problem(w) is None
+
+
 def test_a_truncated_frame_file_costs_only_its_window(store_copy, run_cli, quick_fit) -> None:
     chunk = next(p for p in (store_copy / "raw" / "c" / "1").rglob("*") if p.is_file())
     chunk.write_bytes(chunk.read_bytes()[:100])

@@ -25,8 +25,9 @@ never a warm-start reference or init: the next window fits from scratch.
 Per-window isolation. Before a window is fitted its data are checked
 (:func:`window_data_problem`): non-finite pixels, pixels outside the camera's range
 (``CAMERA_MIN_ADU`` .. ``CAMERA_MAX_ADU`` after adding back the offset), frames more than
-``SATURATED_FRACTION`` at the camera's maximum, and non-finite, negative or implausibly late
-timestamps or exposures. Such a window, and one whose frames cannot be read or whose fit raises
+``SATURATED_FRACTION`` at the camera's maximum, a window of camera noise only (``NO_SIGNAL_SE``:
+the sample out of view or bleached), and non-finite, negative or implausibly late timestamps or
+exposures. Such a window, and one whose frames cannot be read or whose fit raises
 anything, is recorded as failed with the reason (window, file or field) and
 :class:`WindowFailure` is raised for that window only: :meth:`StoreReconstructor.run`, the
 near-live worker and the Dask tasks go on with the next window. A window whose final loss,
@@ -92,6 +93,10 @@ CAMERA_MAX_ADU = 65535.0
 SATURATED_FRACTION = 0.05
 #: Timestamps beyond this many seconds after the acquisition start are implausible (116 days).
 MAX_TIME_S = 1.0e7
+#: A window whose mean over the offset is below this many standard errors of the mean (the
+#: pixel noise from the median absolute deviation, over the square root of the pixel count) is
+#: camera noise only: nothing to reconstruct (SIM would divide by a mean of about zero).
+NO_SIGNAL_SE = 10.0
 
 
 class WindowFailure(Exception):
@@ -133,6 +138,16 @@ def window_data_problem(window: Any, offset_adu: float = 0.0) -> str | None:
                     f"{where} is saturated: {100 * saturated:.0f}% of its pixels at the camera's "
                     f"maximum {CAMERA_MAX_ADU:g} (lower the exposure or the illumination)"
                 )
+    # a window of camera noise only (sample out of view, bleached, shutter closed): its mean over
+    # the offset is within a few standard errors of zero (noise from the median absolute deviation)
+    values = raw.astype(np.float64).ravel()
+    noise = 1.4826 * float(np.median(np.abs(values - np.median(values))))
+    mean = float(values.mean())
+    if values.size > 1 and noise > 0 and mean < NO_SIGNAL_SE * noise / np.sqrt(values.size):
+        return (
+            f"raw has no signal above the camera noise (mean {mean:.3g} ADU over the offset, noise "
+            f"{noise:.3g} ADU): the sample is out of view, out of focus or bleached, or the shutter closed"
+        )
     for field, values in (("timestamps_s", window.timestamps_s), ("exposure_s", window.exposure_s)):
         values = np.asarray(values, dtype=np.float64)
         bad = ~np.isfinite(values) | (values < 0) | (values > MAX_TIME_S)
