@@ -422,7 +422,7 @@ def window_trust(
         per_unit: np.ndarray | float = np.where(np.abs(denom) > 1e-3, raw[:, 0] / np.where(denom == 0, 1, denom), 0.0)
         offset, channel, band = 1.0, names.index("phase_rad"), (0.1 * cutoff_per_um, 0.5 * cutoff_per_um)
         # divided by one measured sample-free frame per shot: its noise is in the data too
-        scale_frames = 1 if dict(getattr(problem, "info", None) or {}).get("normalisation") == "background" else None
+        scale_frames = 1 if problem.info.get("normalisation") == "background" else None
     else:  # SIM: y = raw / mean(raw)
         per_unit, offset, channel = float(raw.mean()), 0.0, 0
         band = (0.2 * cutoff_per_um, cutoff_per_um)
