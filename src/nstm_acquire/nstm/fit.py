@@ -283,6 +283,7 @@ def fit(
     should_stop: Callable[[], bool] | None = None,
     monitor: Callable[[int, Params, TimeMap], dict[str, float]] | None = None,
     reference_val_loss: float | None = None,
+    start_params: Params | None = None,
 ) -> FitResult:
     """Fit the NSTM to one window.
 
@@ -312,6 +313,11 @@ def fit(
         reference fit explained its own), and a warm fit that ends above
         ``fit.warm_refit_factor`` x this is discarded and the window fitted from scratch
         (recorded in ``rejected_warm_fit``).
+    start_params
+        The parameters a cold fit (and the refit of a rejected warm fit) starts from, for
+        example networks pre-fitted to the conventional result or to a registration of the
+        shots; None: random (``model.init`` with ``fit.seed``). A cold start keeps its
+        coarse-to-fine schedule either way.
     """
     cfg = model.config.fit
     warm = init_params is not None
@@ -321,7 +327,7 @@ def fit(
             f"reference_val_loss={reference_val_loss} must be a positive finite held-out loss "
             "(an earlier cold fit's FitResult.final_val_loss), or None"
         )
-    result = _fit_once(model, forward, data, init_params, callback, should_stop, monitor, reference)
+    result = _fit_once(model, forward, data, init_params, callback, should_stop, monitor, reference, start_params)
     refit = cfg.warm_refit_factor
     if (
         reference is not None
@@ -336,7 +342,7 @@ def fit(
             "stop_reason": result.stop_reason,
         }
         rejected_wall_s = result.wall_s
-        result = _fit_once(model, forward, data, None, callback, should_stop, monitor, None)
+        result = _fit_once(model, forward, data, None, callback, should_stop, monitor, None, start_params)
         result.wall_s += rejected_wall_s
         result.reference_val_loss = reference
         result.rejected_warm_fit = rejected
@@ -352,8 +358,10 @@ def _fit_once(
     should_stop: Callable[[], bool] | None,
     monitor: Callable[[int, Params, TimeMap], dict[str, float]] | None,
     reference_val_loss: float | None,
+    start_params: Params | None = None,
 ) -> FitResult:
-    """One optimisation run of :func:`fit` (warm when ``init_params`` is given)."""
+    """One optimisation run of :func:`fit` (warm when ``init_params`` is given; a cold run
+    starts from ``start_params`` when given, else from random networks)."""
     cfg = model.config.fit
     t_start = time.perf_counter()
     time_map = TimeMap.for_times(data.times_s)
@@ -366,7 +374,12 @@ def _fit_once(
     plan = model.scene_plan() if cfg.scene_sampling == "grid" else None
     arrays = (tn, jnp.asarray(data.shots), y, jnp.asarray(train), jnp.asarray(val), plan)
     warm = init_params is not None
-    params = init_params if init_params is not None else model.init(jax.random.PRNGKey(cfg.seed))
+    if init_params is not None:
+        params = init_params
+    elif start_params is not None:
+        params = start_params
+    else:
+        params = model.init(jax.random.PRNGKey(cfg.seed))
     # a warm start already has every level trained: start at full resolution
     alpha0 = (
         jnp.asarray(1.0 if warm else 0.0, jnp.float32),

@@ -24,6 +24,7 @@ from nstm_acquire.physics.sim.estimation import SimParameterPolicy
 from nstm_acquire.physics.sim.illumination import SimIllumination
 from nstm_acquire.physics.sim.otf import MeasuredPsf
 from nstm_acquire.recon.problem import ProblemBuilder, WindowProblem, modality_of
+from nstm_acquire.recon.start import start_params
 
 __all__ = [
     "WindowResult",
@@ -88,9 +89,11 @@ def reconstruct_window(
         nonnegative=bool(getattr(problem.forward, "nonnegative", False)),
         n_shots=len(problem.render_times_s),
     )
+    # a cold fit starts from networks pre-fitted to the data where the configuration asks
+    start = start_params(model, problem, config) if init_params is None else None
     result = fit(
         model, problem.forward, problem.data, init_params, callback, should_stop,
-        reference_val_loss=reference_val_loss,
+        reference_val_loss=reference_val_loss, start_params=start,
     )
     scene, motion = render_scenes(result, problem.render_times_s)
     if len(problem.scene_shape) == 2:  # add the plane axis of FORMAT.md
