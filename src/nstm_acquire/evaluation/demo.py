@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from nstm_acquire.evaluation.figures import comparison_figure
+from nstm_acquire.evaluation.figures import comparison_figure, robust_limits
 from nstm_acquire.evaluation.metrics import correlation, crop, highpass, sim_truth
 from nstm_acquire.physics.dpc.forward import dpc_normalise
 from nstm_acquire.store import ReconReader, StoreReader
@@ -32,9 +32,11 @@ def demo_figure(
     DPC: the first shot, and the phase with the frequencies DPC cannot see removed (as it is
     scored). SIM: the widefield image (mean of all shots) and the truth filtered by the SIM
     passband with the Wiener reconstruction's apodisation (:func:`sim_truth`, so a bead is a
-    bead). 3D: the central focal plane of the stack (centred on ``z_centre_um`` µm, the
-    acquisition's ``--z-centre``) in every panel, and a second row of maximum projections over
-    the acquired planes, where every bead in the stack shows. The NSTM is shown twice: filtered
+    bead). 3D: the plane of best focus of the widefield stack (:func:`focus_plane`; the truth's
+    planes are centred on ``z_centre_um`` µm, the acquisition's ``--z-centre``) in every panel, shown
+    in its stack's display range (so a plane holding only the faint axial tails of beads in
+    other planes looks dark, as it is), and a second row of maximum projections over the
+    acquired planes, where every bead in the stack shows. The NSTM is shown twice: filtered
     by the truth's apodised passband (as the Wiener result and the truth are; the density it fits
     is sharper than that band) and as fitted. The title gives each result's correlation with
     that truth (8 output pixels of border left out; 3D: the plane, and the whole stack).
@@ -92,15 +94,15 @@ def demo_figure(
         )
 
     nz = scene.shape[2]
-    zc = nz // 2
     wide = data.raw.astype(np.float64).mean(axis=0)  # (Z, Y, X) widefield: the mean of all shots
+    zc = focus_plane(wide)
     ill = _sim_illumination(world, modality, reader)
     truth = None
     if world is not None:
         truth = _sim_truth(world, modality, reader, float(times[0]), nz, px, z_centre_um)
     # the NSTM density is sharper than the passband: shown (and scored) also in the truth's band
     band = None if ill is None else sim_truth(scene[0, 0], px, optics, ill, optics.z_step_um if nz > 1 else None)
-    plane = f", plane {zc} of {nz}" if nz > 1 else ""
+    plane = f", plane {zc} of {nz} (best focus)" if nz > 1 else ""
     title = f"{modality.upper()}, window {w}: fluorescence{plane}"
     if truth is not None:
         title += (
@@ -130,9 +132,18 @@ def demo_figure(
             ("NSTM as fitted, max over planes", scene[0, 0].max(axis=0)),
             ("truth, max over planes", None if truth is None else truth.max(axis=0)),
         ]
+    limits = None
+    if nz > 1:  # a plane in its stack's range: a plane with only other planes' axial tails looks dark
+        limits = {}
+        for i in range(5):
+            top = panels[5 + i][1]
+            if top is not None:
+                _, hi = robust_limits([top])
+                limits[i] = limits[5 + i] = (0.0, max(hi, 1e-6))
     return comparison_figure(
         path,
         panels,
+        limits=limits,
         motion=-np.asarray(drift),
         motion_on=2,
         # SIM panels get their own range: the truth is a density in its own units and Wiener
@@ -143,6 +154,13 @@ def demo_figure(
         ncols=5,
         floor=0.0,  # densities: negative lobes (ringing) black
     )
+
+
+def focus_plane(stack: np.ndarray) -> int:
+    """The plane of best focus of a ``(Z, Y, X)`` widefield stack: the one whose brightest
+    structures stand highest above its median (in focus, a bead's light is concentrated)"""
+    peaks = np.percentile(stack.reshape(stack.shape[0], -1), 99.9, axis=1)
+    return int(np.argmax(peaks - np.median(stack.reshape(stack.shape[0], -1), axis=1)))
 
 
 def _sim_illumination(world: Any, modality: str, reader: Any) -> Any:

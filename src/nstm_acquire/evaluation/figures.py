@@ -6,7 +6,7 @@ display needed). Images are ``(Y, X)``; the motion is ``(2, Y, X)`` (dy, dx) in 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -59,6 +59,7 @@ def comparison_figure(
     quiver_step: int | None = None,
     ncols: int | None = None,
     floor: float | None = None,
+    limits: Mapping[int, tuple[float, float]] | None = None,
 ) -> Path:
     """Labelled images in a row (or rows of ``ncols``), optionally with the motion drawn as arrows on one panel.
 
@@ -80,6 +81,10 @@ def comparison_figure(
     floor
         Lowest value of every display range (e.g. 0 for fluorescence densities: the negative
         lobes of band-limited images show as black, not as dark holes in a grey background).
+    limits
+        Display ranges ``(low, high)`` of chosen panels by index, overriding the shared and the
+        per-panel ranges (e.g. one plane of a stack shown in the whole stack's range, so a plane
+        holding only the faint axial tails of structures in other planes looks dark).
     """
     n = len(panels)
     cols = n if not ncols else max(1, min(int(ncols), n))
@@ -95,7 +100,7 @@ def comparison_figure(
         ax.axis("off")
         if img is None:
             continue
-        lim = shared if i in idx else robust_limits([img])
+        lim = limits[i] if limits and i in limits else shared if i in idx else robust_limits([img])
         if floor is not None and lim is not None and lim[0] < floor:
             lim = (floor, max(lim[1], floor + 1e-6))
         ax.imshow(img, cmap=cmap, vmin=lim[0], vmax=lim[1], interpolation="nearest")
