@@ -16,6 +16,7 @@ Tolerances (static, noisy data, 300-700 photons at the brightest pixels):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import warnings
@@ -344,7 +345,11 @@ def test_the_stores_pattern_wins_and_is_checked_against_a_drifting_estimate():
     est = estimate_sim_parameters(raw, OPTICS, truth, z_step_um=0.15)
     assert not est.all_plausible
     assert any("fits no beam ratio" in p for p in est.problems), est.problems
-    with pytest.warns(UserWarning, match="the store's pattern disagrees with the data's estimate"):
+    # a plausible estimate that disagrees is evidence against the store; an implausible one
+    # leaves the store's values unconfirmed, said in one short line
+    bad = ", ".join(str(d) for d in range(3) if not est.plausible[d])
+    match = f"used unconfirmed: the window's own estimate was implausible in orientations? {bad} "
+    with pytest.warns(UserWarning, match=match):
         resolved, report = resolve_sim_parameters(est, truth)  # default: the store's values
     assert report["policy"] == "configured"
     assert resolved.k_per_um == truth.k_per_um and resolved.phase_rad == truth.phase_rad
@@ -363,3 +368,7 @@ def test_the_stores_pattern_wins_and_is_checked_against_a_drifting_estimate():
         )
         _, quiet = resolve_sim_parameters(exact, truth)
     assert quiet["check"]["disagreements"] == []
+    # a plausible estimate 10 % off in orientation 1 is evidence: warned about with its numbers
+    k_off = tuple(tuple(1.1 * v for v in k) if d == 1 else k for d, k in enumerate(truth.k_per_um))
+    with pytest.warns(UserWarning, match="disagrees with the data's estimate.*orientation 1: the store's k_per_um"):
+        resolve_sim_parameters(dataclasses.replace(exact, k_per_um=k_off), truth)

@@ -1239,13 +1239,30 @@ def resolve_sim_parameters(
         )
     check = _compare_with_estimate(estimate, configured)
     if policy == "configured" and check["disagreements"]:
-        warnings.warn(
-            "SIM parameters: the store's pattern disagrees with the data's estimate (the store's "
-            "values are used; --sim-parameters fallback prefers a plausible estimate): "
-            + "; ".join(check["disagreements"]),
-            UserWarning,
-            stacklevel=2,
-        )
+        # only a plausible estimate is evidence against the store's values; an implausible one
+        # (too little structure, or motion, in the window) just leaves them unconfirmed
+        implausible = [d for d in range(nd) if not estimate.plausible[d]]
+        evidence = [
+            line for line in check["disagreements"]
+            if int(line.split(":", 1)[0].split()[-1]) not in implausible
+        ]  # fmt: skip
+        if evidence:
+            warnings.warn(
+                "SIM parameters: the store's pattern disagrees with the data's estimate (the store's "
+                "values are used; --sim-parameters fallback prefers a plausible estimate): "
+                + "; ".join(evidence),
+                UserWarning,
+                stacklevel=2,
+            )
+        else:
+            warnings.warn(
+                "SIM parameters: the store's pattern is used unconfirmed: the window's own estimate "
+                f"was implausible in orientation{'s' if len(implausible) > 1 else ''} "
+                f"{', '.join(map(str, implausible))} (too little structure or too much motion to "
+                "estimate from; the comparison is in the reconstruction's sim_parameters attributes)",
+                UserWarning,
+                stacklevel=2,
+            )
     resolved = configured.replace(**chosen)
     report = {
         "policy": policy,
