@@ -288,7 +288,7 @@ def load_config_with_overrides(args: argparse.Namespace):
     check_config_file(args.config)
     path = args.config or default_config_path()
     cfg = load_hardware_config(path)
-    overrides = {k: getattr(args, k, None) for k in ("shape", "motion", "seed", "fast", "photons")}
+    overrides = {k: getattr(args, k, None) for k in ("shape", "motion", "seed", "fast", "photons", "sample_options")}
     if not any(v not in (None, False) for v in overrides.values()):
         return cfg
     if not cfg.simulated:
@@ -308,6 +308,8 @@ def load_config_with_overrides(args: argparse.Namespace):
         sample["motion"] = args.motion
     if args.photons is not None:
         sample["photons"] = args.photons
+    if getattr(args, "sample_options", None):  # set by the demo, not a command-line option
+        sample["options"] = {**(sample.get("options") or {}), **args.sample_options}
     data["simulation"] = sim
     new: HardwareConfig = parse_hardware_config(data, source=Path(path).name)
     return new.model_copy(update={"source_path": cfg.source_path})
@@ -732,6 +734,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         # a few camera pixels per window that keep the beads in the 5 µm field for the whole demo
         # (the configured 0.5 µm/s carried every bead out of view by the third 5-s window)
         args.motion = args.motion or "translation:vx=0.08,vy=0.04"
+        # the beads inside the acquired stack (6 planes at the Nyquist step of about 0.125 µm span
+        # ±0.31 µm): a bead beyond the end planes can only be fitted onto an end plane
+        if args.planes == 6 and args.config is None:
+            args.sample_options = {"z_range_um": [-0.25, 0.25]}
     session, microscope = open_session(args, out, overwrite=True)
     run_session(session, microscope)
     print(format_info(StoreReader(out)))
