@@ -14,9 +14,18 @@ shifted pupil must also fit inside the grid's frequency range (``|na_j| + NA < �
 
 Units: intensities are relative; an LED of brightness ``b`` on a blank object (``t = 1``) gives
 ``b`` for every pixel if it is in the brightfield, 0 otherwise (:func:`dpc_background`).
+
+Rolling shutter (``docs/conventions.md``): row ``y`` opens ``slot(y) * row_time_s`` after the
+frame start and integrates for ``exposure_s``. :func:`rolling_row_open_s` gives the openings,
+:func:`row_integration_weights` the exact integral of each row's interval for images rendered
+on a time grid (the sample interpolated linearly in time between the grid's instants), and
+:func:`rolling_shutter_frame` combines them: every row sees the moving sample over its own
+interval, whatever blocks a reconstruction later splits the frame into.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import scipy.fft
@@ -24,7 +33,16 @@ import scipy.fft
 from nstm_acquire.physics.dpc.illumination import led_pupils
 from nstm_acquire.physics.optics import Optics
 
-__all__ = ["dpc_image_exact", "dpc_background"]
+__all__ = [
+    "dpc_background",
+    "dpc_image_exact",
+    "rolling_row_open_s",
+    "rolling_shutter_frame",
+    "rolling_shutter_mean",
+    "row_integration_weights",
+]
+
+_DIRECTIONS = ("top_to_bottom", "bottom_to_top", "centre_out")
 
 _BATCH_ELEMENTS = 1 << 23
 
@@ -137,3 +155,91 @@ def dpc_image_exact(
         intensity = coherent.real**2 + coherent.imag**2
         image += np.tensordot(b[start:stop].astype(np.float32), intensity, axes=(0, 0))
     return image
+
+
+def rolling_row_open_s(n_rows: int, row_time_s: float, direction: str = "top_to_bottom") -> np.ndarray:
+    """``(n_rows,)`` seconds from the frame start to each row's shutter opening.
+
+    ``top_to_bottom``: row ``y`` opens at ``y * row_time_s``; ``bottom_to_top``: the last row
+    first; ``centre_out``: the two middle rows first, then outwards in pairs (both halves read
+    together), row ``y`` in slot ``floor(|y - (n_rows - 1) / 2|)``.
+    """
+    if int(n_rows) != n_rows or n_rows < 1:
+        raise ValueError(f"n_rows={n_rows}; give the frame's number of rows (a positive integer)")
+    if not (np.isfinite(row_time_s) and row_time_s > 0):
+        raise ValueError(f"row_time_s={row_time_s}; give the line interval in seconds (> 0)")
+    rows = np.arange(int(n_rows), dtype=np.float64)
+    if direction == "top_to_bottom":
+        slot = rows
+    elif direction == "bottom_to_top":
+        slot = rows[::-1].copy()
+    elif direction == "centre_out":
+        slot = np.floor(np.abs(2.0 * rows - (n_rows - 1)) / 2.0)
+    else:
+        raise ValueError(f"direction={direction!r}; give one of {_DIRECTIONS}")
+    return slot * float(row_time_s)
+
+
+def _hat_cumulative(u: np.ndarray) -> np.ndarray:
+    """Integral from -inf to ``u`` of the unit hat function ``max(0, 1 - |u|)``."""
+    u = np.clip(u, -1.0, 1.0)
+    return np.where(u < 0, 0.5 * (u + 1.0) ** 2, 1.0 - 0.5 * (1.0 - u) ** 2)
+
+
+def row_integration_weights(
+    open_s: np.ndarray, exposure_s: float, grid_s: np.ndarray
+) -> np.ndarray:
+    """``(Y, T)`` weights of images rendered at the regular times ``grid_s`` ``(T,)``, seconds:
+    ``Σ_j w[y, j] I_j`` is the mean over ``[open_s[y], open_s[y] + exposure_s]`` of the images
+    interpolated linearly in time between the grid's instants (exact for a linear change).
+
+    Every row's interval must lie inside ``[grid_s[0], grid_s[-1]]``; each row's weights sum to 1.
+    """
+    grid = np.asarray(grid_s, np.float64).reshape(-1)
+    opened = np.asarray(open_s, np.float64).reshape(-1)
+    if grid.size < 2 or np.any(np.diff(grid) <= 0):
+        raise ValueError("grid_s must be at least 2 increasing times (s)")
+    dt = float(np.mean(np.diff(grid)))
+    if not np.allclose(np.diff(grid), dt, rtol=1e-6, atol=0.0):
+        raise ValueError("grid_s must be regularly spaced")
+    if not exposure_s > 0:
+        raise ValueError(f"exposure_s={exposure_s}; give the row exposure in seconds (> 0)")
+    tol = 1e-9 * max(1.0, abs(grid[-1]))
+    if opened.min() < grid[0] - tol or opened.max() + exposure_s > grid[-1] + tol:
+        raise ValueError("the time grid does not cover every row's open interval; extend grid_s")
+    lo = (opened[:, None] - grid[None, :]) / dt
+    hi = (opened[:, None] + exposure_s - grid[None, :]) / dt
+    return (_hat_cumulative(hi) - _hat_cumulative(lo)) * dt / exposure_s
+
+
+def rolling_shutter_frame(images: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``(Y, X)`` rolling-shutter frame: row ``y`` is ``Σ_j weights[y, j] images[j, y]``
+    (``images`` ``(T, Y, X)`` at a time grid's instants, ``weights`` ``(Y, T)`` from
+    :func:`row_integration_weights`)."""
+    images = np.asarray(images)
+    weights = np.asarray(weights)
+    if images.ndim != 3 or weights.shape != (images.shape[1], images.shape[0]):
+        raise ValueError(
+            f"images {images.shape} and weights {weights.shape} must be (T, Y, X) and (Y, T)"
+        )
+    return np.einsum("yt,tyx->yx", weights, images)
+
+
+def rolling_shutter_mean(
+    render_at: Callable[[float], np.ndarray],
+    t_start_s: float,
+    exposure_s: float,
+    open_s: np.ndarray,
+    steps_per_exposure: int,
+) -> np.ndarray:
+    """``(Y, X)`` rolling-shutter frame of a moving sample: ``render_at(t)`` (the ``(Y, X)``
+    image at time ``t``, s) on a regular grid across the frame, ``steps_per_exposure`` grid
+    steps per exposure (at least 2 in all), each row ``y`` integrated over
+    ``[t_start + open_s[y], t_start + open_s[y] + exposure_s]``
+    (:func:`row_integration_weights`)."""
+    opened = np.asarray(open_s, np.float64)
+    span = float(exposure_s) + float(opened.max())
+    steps = max(2, int(np.ceil(int(steps_per_exposure) * span / float(exposure_s))))
+    grid = float(t_start_s) + np.linspace(0.0, span, steps + 1)
+    images = np.stack([render_at(float(t)) for t in grid])
+    return rolling_shutter_frame(images, row_integration_weights(float(t_start_s) + opened, exposure_s, grid))

@@ -25,7 +25,12 @@ from nstm_acquire.hardware.config import (
     SimulationConfig,
 )
 from nstm_acquire.hardware.simulated.clock import SimulatedClock
-from nstm_acquire.hardware.simulated.dpc_imaging import dpc_background, dpc_image_exact
+from nstm_acquire.hardware.simulated.dpc_imaging import (
+    dpc_background,
+    dpc_image_exact,
+    rolling_row_open_s,
+    rolling_shutter_mean,
+)
 from nstm_acquire.hardware.simulated.fluorescence_imaging import SimImager
 from nstm_acquire.hardware.simulated.motion import motion_from_spec
 from nstm_acquire.hardware.simulated.noise import CameraNoise
@@ -277,6 +282,16 @@ class SimulatedWorld:
             return np.zeros(self.frame_shape)
         times = sub_exposure_times(t_start_s, exposure_s, self.sim.timing.exposure_subsamples)
         scene = self.scene(modality)
+        readout = self.config.camera.rolling_shutter
+        if readout is not None and not blank:  # each row over its own interval (docs/timing.md)
+            opened = rolling_row_open_s(self.frame_shape[0], readout.row_time_s, readout.direction)
+
+            def at(t: float) -> np.ndarray:
+                if isinstance(scene, DpcScene):
+                    return scene.expected_photons(np.array([t]), lit, bright)
+                return scene.expected_photons(np.array([t]), shot, z)
+
+            return rolling_shutter_mean(at, t_start_s, exposure_s, opened, self.sim.timing.exposure_subsamples)
         if isinstance(scene, DpcScene):
             return scene.expected_photons(times, lit, bright, blank=blank)
         return scene.expected_photons(times, shot, z)
