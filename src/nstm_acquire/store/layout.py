@@ -35,6 +35,11 @@ Optional fields added by this implementation (documented for ``docs/format.md``)
 * SIM ``illumination`` may carry ``three_beam`` (it must agree with the modality; written by
   this implementation) and ``axial_k_per_um``; ``modulation`` entries may include the order-0
   term (``[1.0, m]``), which is dropped on reading.
+* ``camera.rolling_shutter`` (``row_time_s``, ``direction``): the sensor opens its rows one
+  readout slot after another (:class:`~nstm_acquire.physics.rolling_shutter.timing.RollingShutterReadout`);
+* modality ``rolling_shutter`` (a lensless colour camera): shot ``s = frame * C + colour``, its
+  ``illumination`` the :class:`~nstm_acquire.physics.rolling_shutter.shots.LenslessShots`
+  (``frames_per_window``, ``channels``), and the root array ``psf`` ``(C, Hp, Wp)`` float32.
 
 The ``illumination`` of :class:`StoreAttributes` is the physics model itself (one schema per
 concept): the physics models own the checks of their values; this module turns their errors
@@ -67,6 +72,8 @@ from pydantic import (
 from nstm_acquire._validation import FieldError, UserInputError, first_field_problem
 from nstm_acquire.physics.dpc.illumination import DpcIllumination
 from nstm_acquire.physics.optics import Optics
+from nstm_acquire.physics.rolling_shutter.shots import LenslessShots
+from nstm_acquire.physics.rolling_shutter.timing import RollingShutterReadout
 from nstm_acquire.physics.sim.illumination import SimIllumination
 
 __all__ = [
@@ -76,6 +83,8 @@ __all__ = [
     "TIMESTAMPS",
     "EXPOSURE",
     "BACKGROUND",
+    "PSF",
+    "PSF_DIMENSIONS",
     "RAW_DIMENSIONS",
     "TIMING_DIMENSIONS",
     "BACKGROUND_DIMENSIONS",
@@ -114,6 +123,9 @@ RAW = "raw"
 TIMESTAMPS = "timestamps_s"
 EXPOSURE = "exposure_s"
 BACKGROUND = "background"
+PSF = "psf"
+"""Optional root array ``psf`` ``(C, Hp, Wp)`` float32: the lensless camera's PSF per colour."""
+PSF_DIMENSIONS = ("c", "y", "x")
 
 RAW_DIMENSIONS = ("t", "c", "z", "y", "x")
 """Zarr ``dimension_names`` of ``raw`` (W, S, Z, Y, X): OME axes t = window, c = shot."""
@@ -132,7 +144,7 @@ RECON_WINDOW = "window"
 RECON_MOTION = "motion"
 RECON_CONVENTIONAL = "conventional"
 
-MODALITIES = ("dpc", "sim2d", "sim3d")
+MODALITIES = ("dpc", "sim2d", "sim3d", "rolling_shutter")
 
 
 class StoreError(UserInputError):
@@ -148,7 +160,7 @@ class StoreError(UserInputError):
 # What each field means, used to complete "is missing" and "is invalid" messages.
 _FIELD_HINTS: dict[str, str] = {
     "format_version": "store format version; must be 1",
-    "modality": "one of 'dpc', 'sim2d', 'sim3d'",
+    "modality": "one of 'dpc', 'sim2d', 'sim3d', 'rolling_shutter'",
     "optics": "object with wavelength_um, na_detection, pixel_size_um",
     "optics.wavelength_um": "detection wavelength in µm",
     "optics.na_detection": "objective numerical aperture",
@@ -167,10 +179,16 @@ _FIELD_HINTS: dict[str, str] = {
     "illumination.modulation": "per orientation, a list of modulation depths per order",
     "illumination.three_beam": "true for three-beam (sim3d) SIM, false for two-beam (sim2d)",
     "illumination.axial_k_per_um": "three-beam axial frequency of order 1, cycles/µm",
+    "illumination.frames_per_window": "rolling_shutter: camera frames per window, integer >= 1",
+    "illumination.channels": "rolling_shutter: colour plane names in shot order, e.g. ['red', 'green', 'blue']",
     "camera": "object with offset_adu (and optional gain_e_per_adu, read_noise_e)",
     "camera.offset_adu": "dark offset in camera counts",
     "camera.gain_e_per_adu": "photo-electrons per camera count, > 0",
     "camera.read_noise_e": "read noise in electrons, >= 0",
+    "camera.rolling_shutter": "object with row_time_s (s per row, > 0) and direction "
+    "('top_to_bottom', 'bottom_to_top' or 'centre_out')",
+    "camera.rolling_shutter.row_time_s": "line interval in seconds per row, > 0 (e.g. 2.752e-05)",
+    "camera.rolling_shutter.direction": "one of 'top_to_bottom', 'bottom_to_top', 'centre_out'",
     "acquisition": "free-form object",
 }
 
@@ -189,6 +207,10 @@ class CameraModel(BaseModel):
     offset_adu: float = Field(default=0.0, description="dark offset subtracted before any use, ADU")
     gain_e_per_adu: float | None = Field(default=None, gt=0, description="photo-electrons per ADU")
     read_noise_e: float | None = Field(default=None, ge=0, description="read noise, electrons")
+    rolling_shutter: RollingShutterReadout | None = Field(
+        default=None,
+        description="optional: the sensor reads its rows one after another (line interval, direction)",
+    )
 
     @field_validator("offset_adu")
     @classmethod
@@ -198,12 +220,17 @@ class CameraModel(BaseModel):
         return value
 
 
-Illumination = DpcIllumination | SimIllumination
-"""The physics model of a store's ``illumination``: DPC LEDs, or a SIM pattern."""
+Illumination = DpcIllumination | SimIllumination | LenslessShots
+"""The physics model of a store's ``illumination``: DPC LEDs, a SIM pattern, or the shot layout
+of a rolling-shutter lensless camera (frames x colour planes)."""
 
 
-def illumination_model_for(modality: str) -> type[DpcIllumination] | type[SimIllumination]:
+def illumination_model_for(
+    modality: str,
+) -> type[DpcIllumination] | type[SimIllumination] | type[LenslessShots]:
     """The physics model that describes the ``illumination`` of ``modality``."""
+    if modality == "rolling_shutter":
+        return LenslessShots
     return DpcIllumination if modality == "dpc" else SimIllumination
 
 
@@ -215,7 +242,7 @@ def _parse_illumination(value: Any, modality: str) -> Illumination:
     field from the root of the attributes (``illumination.shots[1]``).
     """
     model = illumination_model_for(modality)
-    if isinstance(value, (DpcIllumination, SimIllumination)):
+    if isinstance(value, (DpcIllumination, SimIllumination, LenslessShots)):
         if not isinstance(value, model):
             raise FieldError(
                 "illumination",
@@ -259,7 +286,7 @@ class StoreAttributes(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     format_version: Literal[1]
-    modality: Literal["dpc", "sim2d", "sim3d"]
+    modality: Literal["dpc", "sim2d", "sim3d", "rolling_shutter"]
     optics: Optics
     optics_extra: dict[str, Any] = Field(
         default_factory=dict, description="optional optics keys that Optics does not know"
@@ -313,7 +340,8 @@ class StoreAttributes(BaseModel):
 
     @property
     def n_shots(self) -> int:
-        """Shots S per plane and window: DPC ``len(shots)``; SIM orientations x phases."""
+        """Shots S per plane and window: DPC ``len(shots)``; SIM orientations x phases;
+        rolling_shutter frames x colour channels."""
         return self.illumination.n_shots
 
     def to_store(self) -> dict[str, Any]:

@@ -27,9 +27,11 @@ import numpy as np
 import zarr
 
 from nstm_acquire.physics.optics import Optics
+from nstm_acquire.physics.rolling_shutter.timing import RowTiming
 from nstm_acquire.store.layout import (
     BACKGROUND,
     EXPOSURE,
+    PSF,
     RAW,
     RAW_DTYPES,
     ROOT_ATTRIBUTE_KEY,
@@ -45,6 +47,7 @@ from nstm_acquire.store.layout import (
 
 __all__ = [
     "MAX_METADATA_BYTES",
+    "MAX_PSF_SIDE_FACTOR",
     "StoreReader",
     "WindowData",
     "memory_limit_bytes",
@@ -54,6 +57,10 @@ __all__ = [
 
 MAX_METADATA_BYTES = 8 * 2**20
 """Largest ``zarr.json`` read (8 MiB): a store's attributes are a few kB; more is refused."""
+
+MAX_PSF_SIDE_FACTOR = 4
+"""A stored ``psf`` may be at most this many times the frame along each axis (larger is refused
+before anything is read: the lensless PSF is about the sensor's size)."""
 
 MAX_PLAUSIBLE_TIME_S = 1.0e7
 """Timestamps beyond this (about 116 days after the acquisition started) are flagged."""
@@ -676,6 +683,89 @@ class StoreReader:
         if offset:
             background -= np.float32(offset)
         return background
+
+    def row_timing(self, exposure_s: float) -> RowTiming | None:
+        """The row timing of a frame exposed ``exposure_s`` seconds, or None for a global shutter.
+
+        From ``camera.rolling_shutter`` (line interval and readout direction; absent: the camera
+        exposes all rows together) and the frame's rows (``Y``). Row ``r`` opens
+        ``RowTiming.open_offsets_s()[r]`` after the frame's timestamp (its first row opening).
+
+        Raises
+        ------
+        StoreError
+            ``exposure_s`` is not a positive number of seconds.
+        """
+        readout = self._attrs.camera.rolling_shutter
+        if readout is None:
+            return None
+        exposure = float(exposure_s)
+        if not (np.isfinite(exposure) and exposure > 0):
+            raise StoreError(
+                self._name,
+                "array exposure_s",
+                f"gives an exposure of {exposure_s!r} s; a rolling-shutter frame needs a positive exposure "
+                "(rewrite exposure_s with the camera's exposure)",
+            )
+        return readout.row_timing(self._frame_shape[0], exposure)
+
+    def psf(self) -> np.ndarray | None:
+        """The stored point spread function ``psf``, float32 ``(C, Hp, Wp)``, or None.
+
+        Written by lensless (``rolling_shutter``) acquisitions: one PSF per colour channel (or
+        one shared, C = 1), in the frames' orientation. Its declared shape is checked before it
+        is read: 3 dimensions, C = 1 or the store's channels, each side at most
+        :data:`MAX_PSF_SIDE_FACTOR` times the frame's, within the memory limit; its chunk files
+        must be regular files of the store.
+        """
+        if PSF not in self._group:
+            return None
+        array = self._array(PSF, "the lensless camera's point spread function")
+        shape = tuple(int(n) for n in array.shape)
+        channels = getattr(self._attrs.illumination, "n_channels", None)
+        allowed_c = (1,) if channels is None else (1, int(channels))
+        if len(shape) != 3 or shape[0] not in allowed_c or min(shape) < 1:
+            raise StoreError(
+                self._name,
+                "array psf",
+                f"has shape {shape}; write it as (C, Hp, Wp) with C in {allowed_c} (one PSF per colour "
+                "channel, or one shared)",
+            )
+        limit_y, limit_x = (MAX_PSF_SIDE_FACTOR * n for n in self._frame_shape)
+        if shape[1] > limit_y or shape[2] > limit_x:
+            raise StoreError(
+                self._name,
+                "array psf",
+                f"has {shape[1]} x {shape[2]} pixels, more than {MAX_PSF_SIDE_FACTOR} x the {self._frame_shape[0]}"
+                f" x {self._frame_shape[1]} frame (crop the PSF to at most {limit_y} x {limit_x}; the store may be damaged)",
+            )
+        n_bytes = 4 * shape[0] * shape[1] * shape[2]
+        if n_bytes > memory_limit_bytes():
+            raise StoreError(self._name, "array psf", f"declares {_gib(n_bytes)}, more than the memory limit (damaged)")
+        if str(array.dtype) not in ("float32", "float64"):
+            raise StoreError(self._name, "array psf", f"has dtype {array.dtype} (write it as float32)")
+        folder = self._path / PSF
+        chunk_bytes = int(np.prod(array.chunks)) * np.dtype(array.dtype).itemsize
+        for path in folder.rglob("*"):
+            rel = path.relative_to(self._path).as_posix()
+            if path.is_symlink() or not (path.is_file() or path.is_dir()) or not _inside(path, self._root_real):
+                raise StoreError(self._name, "array psf", f"file {rel} is not a regular file of the store (not read)")
+            if path.is_file() and path.name != "zarr.json" and path.stat().st_size > chunk_bytes + chunk_bytes // 8 + 4096:
+                raise StoreError(
+                    self._name, "array psf", f"chunk file {rel} has {path.stat().st_size} bytes, more than a chunk of "
+                    f"{chunk_bytes} bytes (damaged; not read)"
+                )
+        try:
+            psf = np.asarray(array[...], dtype=np.float32)
+        except Exception as err:  # noqa: BLE001 - a chunk that does not decode: one line
+            raise StoreError(self._name, "array psf", f"cannot be read ({type(err).__name__}; a chunk is damaged)") from None
+        if not np.all(np.isfinite(psf)) or np.any(psf < 0) or np.any(psf.sum(axis=(1, 2)) <= 0):
+            raise StoreError(
+                self._name,
+                "array psf",
+                "must be finite, non-negative, with a positive sum per channel (an intensity PSF; rewrite it)",
+            )
+        return psf
 
     def timing_summary(self, refresh: bool = True) -> dict[str, Any]:
         """Timing statistics of the acquired frames, seconds on the ``timestamps_s`` clock.

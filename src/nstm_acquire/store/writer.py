@@ -53,6 +53,8 @@ from nstm_acquire.store.layout import (
     BACKGROUND,
     BACKGROUND_DIMENSIONS,
     EXPOSURE,
+    PSF,
+    PSF_DIMENSIONS,
     RAW,
     RAW_DIMENSIONS,
     RAW_DTYPES,
@@ -542,6 +544,39 @@ class StoreWriter:
                 overwrite=True,
             )
             array[...] = background.astype(np.float32)
+
+    def write_psf(self, psf: np.ndarray) -> None:
+        """Store the lensless camera's point spread function ``psf`` ``(C, Hp, Wp)`` (float32).
+
+        C = 1 (shared) or one per colour channel of a ``rolling_shutter`` store; non-negative,
+        finite, each channel with a positive sum (any scale: the reconstruction normalises it).
+        One chunk per channel; replaces an earlier PSF. Optional field (``docs/format.md``).
+        """
+        with self._lock:
+            if self._closed:
+                raise self._error("write_psf", "called after close()")
+            psf = np.asarray(psf)
+            channels = getattr(self._attrs.illumination, "n_channels", 1)
+            if psf.ndim != 3 or psf.shape[0] not in (1, channels) or min(psf.shape) < 1:
+                raise self._error(
+                    "psf", f"has shape {psf.shape}; give (C, Hp, Wp) with C = 1 or {channels} (one per colour)"
+                )
+            if not np.issubdtype(psf.dtype, np.number) or np.iscomplexobj(psf):
+                raise self._error("psf", f"has dtype {psf.dtype}; give real intensities")
+            if not np.all(np.isfinite(psf)) or np.any(psf < 0) or np.any(psf.sum(axis=(1, 2)) <= 0):
+                raise self._error("psf", "must be finite and non-negative with a positive sum per channel")
+            C, Hp, Wp = psf.shape
+            array = self._group.create_array(
+                PSF,
+                shape=psf.shape,
+                chunks=(1, Hp, Wp),
+                dtype="<f4",
+                fill_value=0.0,
+                compressors=None,
+                dimension_names=PSF_DIMENSIONS,
+                overwrite=True,
+            )
+            array[...] = psf.astype(np.float32)
 
     def update_acquisition(self, **fields: Any) -> None:
         """Merge ``fields`` into the ``acquisition`` attribute object and save it.

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
         RollingShutterForward,
         hat_weights,
     )
-    from nstm_acquire.physics.rolling_shutter.timing import ReadoutDirection, RowTiming
+    from nstm_acquire.physics.rolling_shutter.shots import LenslessShots
+    from nstm_acquire.physics.rolling_shutter.timing import ReadoutDirection, RollingShutterReadout, RowTiming
 
 _MODULE_OF = {
     "anisotropic_tv": "deconvolution",
@@ -32,14 +33,18 @@ _MODULE_OF = {
     "LenslessConvolution": "forward",
     "RollingShutterForward": "forward",
     "hat_weights": "forward",
+    "LenslessShots": "shots",
     "ReadoutDirection": "timing",
+    "RollingShutterReadout": "timing",
     "RowTiming": "timing",
 }
 
 __all__ = [
     "LenslessConvolution",
+    "LenslessShots",
     "ReadoutDirection",
     "RollingShutterForward",
+    "RollingShutterReadout",
     "RowTiming",
     "anisotropic_tv",
     "fista_tv3d",

@@ -16,11 +16,13 @@ colour sCMOS: 27.52 µs per row, 1,320 µs exposure, about 1,080 rows: 31.0 ms).
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Literal, get_args
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["ReadoutDirection", "RowTiming"]
+__all__ = ["ReadoutDirection", "RollingShutterReadout", "RowTiming"]
 
 ReadoutDirection = Literal["top_to_bottom", "bottom_to_top", "centre_out"]
 
@@ -89,3 +91,41 @@ class RowTiming:
         start = np.asarray(frame_start_s, np.float64)
         opened = start[..., None] + self.open_offsets_s()
         return np.stack([opened, opened + self.exposure_s], axis=-1)
+
+
+class RollingShutterReadout(BaseModel):
+    """How a rolling-shutter camera reads its rows (the store's ``camera.rolling_shutter``).
+
+    The one schema of this concept: the hardware configuration's ``camera.rolling_shutter``,
+    the store attribute ``camera.rolling_shutter`` (``docs/format.md``) and the reconstruction
+    all use it. With a frame's exposure and row count it gives the :class:`RowTiming`.
+
+    Attributes
+    ----------
+    row_time_s
+        Line interval: seconds between the openings of consecutive readout slots (> 0).
+    direction
+        ``"top_to_bottom"``, ``"bottom_to_top"`` or ``"centre_out"`` (module docstring).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    row_time_s: float = Field(gt=0, description="line interval, s between consecutive readout slots")
+    direction: ReadoutDirection = "top_to_bottom"
+
+    @field_validator("row_time_s")
+    @classmethod
+    def _finite_short(cls, value: float) -> float:
+        if not (math.isfinite(value) and value < 1.0):
+            raise ValueError(
+                "must be a finite line interval below 1 s (seconds per row, e.g. 2.752e-05 for 27.52 µs)"
+            )
+        return value
+
+    def row_timing(self, n_rows: int, exposure_s: float) -> RowTiming:
+        """The :class:`RowTiming` of a frame of ``n_rows`` rows, each open ``exposure_s`` seconds."""
+        return RowTiming(int(n_rows), float(self.row_time_s), float(exposure_s), self.direction)
+
+    def to_store(self) -> dict[str, float | str]:
+        """The JSON object of ``camera.rolling_shutter``."""
+        return {"row_time_s": float(self.row_time_s), "direction": str(self.direction)}
