@@ -22,7 +22,7 @@ def _simulated_data() -> dict:
 def test_default_config_is_the_simulated_microscope():
     cfg = load_hardware_config(default_config_path())
     assert cfg.simulated
-    assert cfg.available_modalities() == ["dpc", "sim2d", "sim3d"]
+    assert cfg.available_modalities() == ["dpc", "sim2d", "sim3d", "rolling_shutter"]
     assert cfg.dpc.optics.na_detection == 0.25
     assert cfg.sim3d.n_phases == 5
 

@@ -271,7 +271,7 @@ class AcquisitionController:
         """The run's store, sized for the core's frames and the configured pixel type."""
         core = self.microscope.core
         dtype = np.dtype(np.uint16 if self.microscope.config.camera.pixel_type == "uint16" else np.float32)
-        return StoreWriter.create(
+        writer = StoreWriter.create(
             self.store_path,
             attrs,
             n_shots=setup.n_shots,
@@ -282,6 +282,9 @@ class AcquisitionController:
             compression=self.compression,  # type: ignore[arg-type]  # StoreWriter checks the name
             overwrite=self.overwrite,
         )
+        if setup.psf is not None:  # lensless camera: its PSF, before the first frame
+            writer.write_psf(setup.psf)
+        return writer
 
     def _acquire_background(self, setup: ModalitySetup) -> None:
         """One sample-free frame per shot, stored as ``background`` (S, Z, Y, X)."""

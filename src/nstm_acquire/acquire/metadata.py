@@ -62,6 +62,6 @@ def store_attributes(
         "modality": plan.modality,
         "optics": optics.to_store(),
         "illumination": setup.illumination,  # the physics object; the writer serialises it once
-        "camera": microscope.camera_model(),
+        "camera": microscope.camera_model(plan.modality),
         "acquisition": acquisition,
     }

@@ -32,7 +32,8 @@ class AcquisitionPlan(BaseModel):
     Attributes
     ----------
     modality
-        ``dpc``, ``sim2d`` or ``sim3d``.
+        ``dpc``, ``sim2d``, ``sim3d`` or ``rolling_shutter`` (a lensless colour camera: one
+        shot per colour plane of each frame).
     n_windows
         Number of windows (time points), at least 1.
     window_interval_s
@@ -53,7 +54,7 @@ class AcquisitionPlan(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    modality: Literal["dpc", "sim2d", "sim3d"]
+    modality: Literal["dpc", "sim2d", "sim3d", "rolling_shutter"]
     n_windows: int = Field(default=1, ge=1, le=1_000_000)
     window_interval_s: float = Field(default=0.0, ge=0)
     exposure_ms: float | None = Field(default=None, gt=0)

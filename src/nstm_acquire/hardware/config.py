@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from nstm_acquire._validation import UserInputError, error_lines
 from nstm_acquire.physics.dpc.illumination import LedArrayGeometry
 from nstm_acquire.physics.optics import Optics
+from nstm_acquire.physics.rolling_shutter.timing import RollingShutterReadout
 
 __all__ = [
     "MAX_CONFIG_BYTES",
@@ -42,7 +43,9 @@ __all__ = [
     "DpcConfig",
     "HardwareConfig",
     "PatternControl",
+    "RollingShutterConfig",
     "SimConfig",
+    "SimulatedLensless",
     "SimulationConfig",
     "SimulatedTiming",
     "load_hardware_config",
@@ -50,6 +53,10 @@ __all__ = [
 ]
 
 Modality = Literal["dpc", "sim2d", "sim3d"]
+"""The microscope modalities with a simulated sample (``simulation.samples``)."""
+
+MODALITY_NAMES = ("dpc", "sim2d", "sim3d", "rolling_shutter")
+"""Every modality a configuration may describe (``rolling_shutter``: the lensless camera)."""
 
 
 MAX_CONFIG_BYTES = 1 * 2**20
@@ -84,6 +91,11 @@ class CameraConfig(_Strict):
     pixel_type: Literal["uint16", "float32"] = "uint16"
     hardware_timestamp_key: str | None = None
     hardware_timestamp_unit: Literal["s", "ms", "us"] = "s"
+    rolling_shutter: RollingShutterReadout | None = Field(
+        default=None,
+        description="the sensor reads its rows one after another: row_time_s (line interval, s) and "
+        "direction (top_to_bottom, bottom_to_top, centre_out); recorded as the store's camera.rolling_shutter",
+    )
 
 
 class PatternControl(_Strict):
@@ -204,6 +216,54 @@ class SimConfig(_Strict):
         return self
 
 
+class RollingShutterConfig(_Strict):
+    """A rolling-shutter lensless colour camera (DiffuserCam), ``docs/rolling_shutter.md``.
+
+    Each camera frame is stored as one shot per colour plane (``docs/format.md``): the
+    configuration group ``nstm-rolling_shutter`` selects colour plane ``c`` for shot
+    ``frame * n_channels + c`` through ``pattern_control`` (default: the lensless camera's
+    ``ColourPlane`` property, values ``0..n_channels-1``).
+    """
+
+    optics: Optics = Field(description="wavelength_um (green), na_detection, pixel_size_um: the scene pixel")
+    camera_label: str = "LenslessCamera"
+    readout: RollingShutterReadout = Field(description="row_time_s (line interval, s) and direction")
+    frames_per_window: int = Field(default=3, ge=1, le=1000)
+    channels: tuple[str, ...] = ("red", "green", "blue")
+    pattern_control: PatternControl = PatternControl(method="property", device="LenslessCamera", property="ColourPlane")
+    exposure_ms: float | None = Field(default=None, gt=0, description="per-row exposure, ms")
+    psf_file: Path | None = Field(
+        default=None,
+        description="measured PSF .npy (C, Hp, Wp) or (Hp, Wp), relative to the YAML's folder; "
+        "the simulated microscope uses its own caustic PSF",
+    )
+
+    @model_validator(mode="after")
+    def _counts(self) -> RollingShutterConfig:
+        if not 1 <= len(self.channels) <= 4 or len(set(self.channels)) != len(self.channels):
+            raise ValueError(f"channels {list(self.channels)}: give 1 to 4 distinct colour names")
+        n = self.pattern_control.n_values()
+        if n is not None and n != len(self.channels):
+            raise ValueError(
+                f"pattern_control gives {n} values for {len(self.channels)} colour channels; give one per channel"
+            )
+        return self
+
+
+class SimulatedLensless(_Strict):
+    """The simulated lensless camera's scene and diffuser (``hardware/simulated/lensless.py``).
+
+    Objects circle at about ``speed_px_per_s`` (one angular speed, so one period), inside the
+    field and apart from each other at any acquisition time.
+    """
+
+    n_objects: int = Field(default=3, ge=1, le=5)
+    speed_px_per_s: float = Field(default=1000.0, ge=0)
+    photons: float = Field(default=2e4, gt=0, description="photo-electrons per pixel for brightness 1")
+    psf_correlation_px: float = Field(default=6.0, gt=0)
+    steps_per_row: int = Field(default=2, ge=1, le=16)
+
+
 class SimulatedTiming(_Strict):
     """Timing of the simulated hardware, milliseconds.
 
@@ -260,6 +320,7 @@ class SimulationConfig(_Strict):
         default=0, ge=0, le=100_000, description="if > 0, render this many frames once and replay them (throughput tests)"
     )
     faults: SimulatedFaults = SimulatedFaults()
+    lensless: SimulatedLensless = SimulatedLensless()
 
     @model_validator(mode="after")
     def _shape(self) -> SimulationConfig:
@@ -284,13 +345,14 @@ class HardwareConfig(_Strict):
     dpc: DpcConfig | None = None
     sim2d: SimConfig | None = None
     sim3d: SimConfig | None = None
+    rolling_shutter: RollingShutterConfig | None = None
     simulation: SimulationConfig | None = None
     source_path: Path | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
     def _consistency(self) -> HardwareConfig:
-        if not any((self.dpc, self.sim2d, self.sim3d)):
-            raise ValueError("no modality configured: add at least one of dpc, sim2d, sim3d")
+        if not any((self.dpc, self.sim2d, self.sim3d, self.rolling_shutter)):
+            raise ValueError("no modality configured: add at least one of dpc, sim2d, sim3d, rolling_shutter")
         if not self.simulated and self.micromanager_config is None:
             raise ValueError(
                 "micromanager_config: a real microscope needs the Micro-Manager .cfg to load "
@@ -303,10 +365,10 @@ class HardwareConfig(_Strict):
             )
         return self
 
-    def modality(self, name: str) -> DpcConfig | SimConfig:
+    def modality(self, name: str) -> DpcConfig | SimConfig | RollingShutterConfig:
         """The configuration of one modality, or a ConfigError listing the configured ones."""
-        if name not in ("dpc", "sim2d", "sim3d"):
-            raise ConfigError(f"modality {name!r} is not one of dpc, sim2d, sim3d")
+        if name not in MODALITY_NAMES:
+            raise ConfigError(f"modality {name!r} is not one of {', '.join(MODALITY_NAMES)}")
         cfg = getattr(self, name)
         if cfg is None:
             raise ConfigError(
@@ -316,7 +378,7 @@ class HardwareConfig(_Strict):
         return cfg
 
     def available_modalities(self) -> list[str]:
-        return [m for m in ("dpc", "sim2d", "sim3d") if getattr(self, m) is not None]
+        return [m for m in MODALITY_NAMES if getattr(self, m) is not None]
 
     def resolved_mm_config(self) -> Path | None:
         """The ``.cfg`` path, relative paths taken from the YAML file's folder."""

@@ -19,6 +19,7 @@ This layer imports nothing from ``acquire/``, ``recon/``, ``store/`` or ``gui/``
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,11 +37,13 @@ from nstm_acquire.hardware.config import (
     DpcConfig,
     HardwareConfig,
     PatternControl,
+    RollingShutterConfig,
     SimConfig,
     load_hardware_config,
 )
 from nstm_acquire.physics.dpc.illumination import DpcIllumination, dpc_half_circle_patterns
 from nstm_acquire.physics.optics import Optics
+from nstm_acquire.physics.rolling_shutter.shots import LenslessShots
 from nstm_acquire.physics.sim.illumination import SimIllumination
 
 __all__ = [
@@ -70,11 +73,14 @@ class ModalitySetup:
     channel_group: str
     presets: list[str]
     optics: Optics
-    illumination: DpcIllumination | SimIllumination
-    """The physics model of the modality's illumination (the store writer serialises it)."""
+    illumination: DpcIllumination | SimIllumination | LenslessShots
+    """The physics model of the modality's illumination (the store writer serialises it;
+    ``rolling_shutter``: the shot layout, frames x colour planes)."""
     exposure_ms: float
     focus_device: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    psf: Any = None
+    """``rolling_shutter``: the lensless camera's PSF ``(C, Hp, Wp)`` (numpy), written to the store."""
 
     @property
     def n_shots(self) -> int:
@@ -130,16 +136,41 @@ class Microscope:
         return None
 
     # ------------------------------------------------------------ reporting
-    def camera_model(self) -> dict[str, float]:
+    def camera_model(self, modality: str | None = None) -> dict[str, Any]:
         """The store's ``camera`` attributes: ``offset_adu`` (ADU), and ``gain_e_per_adu``
-        (electrons per ADU) and ``read_noise_e`` (electrons) where known, as configured."""
+        (electrons per ADU) and ``read_noise_e`` (electrons) where known, as configured, and
+        ``rolling_shutter`` (``row_time_s``, ``direction``) where the camera of ``modality``
+        reads its rows one after another (``rolling_shutter``: its ``readout``; any other
+        modality: ``camera.rolling_shutter`` when configured)."""
         cam = self.config.camera
-        model: dict[str, float] = {"offset_adu": cam.offset_adu}
+        model: dict[str, Any] = {"offset_adu": cam.offset_adu}
         if cam.gain_e_per_adu is not None:
             model["gain_e_per_adu"] = cam.gain_e_per_adu
         if cam.read_noise_e is not None:
             model["read_noise_e"] = cam.read_noise_e
+        if modality == "rolling_shutter" and self.config.rolling_shutter is not None:
+            model["rolling_shutter"] = self.config.rolling_shutter.readout.to_store()
+        elif cam.rolling_shutter is not None:
+            model["rolling_shutter"] = cam.rolling_shutter.to_store()
         return model
+
+    def lensless_psf(self) -> Any:
+        """The lensless camera's measured PSF ``(C, Hp, Wp)`` float32 from ``rolling_shutter.psf_file``.
+
+        A ``.npy`` file of ``(Hp, Wp)`` (shared by every colour) or ``(C, Hp, Wp)``, non-negative.
+        Raises :class:`ConfigError` (one line) if it is not configured or not usable.
+        """
+        rs = self.config.rolling_shutter
+        where = f"{self.config.name}: rolling_shutter.psf_file"
+        if rs is None or rs.psf_file is None:
+            raise ConfigError(
+                f"{where} is missing (a lensless reconstruction needs the camera's measured PSF: a .npy of "
+                "(C, Hp, Wp) or (Hp, Wp))"
+            )
+        path = Path(rs.psf_file)
+        if not path.is_absolute() and self.config.source_path is not None:
+            path = self.config.source_path.parent / path
+        return load_psf_file(path, where, len(rs.channels))
 
     def timestamp_source(self) -> TimestampSource:
         """Where frame times come from: the configured hardware timestamp, else the host clock."""
@@ -195,9 +226,40 @@ class Microscope:
     def prepare(self, modality: str) -> ModalitySetup:
         """Check the hardware for ``modality`` and describe how to acquire it."""
         cfg = self.config.modality(modality)
+        camera = cfg.camera_label if isinstance(cfg, RollingShutterConfig) else self.config.camera.label
+        if camera not in self.core.getLoadedDevices():
+            raise ConfigError(
+                f"{self.config.name}: {modality} camera {camera!r} is not a loaded device "
+                f"(loaded: {list(self.core.getLoadedDevices())})"
+            )
+        if self.core.getCameraDevice() != camera:
+            self.core.setCameraDevice(camera)
         if isinstance(cfg, DpcConfig):
             return self._prepare_dpc(cfg)
+        if isinstance(cfg, RollingShutterConfig):
+            return self._prepare_rolling_shutter(cfg)
         return self._prepare_sim(modality, cfg)
+
+    def _prepare_rolling_shutter(self, cfg: RollingShutterConfig) -> ModalitySetup:
+        shots = LenslessShots(frames_per_window=cfg.frames_per_window, channels=cfg.channels)
+        names = [f"f{f}{c}" for f in range(cfg.frames_per_window) for c in cfg.channels]
+        planes = [str(c) for _ in range(cfg.frames_per_window) for c in range(len(cfg.channels))]
+        pc = cfg.pattern_control
+        if pc.values is not None:  # one value per colour channel: repeat it for every frame
+            pc = pc.model_copy(update={"values": list(pc.values) * cfg.frames_per_window})
+        if pc.presets is not None:
+            pc = pc.model_copy(update={"presets": list(pc.presets) * cfg.frames_per_window})
+        group, presets = self._pattern_group("rolling_shutter", pc, names, planes)
+        return ModalitySetup(
+            modality="rolling_shutter",
+            shot_names=names,
+            channel_group=group,
+            presets=presets,
+            optics=cfg.optics,
+            illumination=shots,
+            exposure_ms=cfg.exposure_ms or self.config.camera.exposure_ms,
+            psf=self.lensless_psf(),
+        )
 
     def _prepare_dpc(self, cfg: DpcConfig) -> ModalitySetup:
         shots = dpc_shots(cfg)
@@ -303,6 +365,38 @@ class Microscope:
             self.core.unloadAllDevices()
         except Exception:  # noqa: BLE001 - best effort at shutdown
             logger.debug("unloading the devices of %s failed", self.config.name, exc_info=True)
+
+
+MAX_PSF_FILE_BYTES = 256 * 2**20
+"""Largest measured PSF file read (256 MiB)."""
+
+
+def load_psf_file(path: Path, where: str, n_channels: int) -> Any:
+    """A measured lensless PSF from a ``.npy`` file, ``(C, Hp, Wp)`` float32 (C = 1 or ``n_channels``).
+
+    Checked before it is loaded: a regular file of at most :data:`MAX_PSF_FILE_BYTES`, no
+    pickled objects. ``where`` names the field in the one-line :class:`ConfigError`.
+    """
+    import numpy as np
+
+    try:
+        info = os.stat(path)
+    except OSError:
+        raise ConfigError(f"{where}: {path} does not exist (give the measured PSF as .npy)") from None
+    if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_PSF_FILE_BYTES:
+        raise ConfigError(f"{where}: {path} is not a regular .npy file of at most {MAX_PSF_FILE_BYTES} bytes")
+    try:
+        psf = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{where}: {path} is not a .npy array ({type(err).__name__}); save it with numpy.save") from None
+    if psf.ndim == 2:
+        psf = psf[None]
+    if psf.ndim != 3 or psf.shape[0] not in (1, n_channels) or not np.issubdtype(psf.dtype, np.number):
+        raise ConfigError(f"{where}: has shape {psf.shape}; give (Hp, Wp) or ({n_channels}, Hp, Wp) real numbers")
+    psf = psf.astype(np.float32)
+    if not np.all(np.isfinite(psf)) or np.any(psf < 0) or np.any(psf.sum(axis=(1, 2)) <= 0):
+        raise ConfigError(f"{where}: must be finite and non-negative with a positive sum per channel")
+    return psf
 
 
 @contextmanager

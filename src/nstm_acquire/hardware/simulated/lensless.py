@@ -98,14 +98,21 @@ class MovingRgbScene:
         seed: int = 0,
         background_level: float = 0.05,
         min_separation_px: float = 6.0,
+        drift: bool = True,
     ) -> MovingRgbScene:
         """Objects whose whole paths over ``[0, duration_s]`` stay 15 % inside the field and at
         least ``min_separation_px`` apart (they never cross).
 
-        ``speed_px_per_s``: typical speed (drift plus circular motion)."""
+        ``speed_px_per_s``: typical speed (drift plus circular motion). ``drift=False``: circles
+        only, all with one angular speed (``speed_px_per_s`` over the typical radius) and so one
+        period, checked over a whole period: the objects stay inside and apart at any time
+        (``duration_s`` is then not used), as a simulated camera running for any time needs."""
         rng = np.random.default_rng(seed)
         h, w = shape
         lo, hi = 0.15 * np.array([h, w]), 0.85 * np.array([h, w])
+        omega = speed_px_per_s / (0.12 * min(h, w))
+        if not drift:
+            duration_s = 2 * np.pi / omega if omega > 0 else 0.0
         objs: dict[str, list] = {k: [] for k in ("start", "vel", "rad", "ang", "ph")}
         for _ in range(n_objects):
             for _try in range(200):
@@ -113,9 +120,12 @@ class MovingRgbScene:
                 vel *= 0.6 * speed_px_per_s / np.linalg.norm(vel)
                 rad = rng.uniform(0.1, 0.25) * min(h, w)
                 ang = 0.4 * speed_px_per_s / rad * rng.choice([-1, 1])
+                if not drift:
+                    rad = rng.uniform(0.08, 0.16) * min(h, w)
+                    vel, ang = np.zeros(2), omega * rng.choice([-1, 1])
                 ph = rng.uniform(0, 2 * np.pi)
                 start = rng.uniform(lo, hi)
-                t = np.linspace(0, duration_s, 50)
+                t = np.linspace(0, duration_s, 50 if drift else 200)
                 path = _path(start, vel, rad, ang, ph, t)
                 others = [
                     _path(objs["start"][i], objs["vel"][i], objs["rad"][i], objs["ang"][i], objs["ph"][i], t)

@@ -35,6 +35,7 @@ from nstm_acquire.hardware.simulated.devices import (
     SimulatedSIMPatterns,
     SimulatedZStage,
 )
+from nstm_acquire.hardware.simulated.lensless_camera import SimulatedLenslessCamera, lensless_truth
 from nstm_acquire.hardware.simulated.world import SimScene, SimulatedWorld
 
 __all__ = ["SIMULATED_CLOCK_DESCRIPTION", "SimulatedMicroscope", "build_simulated_microscope"]
@@ -66,9 +67,9 @@ class SimulatedMicroscope(Microscope):
         return self._world
 
     # ------------------------------------------------------------ reporting
-    def camera_model(self) -> dict[str, float]:
+    def camera_model(self, modality: str | None = None) -> dict[str, Any]:
         """The configured values, completed with the simulated camera's gain and read noise."""
-        model = super().camera_model()
+        model = super().camera_model(modality)
         model.setdefault("gain_e_per_adu", self._world.noise.gain_e_per_adu)
         model.setdefault("read_noise_e", self._world.noise.read_noise_e)
         return model
@@ -113,6 +114,10 @@ class SimulatedMicroscope(Microscope):
         known.update({k: v for k, v in true.items() if k in _TRUE_PATTERN_FIELDS and v is not None})
         return known
 
+    def lensless_psf(self) -> Any:
+        """The simulated lensless camera's caustic PSF ``(3, Y, X)`` (it knows its diffuser)."""
+        return lensless_truth(self.config).psf
+
     # ------------------------------------------------------------------
     def prepare(self, modality: str) -> ModalitySetup:
         """Switch the world to ``modality`` (its scene and sample), then prepare as any microscope."""
@@ -146,6 +151,9 @@ def build_simulated_microscope(config: HardwareConfig) -> SimulatedMicroscope:
             core.loadPyDevice(label, SimulatedSIMPatterns(world, n_patterns=n_patterns))
         for focus in {c.focus_device for c in sims}:
             core.loadPyDevice(focus, SimulatedZStage(world))
+    if config.rolling_shutter is not None:
+        lensless = SimulatedLenslessCamera(world, n_channels=len(config.rolling_shutter.channels))
+        core.loadPyDevice(config.rolling_shutter.camera_label, lensless)
     core.initializeAllDevices()
     core.setCameraDevice(cam)
     core.setShutterDevice(shutter)
