@@ -156,6 +156,23 @@ class FitConfig(_Frozen):
     warm_lr_factor: float = Field(
         default=0.5, gt=0, le=1, description="learning rates of a warm-started fit, relative to a cold one"
     )
+    scene_start: Literal["random", "conventional"] = Field(
+        default="random",
+        description="where a cold fit's scene network starts: random (published) or pre-fitted to the "
+        "window's conventional reconstruction (recon.start; docs/model.md)",
+    )
+    start_alpha: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="coarse-to-fine granularity a cold fit from pre-fitted networks (scene_start) "
+        "starts at; the scene is pre-fitted at it, and the ramp runs on from there",
+    )
+    motion_start: Literal["zero", "registration"] = Field(
+        default="zero",
+        description="where a cold fit's motion network starts: zero (published) or pre-fitted to a "
+        "registration of the window's shots (recon.registration; docs/model.md, 'Large motion')",
+    )
     seed: int = 0
 
     def c2f_steps(self) -> int:
@@ -186,7 +203,10 @@ def default_config(modality: str | None = None) -> NSTMConfig:
     """nstm-acquire's defaults (see docs/model.md for why each differs from the published).
 
     ``modality`` ``"sim2d"``: the same model with a shorter schedule measured on 2D SIM
-    (:func:`sim2d_schedule`); None, ``"dpc"`` or ``"sim3d"``: the settings below.
+    (:func:`sim2d_schedule`); ``"dpc"``: the settings below with a cold fit's motion network
+    pre-fitted to a registration of the shots where they moved 12 px or more
+    (``fit.motion_start="registration"``; docs/model.md, "Large motion"); None or ``"sim3d"``:
+    the settings below.
 
     Same hash grids as published (the motion's temporal one at least one cell per two shots:
     the published 2 for DPC's 4, 4.5 for a 9-shot SIM window); a 2 x 32 scene MLP evaluated
@@ -222,17 +242,31 @@ def default_config(modality: str | None = None) -> NSTMConfig:
             warm_refit_factor=2.0,
         ),
     )
+    if modality == "dpc":  # large motion within a window: the motion starts from a registration
+        return base.with_fit(motion_start="registration")
     return sim2d_schedule(base) if modality == "sim2d" else base
 
 
 def sim2d_schedule(config: NSTMConfig) -> NSTMConfig:
-    """``config`` with the 2D SIM schedule (docs/model.md, "2D SIM speed"): a 75-step
-    coarse-to-fine ramp, at most 300 steps (learning rates decayed over those), patience 2
-    evaluations (warm starts as :func:`default_config`), and the motion evaluated every 32 output
-    pixels (the motion's finest cells span about 85 of SIM's 2x-fine output pixels, so the
-    bilinear interpolation between samples loses nothing measurable). On the benchmark's 2D SIM
-    windows it halves the steps of a cold fit at the same or better correlation with the truth.
+    """``config`` with the 2D SIM schedule (docs/model.md, "2D SIM speed" and "SIM: starting from
+    the Wiener result"): a cold fit starts from the scene network pre-fitted to the window's Wiener
+    result at half the coarse-to-fine granularity (``scene_start="conventional"``,
+    ``start_alpha=0.5``) and runs the rest of a 40-step ramp, at most 150 steps with the learning
+    rates decayed as over 300, patience 2 evaluations (warm starts as :func:`default_config`); the
+    motion evaluated every 32 output pixels (the motion's finest cells span about 85 of SIM's
+    2x-fine output pixels, so the bilinear interpolation between samples loses nothing
+    measurable). On the benchmark's 2D SIM windows a cold fit takes half the steps of the
+    start from random networks (300) at a correlation with the truth within 0.01.
     """
-    fit = config.fit.model_copy(update={"max_steps": 300, "coarse_to_fine_steps": 75, "patience": 2})
+    fit = config.fit.model_copy(
+        update={
+            "max_steps": 150,
+            "lr_decay_steps": 300,
+            "coarse_to_fine_steps": 40,
+            "patience": 2,
+            "scene_start": "conventional",
+            "start_alpha": 0.5,
+        }
+    )
     motion = config.motion.model_copy(update={"stride_px": 32})
     return config.model_copy(update={"name": f"{config.name}-sim2d", "fit": fit, "motion": motion})

@@ -283,7 +283,7 @@ def fit(
     should_stop: Callable[[], bool] | None = None,
     monitor: Callable[[int, Params, TimeMap], dict[str, float]] | None = None,
     reference_val_loss: float | None = None,
-    start_params: Params | None = None,
+    start_params: Params | Callable[[], Params | None] | None = None,
 ) -> FitResult:
     """Fit the NSTM to one window.
 
@@ -317,7 +317,8 @@ def fit(
         The parameters a cold fit (and the refit of a rejected warm fit) starts from, for
         example networks pre-fitted to the conventional result or to a registration of the
         shots; None: random (``model.init`` with ``fit.seed``). A cold start keeps its
-        coarse-to-fine schedule either way.
+        coarse-to-fine schedule either way (from ``fit.start_alpha`` when started from these).
+        A callable is called only when a cold fit needs them (a warm fit's refit).
     """
     cfg = model.config.fit
     warm = init_params is not None
@@ -327,7 +328,12 @@ def fit(
             f"reference_val_loss={reference_val_loss} must be a positive finite held-out loss "
             "(an earlier cold fit's FitResult.final_val_loss), or None"
         )
-    result = _fit_once(model, forward, data, init_params, callback, should_stop, monitor, reference, start_params)
+    if callable(start_params) and not warm:
+        start_params = start_params()
+    result = _fit_once(
+        model, forward, data, init_params, callback, should_stop, monitor, reference,
+        None if callable(start_params) else start_params,
+    )
     refit = cfg.warm_refit_factor
     if (
         reference is not None
@@ -342,7 +348,12 @@ def fit(
             "stop_reason": result.stop_reason,
         }
         rejected_wall_s = result.wall_s
-        result = _fit_once(model, forward, data, None, callback, should_stop, monitor, None, start_params)
+        if callable(start_params):
+            start_params = start_params()
+        result = _fit_once(
+            model, forward, data, None, callback, should_stop, monitor, None,
+            None if callable(start_params) else start_params,
+        )
         result.wall_s += rejected_wall_s
         result.reference_val_loss = reference
         result.rejected_warm_fit = rejected
@@ -380,9 +391,11 @@ def _fit_once(
         params = start_params
     else:
         params = model.init(jax.random.PRNGKey(cfg.seed))
-    # a warm start already has every level trained: start at full resolution
+    # a warm start already has every level trained: start at full resolution; a cold start from
+    # pre-fitted networks at the granularity they were fitted at (fit.start_alpha)
+    start_alpha = 1.0 if warm else (cfg.start_alpha if start_params is not None else 0.0)
     alpha0 = (
-        jnp.asarray(1.0 if warm else 0.0, jnp.float32),
+        jnp.asarray(start_alpha, jnp.float32),
         jnp.asarray(cfg.warm_lr_factor if warm else 1.0, jnp.float32),
     )
     max_steps = (cfg.warm_max_steps or cfg.max_steps) if warm else cfg.max_steps
@@ -404,7 +417,7 @@ def _fit_once(
     compile_s = 0.0
     metrics: dict[str, float] = {"loss": float("nan"), "val": float("nan")}
     n_done = 0
-    c2f = cfg.c2f_steps()
+    c2f = int(np.ceil((1.0 - start_alpha) * cfg.c2f_steps()))  # steps left of the ramp
     bad_chunks = 0
     while n_done < max_steps:
         t0 = time.perf_counter()
