@@ -155,9 +155,10 @@ def _add_hardware_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help=f"hardware configuration YAML (default: {default_config_path()})",
     )
-    p.add_argument("--modality", choices=["dpc", "sim2d", "sim3d"], default="dpc",
+    p.add_argument("--modality", choices=["dpc", "sim2d", "sim3d", "rolling_shutter"], default="dpc",
                    help="dpc: differential phase contrast (4 half-circle LED shots); sim2d: 2D structured "
-                        "illumination; sim3d: 3D SIM z stacks")
+                        "illumination; sim3d: 3D SIM z stacks; rolling_shutter: lensless colour video "
+                        "(DiffuserCam, docs/rolling_shutter.md)")
     p.add_argument("--windows", type=int_range(1, MAX_WINDOWS), default=4, metavar="N",
                    help="number of windows (time points) to acquire")
     p.add_argument("--interval", type=non_negative("seconds"), default=0.0, metavar="S",
@@ -303,6 +304,14 @@ def load_config_with_overrides(args: argparse.Namespace):
     if args.fast:
         sim["timing"]["realtime"] = False
     modality = args.modality
+    if modality == "rolling_shutter":  # the lensless camera's scene is simulation.lensless
+        if args.motion is not None or getattr(args, "sample_options", None):
+            raise UserError("--motion applies to dpc and sim; the lensless scene is set in simulation.lensless")
+        if args.photons is not None:
+            sim.setdefault("lensless", {})["photons"] = args.photons
+        data["simulation"] = sim
+        lensless: HardwareConfig = parse_hardware_config(data, source=Path(path).name)
+        return lensless.model_copy(update={"source_path": cfg.source_path})
     sample = sim["samples"].setdefault(modality, {})
     if args.motion is not None:
         sample["motion"] = args.motion
@@ -439,7 +448,12 @@ def _check_frame_count(cfg, plan) -> None:
     """The run's frames (windows x shots x planes) fit :data:`MAX_FRAMES`; else a UserError
     naming the largest ``--windows`` that does."""
     modality = cfg.modality(plan.modality)
-    shots = len(modality.shot_names) if plan.modality == "dpc" else modality.n_orientations * modality.n_phases
+    if plan.modality == "dpc":
+        shots = len(modality.shot_names)
+    elif plan.modality == "rolling_shutter":
+        shots = modality.frames_per_window * len(modality.channels)
+    else:
+        shots = modality.n_orientations * modality.n_phases
     per_window = shots * plan.n_planes
     if plan.n_windows * per_window > MAX_FRAMES:
         raise UserError(
@@ -596,14 +610,22 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
     from nstm_acquire.recon.playback import StoredReconstruction, write_trajectories_csv
 
     rec = StoredReconstruction(args.store, args.name)
+    text = ";".join(args.points)
     try:
-        points = np.array([[float(v) for v in p.split(",")] for p in args.points.split(";") if p.strip()])
-        assert points.ndim == 2 and points.shape[1] == 2
+        points = np.array([[float(v) for v in p.split(",")] for p in text.split(";") if p.strip()])
+        assert points.ndim == 2 and points.shape[1] == 2 and np.all(np.isfinite(points))
     except (ValueError, AssertionError):
-        raise UserError(f"--points {args.points!r}: give y,x pixel pairs separated by ';', e.g. '40,52;80,31'") from None
+        raise UserError(f"--points {text!r}: give y,x pixel pairs, e.g. --points 40,52 80,31") from None
+    if args.um:
+        points = points / rec.pixel_size_um
+    ny, nx = rec.model.scene_shape[-2:]
+    outside = [f"{y:g},{x:g}" for y, x in points if not (0 <= y <= ny - 1 and 0 <= x <= nx - 1)]
+    if outside:
+        raise UserError(f"--points {' '.join(outside)}: outside the {ny} x {nx} output grid (pixels 0..{ny - 1}, 0..{nx - 1})")
     times = _times_or_default(args.times, rec)
-    tracks = rec.trajectories(points, times)
-    out = write_trajectories_csv(args.out, tracks, times, rec.pixel_size_um)
+    tracks = rec.trajectories(points, times, t_ref_s=args.ref_time)
+    out_path = args.out if args.out is not None else args.store.with_name(args.store.name.removesuffix(".zarr") + "_trajectories.csv")
+    out = write_trajectories_csv(out_path, tracks, times, rec.pixel_size_um)
     moved = np.linalg.norm(tracks[:, -1] - tracks[:, 0], axis=-1)
     print(f"wrote {out}: {len(points)} points x {len(times)} times; moved " + ", ".join(f"{m:.2f}" for m in moved) + " px")
     return 0
@@ -645,6 +667,12 @@ def format_info(reader) -> str:
         f"{reader.n_shots} shots x {reader.n_planes} planes per window",
         f"{label('windows:')}{complete} complete",
     ]
+    if a.modality == "rolling_shutter":
+        ill = a.illumination
+        lines.append(f"{label('colour frames:')}{ill.frames_per_window} per window, planes {', '.join(ill.channels)}")
+    if a.camera.rolling_shutter is not None:
+        rs = a.camera.rolling_shutter
+        lines.append(f"{label('rolling shutter:')}{rs.row_time_s * 1e6:.4g} µs per row, {rs.direction}")
     partial, damaged = t.get("partial_windows") or [], t.get("damaged_windows") or {}
     if partial:
         lines[-1] += f", {len(partial)} partial ({_ranges(partial)})"
@@ -720,7 +748,7 @@ def _trust_lines(rec, done: list[int]) -> list[str]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from nstm_acquire.evaluation.demo import demo_figure
+    from nstm_acquire.evaluation.demo import demo_figure, rolling_shutter_figure
     from nstm_acquire.store import StoreReader
 
     out = args.out or Path(f"runs/demo_{args.modality}.zarr")
@@ -738,10 +766,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
         # ±0.31 µm): a bead beyond the end planes can only be fitted onto an end plane
         if args.planes == 6 and args.config is None:
             args.sample_options = {"z_range_um": [-0.25, 0.25]}
+    if args.modality == "rolling_shutter":  # a CPU-sized lensless demo (docs/rolling_shutter.md)
+        args.shape = args.shape or (24, 24)
+        args.windows = 2 if args.windows == 6 else args.windows
+        args.steps = args.steps or 300
     session, microscope = open_session(args, out, overwrite=True)
     run_session(session, microscope)
     print(format_info(StoreReader(out)))
-    figure = demo_figure(out, microscope.world, args.modality, out.with_suffix(".png"))
+    if args.modality == "rolling_shutter":
+        figure = rolling_shutter_figure(out, out.with_suffix(".png"))
+        print(f"object paths: nstm-acquire trajectory {out} --points Y,X ...")
+    else:
+        figure = demo_figure(out, microscope.world, args.modality, out.with_suffix(".png"))
     failed = f", {len(session.failed)} failed ({', '.join(map(str, session.failed))})" if session.failed else ""
     print(f"\nreconstructed {len(session.done)} windows near-live{failed}; figure: {figure}")
     print(f"open it in napari (pip install 'nstm-acquire[napari]'):  napari --plugin nstm-acquire {out}")
@@ -800,6 +836,13 @@ def nstm_config_from_args(args: argparse.Namespace, modality: str | None = None)
     ``"sim3d"``: 2D SIM has a shorter default schedule) with ``--steps`` etc. applied."""
     from nstm_acquire.nstm.config import default_config, published_config
 
+    if modality == "rolling_shutter":  # its own settings (docs/rolling_shutter.md); --steps sets the schedule
+        from nstm_acquire.recon.rolling_shutter import rolling_shutter_config
+
+        if args.preset == "published":
+            raise UserError("--preset published: the paper's schedule is for DPC and SIM; rolling_shutter has its own")
+        rs = rolling_shutter_config(args.steps) if args.steps is not None else rolling_shutter_config()
+        return rs.with_fit(scene_sampling=args.sampling) if getattr(args, "sampling", None) else rs
     cfg = published_config() if args.preset == "published" else default_config(modality)
     changes: dict = {}
     if args.steps is not None:
@@ -1098,11 +1141,17 @@ def _add_store_commands(sub: Any) -> None:
 
     p = sub.add_parser("trajectory", help="export the motion trajectories of chosen points as CSV")
     p.add_argument("store", type=Path, help="the store holding the reconstruction, NAME.zarr")
-    p.add_argument("--points", required=True, help="y,x output-grid pixels at the first time, ';'-separated")
+    p.add_argument("--points", required=True, nargs="+", metavar="Y,X",
+                   help="y,x output-grid pixels of each point at the reference time (several: 40,52 80,31; "
+                        "or ';'-separated)")
+    p.add_argument("--um", action="store_true", help="--points are in µm, not pixels")
+    p.add_argument("--ref-time", type=finite("seconds"), default=None, metavar="S",
+                   help="time (s) at which the points are given (default: the first of --times)")
     p.add_argument("--times", default=None,
                    help="seconds: t1,t2,... or start:stop:step (default: 50 across the run)")
     p.add_argument("--name", type=group_name, default="nstm", help="the reconstruction, recon/<name>")
-    p.add_argument("--out", type=Path, required=True, help="output .csv")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output .csv (default: NAME_trajectories.csv beside NAME.zarr)")
     p.set_defaults(func=cmd_trajectory)
 
     p = sub.add_parser("gui", help="open the acquisition and live-reconstruction panel")

@@ -10,6 +10,7 @@ No store is read or written here: :mod:`nstm_acquire.recon.chain` does that for 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,10 +21,12 @@ from nstm_acquire.nstm.fit import FitResult, build_model, fit, render_scenes
 from nstm_acquire.nstm.model import Params
 from nstm_acquire.physics.dpc.illumination import DpcIllumination
 from nstm_acquire.physics.optics import Optics
+from nstm_acquire.physics.rolling_shutter.timing import RowTiming
 from nstm_acquire.physics.sim.estimation import SimParameterPolicy
 from nstm_acquire.physics.sim.illumination import SimIllumination
 from nstm_acquire.physics.sim.otf import MeasuredPsf
 from nstm_acquire.recon.problem import ProblemBuilder, WindowProblem, modality_of
+from nstm_acquire.recon.row_timing import DEFAULT_ROW_BLOCKS, RowBlockTiming
 from nstm_acquire.recon.start import start_params
 
 __all__ = [
@@ -89,8 +92,9 @@ def reconstruct_window(
         nonnegative=bool(getattr(problem.forward, "nonnegative", False)),
         n_shots=len(problem.render_times_s),
     )
-    # a cold fit starts from networks pre-fitted to the data where the configuration asks
-    start = start_params(model, problem, config) if init_params is None else None
+    # a cold fit (or the refit of a rejected warm fit) starts from networks pre-fitted to the data
+    # where the configuration asks; made only when needed
+    start = functools.partial(start_params, model, problem, config)
     result = fit(
         model, problem.forward, problem.data, init_params, callback, should_stop,
         reference_val_loss=reference_val_loss, start_params=start,
@@ -131,6 +135,8 @@ def reconstruct_dpc(
     *,
     led_brightness: Sequence[float] | None = None,
     offset_adu: float = 0.0,
+    row_timing: RowTiming | None = None,
+    row_blocks: int = DEFAULT_ROW_BLOCKS,
 ) -> WindowResult:
     """DPC from arrays: ``raw`` ``(S, Y, X)`` camera counts, times ``(S,)`` in s.
 
@@ -139,6 +145,8 @@ def reconstruct_dpc(
     optional relative brightness of every LED), ``background`` ``(S, Y, X)`` sample-free
     frames in counts (None: normalise by each frame's mean). ``offset_adu`` is the camera's
     dark offset, subtracted from ``raw`` and ``background`` first (default 0: already removed).
+    ``row_timing``: a rolling-shutter camera's rows, fitted in ``row_blocks`` blocks each at its
+    own time (:mod:`~nstm_acquire.recon.row_timing`; None: frame-level timing).
     """
     frames = _without_offset(raw, offset_adu)
     if frames.ndim != 3:
@@ -154,7 +162,9 @@ def reconstruct_dpc(
         }
     )
     bg = None if background is None else _without_offset(background, offset_adu)[:, None]
-    builder = ProblemBuilder(optics, ill, frames.shape[-2:], 1, config or default_config(), background=bg)
+    rows = None if row_timing is None else RowBlockTiming(row_timing, row_blocks)
+    config = config or default_config("dpc")
+    builder = ProblemBuilder(optics, ill, frames.shape[-2:], 1, config, background=bg, row_timing=rows)
     return reconstruct_window(builder.problem_from_arrays(frames[:, None], ts, ex), config)
 
 
@@ -171,6 +181,8 @@ def reconstruct_sim(
     *,
     offset_adu: float = 0.0,
     time_bin_s: float | None = None,
+    row_timing: RowTiming | None = None,
+    row_blocks: int = DEFAULT_ROW_BLOCKS,
 ) -> WindowResult:
     """SIM from arrays: ``raw`` ``(S, Z, Y, X)`` camera counts, times ``(S, Z)`` in s.
 
@@ -185,6 +197,7 @@ def reconstruct_sim(
     frames within this many seconds share one volume (None: two consecutive frames; 0: every
     frame at its own time; :class:`~nstm_acquire.recon.problem.ProblemBuilder`). ``config``
     None: the modality's defaults (``default_config("sim2d")`` for two-beam 2D SIM).
+    ``row_timing``: 2D SIM with a rolling-shutter camera, as in :func:`reconstruct_dpc`.
     """
     config = config or default_config(modality_of(illumination))
     frames = _without_offset(raw, offset_adu)
@@ -208,5 +221,6 @@ def reconstruct_sim(
         upsample=upsample,
         psf=psf,
         time_bin_s=time_bin_s,
+        row_timing=None if row_timing is None else RowBlockTiming(row_timing, row_blocks),
     )
     return reconstruct_window(builder.problem_from_arrays(frames, ts, ex), config)

@@ -59,10 +59,12 @@ from nstm_acquire.physics.sim.estimation import SimParameterError, SimParameterP
 from nstm_acquire.physics.sim.otf import MeasuredPsf, load_psf
 from nstm_acquire.recon.arrays import WindowResult, model_description, reconstruct_window
 from nstm_acquire.recon.problem import ProblemBuilder, WindowProblem, modality_of
+from nstm_acquire.recon.rolling_shutter import rolling_shutter_config
 from nstm_acquire.recon.trust import window_trust
 from nstm_acquire.store import ReconWriter, StoreError, StoreReader
 
 __all__ = [
+    "modality_default_config",
     "CAMERA_MAX_ADU",
     "CAMERA_MIN_ADU",
     "EXPLODED_FACTOR",
@@ -367,7 +369,7 @@ class StoreReconstructor:
         self.write = write
         self.resume = resume and not overwrite
         self.reader = StoreReader(store)
-        self.config = config or default_config(modality_of(self.reader.attrs.illumination))
+        self.config = config or modality_default_config(modality_of(self.reader.attrs.illumination))
         self.out = Path(out) if out is not None else Path(store)
         self.name = name
         self.overwrite = overwrite
@@ -415,7 +417,7 @@ class StoreReconstructor:
 
     def _measured_psf(self, store: str | Path) -> MeasuredPsf | None:
         """SIM: the PSF file the store's ``optics.psf_file`` names (relative to its folder)."""
-        if self.reader.attrs.modality == "dpc":
+        if self.reader.attrs.modality in ("dpc", "rolling_shutter"):
             return None
         try:
             return load_psf(self.reader.optics, folder=str(Path(store).resolve().parent))
@@ -617,6 +619,15 @@ class StoreReconstructor:
             except WindowFailure:
                 continue
         return results
+
+
+def modality_default_config(modality: str) -> NSTMConfig:
+    """The default NSTM configuration of ``modality``: ``rolling_shutter`` has its own
+    (:func:`~nstm_acquire.recon.rolling_shutter.rolling_shutter_config`), the others
+    :func:`~nstm_acquire.nstm.config.default_config`."""
+    if modality == "rolling_shutter":
+        return rolling_shutter_config()
+    return default_config(modality)
 
 
 def _exception_reason(err: BaseException) -> str:

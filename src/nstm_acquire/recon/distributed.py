@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nstm_acquire.nstm.config import NSTMConfig, default_config
+from nstm_acquire.nstm.config import NSTMConfig
 
 if TYPE_CHECKING:
     from nstm_acquire.physics.sim.estimation import SimParameterPolicy
@@ -103,12 +103,12 @@ def reconstruct_distributed(
     there yet). A window that fails on a worker is recorded as failed (with its reason) and the
     others go on. An unreachable ``scheduler`` raises ``OSError`` after ``connect_timeout_s``.
     """
-    from nstm_acquire.recon.chain import open_recon_writer, recon_config
+    from nstm_acquire.recon.chain import modality_default_config, open_recon_writer, recon_config
     from nstm_acquire.store import StoreReader
 
-    config = config or default_config()
     store = str(store)
     reader = StoreReader(store)
+    config = config or modality_default_config(reader.modality)  # as the chain and the worker choose
     todo = reader.require_complete(windows)
     out_path = Path(out) if out is not None else Path(store)
     group_config = recon_config(config, store, reader.modality, warm_start, distributed=True)

@@ -25,6 +25,7 @@ from jax.flatten_util import ravel_pytree
 from nstm_acquire.nstm.config import NSTMConfig
 from nstm_acquire.nstm.fit import FitResult, build_model, render_scenes
 from nstm_acquire.nstm.model import TimeMap
+from nstm_acquire.recon.rolling_shutter import track_points
 from nstm_acquire.store import ReconReader, StoreError
 
 __all__ = ["StoredReconstruction", "parse_times", "write_tiff_stack", "write_trajectories_csv"]
@@ -61,6 +62,8 @@ class StoredReconstruction:
                 "run nstm-acquire reconstruct again)"
             )
         self.config = NSTMConfig.model_validate(cfg)
+        self.modality = (attrs.get("config") or {}).get("modality")
+        """The reconstructed store's modality (None: not recorded)."""
         self.model = build_model(
             self.config,
             tuple(model["scene_shape"]),
@@ -117,7 +120,12 @@ class StoredReconstruction:
         return (shape[0], shape[1], shape[2])
 
     def trajectories(
-        self, points_px: np.ndarray, times_s: np.ndarray, t_ref_s: float | None = None, iterations: int = 20
+        self,
+        points_px: np.ndarray,
+        times_s: np.ndarray,
+        t_ref_s: float | None = None,
+        iterations: int = 20,
+        search: bool | None = None,
     ) -> np.ndarray:
         """Positions ``(N, T, 2)`` (y, x output pixels) of points given at ``t_ref_s`` (default: the
         first time), for 2D scenes (or the lateral motion of the first plane of a volume).
@@ -127,7 +135,14 @@ class StoredReconstruction:
         with the old window's motion and re-anchored there in the new window's template (each
         window's motion extends a quarter of its span beyond its shots; over longer gaps the
         motion in the gap, which no shot saw, is extrapolated).
+
+        ``search`` (default: for ``rolling_shutter`` reconstructions) solves ``x + d(x, t) = a``
+        by a search of the whole grid and Newton steps
+        (:func:`~nstm_acquire.recon.rolling_shutter.track_points`) instead of the fixed-point
+        iteration: a lensless fit's warp need not be smooth or contracting.
         """
+        if search is None:
+            search = self.modality == "rolling_shutter"
         pts = np.asarray(points_px, np.float64).reshape(-1, 2)
         times = np.asarray(times_s, np.float64).reshape(-1)
         order = np.argsort(times, kind="stable")
@@ -150,8 +165,11 @@ class StoredReconstruction:
                 anchor = x + _sample(self._lateral_motion(w, t_prev), x)
                 current = w
             field = self._lateral_motion(w, t)
-            for _ in range(iterations):  # fixed point of x = anchor - d(x, t)
-                x = anchor - _sample(field, x)
+            if search:  # the pixel mapped nearest the anchor, refined (recon/rolling_shutter.py)
+                x = track_points(x, self._lateral_motion(w, t_prev), field[None])[0]
+            else:
+                for _ in range(iterations):  # fixed point of x = anchor - d(x, t)
+                    x = anchor - _sample(field, x)
             out[:, k] = x
             t_prev = t
         return out

@@ -23,6 +23,10 @@ from nstm_acquire.nstm.fit import FitData
 from nstm_acquire.physics.dpc.forward import DpcForward, dpc_normalise
 from nstm_acquire.physics.dpc.illumination import DpcIllumination
 from nstm_acquire.physics.optics import Optics
+from nstm_acquire.physics.rolling_shutter.deconvolution import tikhonov_deconvolution
+from nstm_acquire.physics.rolling_shutter.forward import RollingShutterForward
+from nstm_acquire.physics.rolling_shutter.shots import LenslessShots
+from nstm_acquire.physics.rolling_shutter.timing import RowTiming
 from nstm_acquire.physics.sim.estimation import (
     SimParameterPolicy,
     estimate_sim_parameters,
@@ -45,15 +49,26 @@ from nstm_acquire.physics.sim.otf import (
     three_beam_order_otfs,
 )
 from nstm_acquire.physics.sim.wiener import wiener_sim_2d, wiener_sim_3d
+from nstm_acquire.recon.row_timing import RowBlockTiming
 
 if TYPE_CHECKING:
     from nstm_acquire.store import StoreReader, WindowData
 
-__all__ = ["ProblemBuilder", "WindowProblem", "auto_time_bin_s", "exposure_sample_times", "modality_of"]
+__all__ = [
+    "ProblemBuilder",
+    "WindowProblem",
+    "auto_time_bin_s",
+    "default_time_points_per_frame",
+    "exposure_sample_times",
+    "modality_of",
+]
 
 
-def modality_of(illumination: DpcIllumination | SimIllumination) -> str:
-    """``"dpc"``, ``"sim2d"`` (two-beam) or ``"sim3d"`` (three-beam) of an illumination model."""
+def modality_of(illumination: DpcIllumination | SimIllumination | LenslessShots) -> str:
+    """``"dpc"``, ``"sim2d"`` (two-beam), ``"sim3d"`` (three-beam) or ``"rolling_shutter"``
+    (a lensless camera's shot layout) of an illumination model."""
+    if isinstance(illumination, LenslessShots):
+        return "rolling_shutter"
     if isinstance(illumination, DpcIllumination):
         return "dpc"
     if isinstance(illumination, SimIllumination):
@@ -109,6 +124,18 @@ def exposure_sample_times(timestamps_s: np.ndarray, exposure_s: np.ndarray, n_su
     return t[:, None] + (np.arange(n_sub)[None, :] + 0.5) / n_sub * e[:, None]
 
 
+def default_time_points_per_frame(n_rows: int) -> int:
+    """Rolling shutter: the default time points (and row blocks) per frame for ``n_rows`` rows.
+
+    The divisor of ``n_rows`` (>= 2) closest to ``n_rows / 3`` (blocks of about 3 rows), at
+    most 32: 24 rows -> 8, 32 -> 8, 48 -> 16, 128 -> 32 (``docs/rolling_shutter.md``).
+    """
+    divisors = [d for d in range(2, min(int(n_rows), 32) + 1) if n_rows % d == 0]
+    if not divisors:
+        raise ValueError(f"{n_rows} sensor rows have no divisor from 2 to 32; crop the frames to an even height")
+    return min(divisors, key=lambda d: (abs(d - n_rows / 3.0), -d))
+
+
 def auto_time_bin_s(midpoints_s: np.ndarray) -> float:
     """The default time-bin spread of a 3D SIM window, s: 1.5 median frame intervals.
 
@@ -159,6 +186,19 @@ class ProblemBuilder:
         first frame are predicted from one volume at the bin's mean time (None:
         :func:`auto_time_bin_s`; 0: every frame from the volume at its own time, exact and
         ``Z`` times the network evaluations).
+    row_timing
+        DPC and 2D SIM: a rolling-shutter camera's row timing; each block of rows is fitted at
+        its own time (:mod:`~nstm_acquire.recon.row_timing`; None: frame-level timing).
+    lensless_psf
+        ``rolling_shutter``: the lensless camera's PSF ``(C or 1, Hp, Wp)`` (the store's ``psf``).
+    lensless_timing
+        ``rolling_shutter``: the row timing of a frame, a :class:`RowTiming` or a function of the
+        frames' exposure (s) returning one (``StoreReader.row_timing``).
+    time_points_per_frame
+        ``rolling_shutter``: time points (= row blocks) per frame, dividing the rows (None:
+        :func:`default_time_points_per_frame`).
+    static_reg
+        ``rolling_shutter``: Tikhonov weight of the static deconvolution (the conventional result).
 
     Frames given to :meth:`problem` / :meth:`problem_from_arrays` are camera counts with the
     dark offset already removed, axes ``(S, Z, Y, X)``; times are in seconds.
@@ -167,7 +207,7 @@ class ProblemBuilder:
     def __init__(
         self,
         optics: Optics,
-        illumination: DpcIllumination | SimIllumination,
+        illumination: DpcIllumination | SimIllumination | LenslessShots,
         frame_shape: tuple[int, int],
         n_planes: int,
         config: NSTMConfig,
@@ -178,6 +218,11 @@ class ProblemBuilder:
         upsample: int = 2,
         psf: MeasuredPsf | None = None,
         time_bin_s: float | None = None,
+        row_timing: RowBlockTiming | None = None,
+        lensless_psf: np.ndarray | None = None,
+        lensless_timing: Any = None,
+        time_points_per_frame: int | None = None,
+        static_reg: float = 1e-3,
     ) -> None:
         self.modality = modality_of(illumination)
         if self.modality == "sim3d" and optics.z_step_um is None:
@@ -196,13 +241,31 @@ class ProblemBuilder:
         if time_bin_s is not None and not (np.isfinite(time_bin_s) and time_bin_s >= 0):
             raise ValueError(f"time_bin_s={time_bin_s}; give a spread >= 0 s, or None for the default")
         self.time_bin_s = time_bin_s
+        self.row_timing = row_timing
         self._frames_forward: tuple[Any, Sim3DFramesForward] | None = None  # 3D: (bins, forward)
         self.bins_info: dict[str, Any] = {}
         self.sim_report: dict[str, Any] | None = None
         # SIM: the pattern used is resolved from the first window (estimated or configured)
-        self.illumination: DpcIllumination | SimIllumination = illumination
-        if isinstance(illumination, DpcIllumination):
-            self.forward: Any = DpcForward.for_illumination(self.frame_shape, self.optics, illumination)
+        self.illumination: DpcIllumination | SimIllumination | LenslessShots = illumination
+        self.lensless_psf = lensless_psf
+        self.lensless_timing = lensless_timing
+        self.time_points_per_frame = time_points_per_frame
+        self.static_reg = float(static_reg)
+        self._rs_forward: tuple[RowTiming, RollingShutterForward] | None = None
+        if isinstance(illumination, LenslessShots):
+            if lensless_psf is None or lensless_timing is None:
+                raise ValueError(
+                    "rolling_shutter needs lensless_psf (the store's psf array) and lensless_timing "
+                    "(the store's camera.rolling_shutter): the store lacks one of them"
+                )
+            if self.config.fit.exposure_subsamples != 1:
+                raise ValueError(
+                    "config.fit.exposure_subsamples must be 1 for rolling_shutter: the forward model "
+                    "integrates each row's exposure (use recon.rolling_shutter.rolling_shutter_config)"
+                )
+            self.forward: Any = None
+        elif isinstance(illumination, DpcIllumination):
+            self.forward = DpcForward.for_illumination(self.frame_shape, self.optics, illumination)
         else:
             self.configured = illumination
             self.forward = None
@@ -219,7 +282,28 @@ class ProblemBuilder:
         psf: MeasuredPsf | None = None,
     ) -> ProblemBuilder:
         """The builder of a store's windows: its optics, illumination, frame shape, planes and
-        background (the store's measured PSF, if any, is for the caller to load and pass)."""
+        background (the store's measured PSF, if any, is for the caller to load and pass;
+        ``rolling_shutter``: the store's lensless ``psf`` and row timing)."""
+        if reader.modality == "rolling_shutter":
+            psf_array = reader.psf()
+            if psf_array is None:
+                from nstm_acquire.store import StoreError
+
+                raise StoreError(
+                    str(reader.path), "array psf", "is missing (a rolling_shutter store must hold the lensless PSF)"
+                )
+            if reader.attrs.camera.rolling_shutter is None:
+                from nstm_acquire.store import StoreError
+
+                raise StoreError(
+                    str(reader.path),
+                    "attribute nstm_acquire.camera.rolling_shutter",
+                    "is missing (a rolling_shutter store must give row_time_s and direction)",
+                )
+            return cls(
+                reader.optics, reader.attrs.illumination, reader.frame_shape, reader.n_planes, config,
+                lensless_psf=psf_array, lensless_timing=reader.row_timing,
+            )  # fmt: skip
         return cls(
             reader.optics,
             reader.attrs.illumination,
@@ -231,6 +315,7 @@ class ProblemBuilder:
             sim_parameters=sim_parameters,
             upsample=upsample,
             psf=psf,
+            row_timing=RowBlockTiming.for_store(reader),
         )
 
     def problem(self, window: WindowData) -> WindowProblem:
@@ -251,7 +336,81 @@ class ProblemBuilder:
         exp = np.asarray(exposure_s, np.float64)
         if self.modality == "dpc":
             return self._dpc(raw, ts, exp)
+        if self.modality == "rolling_shutter":
+            return self._rolling_shutter(raw, ts, exp, index)
         return self._sim(raw, ts, exp, index)
+
+    # ------------------------------------------------------------------ rolling shutter
+    def _rs_timing(self, exposure_s: float) -> RowTiming:
+        source = self.lensless_timing
+        timing = source if isinstance(source, RowTiming) else source(exposure_s)
+        if timing is None:
+            raise ValueError("the store's camera.rolling_shutter gives no row timing")
+        if timing.n_rows != self.frame_shape[0]:
+            raise ValueError(f"row timing has {timing.n_rows} rows; the frames have {self.frame_shape[0]}")
+        return timing
+
+    def rolling_shutter_forward(self, exposure_s: float) -> RollingShutterForward:
+        """``rolling_shutter``: the forward model of frames exposed ``exposure_s`` s per row
+        (built once per exposure, so windows share one compiled fit)."""
+        timing = self._rs_timing(exposure_s)
+        if self._rs_forward is None or self._rs_forward[0] != timing:
+            assert isinstance(self.illumination, LenslessShots)
+            n_time = self.time_points_per_frame or default_time_points_per_frame(self.frame_shape[0])
+            forward = RollingShutterForward.build(
+                np.asarray(self.lensless_psf), timing, self.frame_shape[1], n_time,
+                channels=self.illumination.n_channels,
+            )  # fmt: skip
+            self._rs_forward = (timing, forward)
+        return self._rs_forward[1]
+
+    def _rolling_shutter(self, raw: np.ndarray, ts: np.ndarray, exp: np.ndarray, index: int) -> WindowProblem:
+        # raw (S, 1, Y, X), S = frames x channels; each frame's planes share its timestamp
+        shots = self.illumination
+        assert isinstance(shots, LenslessShots)
+        frames = shots.frames_of(raw[:, 0])  # (F, C, Y, X)
+        starts_all = shots.frames_of(ts[:, 0])  # (F, C)
+        exp_all = shots.frames_of(exp[:, 0])
+        starts = starts_all[:, 0]
+        spread = float(np.max(np.abs(starts_all - starts[:, None])))
+        if spread > 1e-6:
+            raise ValueError(
+                f"window {index}: the colour planes of a frame have timestamps up to {spread:.3g} s apart; "
+                "timestamps_s of every plane must be its frame's first-row opening"
+            )
+        if np.any(np.diff(starts) <= 0):
+            raise ValueError(f"window {index}: frame starts {starts.tolist()} do not increase (frames out of order)")
+        exposure = float(np.mean(exp_all))
+        forward = self.rolling_shutter_forward(exposure)
+        timing = self._rs_timing(exposure)
+        static = np.asarray(tikhonov_deconvolution(frames, forward.conv, reg=self.static_reg))  # (F, C, Y, X)
+        scale = float(np.percentile(static, 99.5))
+        if not scale > 0:
+            raise ValueError(f"window {index} deconvolves to an all-zero scene: check the offset and the psf")
+        blocks = forward.frames_to_blocks(frames / scale)
+        times = forward.times_s(timing, starts)
+        data = FitData(blocks, times, np.arange(len(times)) % forward.n_time)
+        conv = static.mean(axis=0)[:, None] / scale  # (C, Z=1, Y, X): the window as if static
+        return WindowProblem(
+            forward=forward,
+            data=data,
+            scene_shape=forward.conv.scene_shape,
+            channels=shots.n_channels,
+            channel_names=list(shots.channels),
+            motion_dims=2,
+            render_times_s=times,
+            conventional=np.asarray(conv, np.float32),
+            pixel_size_um=self.optics.pixel_size_um,
+            z_step_um=None,
+            info={
+                "normalisation": f"raw / {scale:.6g}",
+                "scale_counts": scale,
+                "time_points_per_frame": int(forward.n_time),
+                "row_timing": {"row_time_s": timing.row_time_s, "exposure_s": timing.exposure_s,
+                               "direction": timing.direction},
+                "conventional": "static deconvolution (Tikhonov, non-negative), mean of the window's frames",
+            },
+        )
 
     # ------------------------------------------------------------------ SIM
     def _resolve_illumination(self, raw: np.ndarray) -> SimIllumination:
@@ -308,14 +467,19 @@ class ProblemBuilder:
         y = raw / scale
         mid = ts + 0.5 * exp  # (S, Z)
         u = self.upsample
+        rows: dict[str, Any] = {}  # rolling shutter (recon/row_timing.py)
         if self.modality == "sim2d":
             times = exposure_sample_times(ts[:, 0], exp[:, 0], self.config.fit.exposure_subsamples)
             data = FitData(y[:, 0], times, np.arange(raw.shape[0]))
             conv = wiener_sim_2d(raw[:, 0], self.optics, ill, upsample=u, psf=self.psf)[None, None]
             scene_shape: tuple[int, ...] = (self.frame_shape[0] * u, self.frame_shape[1] * u)
             render, z_step, motion_dims = mid[:, 0], None, 2
+            if self.row_timing is not None:  # every block of rows at its own time
+                data, render, rows = self.row_timing.frame_data(y[:, 0], ts[:, 0], exp[:, 0], self.config)
             forward = self.forward
         else:
+            if self.row_timing is not None:
+                rows = {"row_timing": "not modelled for 3D SIM: frame-level timing"}
             # every frame predicted from the volume at its own time, frames close in time
             # sharing one volume (time bins; docs/model.md), whatever the plane order
             data, forward = self._binned_data(y, mid, exp)
@@ -341,6 +505,7 @@ class ProblemBuilder:
                 "sim_parameters": self.sim_report,
                 "otf": "measured PSF" if self.psf is not None else "theoretical",
                 **(self.bins_info if self.modality == "sim3d" else {}),
+                **rows,
             },
         )
 
@@ -375,7 +540,10 @@ class ProblemBuilder:
         y = dpc_normalise(raw, bg)
         ts, exp = timestamps_s[:, 0], exposure_s[:, 0]
         times = exposure_sample_times(ts, exp, self.config.fit.exposure_subsamples)
-        data = FitData(y, times, np.arange(raw.shape[0]))
+        rows: dict[str, Any] = {}
+        data, render = FitData(y, times, np.arange(raw.shape[0])), ts + 0.5 * exp
+        if self.row_timing is not None:  # rolling shutter: every block of rows at its own time
+            data, render, rows = self.row_timing.frame_data(y, ts, exp, self.config)
         conv = np.asarray(self.forward.conventional(jnp.asarray(y), self.tikhonov_reg))
         return WindowProblem(
             forward=self.forward,
@@ -384,9 +552,9 @@ class ProblemBuilder:
             channels=2,
             channel_names=list(DpcForward.channel_names),
             motion_dims=2,
-            render_times_s=ts + 0.5 * exp,
+            render_times_s=render,
             conventional=conv[:, None],  # (C, Z=1, Y, X)
             pixel_size_um=self.optics.pixel_size_um,
             z_step_um=None,
-            info={"normalisation": "background" if bg is not None else "frame mean"},
+            info={"normalisation": "background" if bg is not None else "frame mean", **rows},
         )

@@ -416,6 +416,7 @@ def window_trust(
     y = np.asarray(data.measurements, np.float64)
     names = list(problem.channel_names)
     if "phase_rad" in names:  # DPC: counts = raw / (y + 1) x (y + 1)
+        raw = raw[np.asarray(data.shots)]  # the frame of every data row (row-exact timing: one per row block)
         if raw.shape[0] != y.shape[0] or raw.shape[2:] != y.shape[1:]:
             raise ValueError(f"raw_counts {raw.shape} do not match the DPC measurements {y.shape}")
         denom = y + 1.0

@@ -21,6 +21,14 @@ sampled exact model in :mod:`nstm_acquire.hardware.simulated.dpc_imaging`.
 
 Transfer functions are built once in numpy; :func:`dpc_render` and :func:`dpc_tikhonov` are
 ``jax.numpy`` and traceable (``jit``, ``grad``, ``vmap``).
+
+Rolling shutter (row-exact timing, ``docs/model.md``): a sCMOS in rolling-shutter mode exposes
+each row over its own interval, so one shot's rows see the moving sample at different times.
+:func:`dpc_render_row_blocks` predicts such a frame from the scene at a few times per shot:
+the rows are split into blocks of consecutive readout slots, and each block of rows is taken
+from the render of the scene at that block's time. In an NSTM fit the same model is a data
+layout (``nstm_acquire.recon.row_timing``): one measurement row per (shot, block), rendered by
+:class:`DpcForward` at the block's time, with the block's rows as loss weights.
 """
 
 from __future__ import annotations
@@ -40,6 +48,8 @@ __all__ = [
     "dpc_transfer_functions",
     "dpc_transfer_functions_for",
     "dpc_render",
+    "dpc_render_row_blocks",
+    "row_block_masks",
     "dpc_normalise",
     "dpc_tikhonov",
     "dpc_regulariser",
@@ -172,6 +182,65 @@ def dpc_render(
     spectrum = jnp.fft.fft2(_complex(mu, phi))
     combined = jnp.asarray(H_mu) - 1j * jnp.asarray(H_phi)
     return jnp.real(jnp.fft.ifft2(spectrum * combined))
+
+
+def row_block_masks(block_of_row: np.ndarray | Sequence[int], n_blocks: int) -> np.ndarray:
+    """``(B, Y)`` float32 one-hot masks: ``masks[b, y] = 1`` where sensor row ``y`` belongs to
+    block ``b`` (``block_of_row`` ``(Y,)`` ints in ``[0, n_blocks)``)."""
+    rows = np.asarray(block_of_row)
+    if rows.ndim != 1 or not np.issubdtype(rows.dtype, np.integer):
+        raise ValueError(f"block_of_row must be (Y,) integers, got {rows.dtype} {rows.shape}")
+    if int(n_blocks) < 1 or rows.min() < 0 or rows.max() >= int(n_blocks):
+        raise ValueError(
+            f"block_of_row has values {rows.min()}..{rows.max()}; give block indices in [0, n_blocks={n_blocks})"
+        )
+    return (rows[None, :] == np.arange(int(n_blocks))[:, None]).astype(np.float32)
+
+
+def dpc_render_row_blocks(
+    mu: jnp.ndarray,
+    phi: jnp.ndarray,
+    H_mu: jnp.ndarray,
+    H_phi: jnp.ndarray,
+    block_of_row: np.ndarray | Sequence[int],
+) -> jnp.ndarray:
+    """Row-exact normalised DPC frames of rolling-shutter shots from each shot's scene at B times.
+
+    Row ``y`` of shot ``s`` is row ``y`` of :func:`dpc_render` of the scene
+    ``(mu[s, b], phi[s, b])`` with ``b = block_of_row[y]``: every block of sensor rows sees the
+    sample at its own time. With one block (or a static scene) this is :func:`dpc_render`.
+
+    Parameters
+    ----------
+    mu, phi
+        ``(S, B, Y, X)`` absorption and phase (rad) of every shot at its B block times.
+    H_mu, H_phi
+        ``(S, Y, X)`` transfer functions of the shots (:func:`dpc_transfer_functions`).
+    block_of_row
+        ``(Y,)`` int: the block (time) of every sensor row, values in ``[0, B)``.
+
+    Returns
+    -------
+    jnp.ndarray
+        ``(S, Y, X)`` real normalised images (``image / background - 1``).
+    """
+    mu = jnp.asarray(mu)
+    phi = jnp.asarray(phi)
+    if mu.ndim != 4 or mu.shape != phi.shape:
+        raise ValueError(f"mu and phi must share an (S, B, Y, X) shape, got {mu.shape}, {phi.shape}")
+    s, b, ny, nx = mu.shape
+    if H_mu.shape != (s, ny, nx) or H_phi.shape != H_mu.shape:
+        raise ValueError(f"H_mu {H_mu.shape} and H_phi {H_phi.shape} must be (S, Y, X) = {(s, ny, nx)}")
+    if np.shape(block_of_row) != (ny,):
+        raise ValueError(f"block_of_row has shape {np.shape(block_of_row)}; give one block per row ({ny},)")
+    masks = jnp.asarray(row_block_masks(block_of_row, b))  # (B, Y)
+    frames = dpc_render(
+        mu.reshape(s * b, ny, nx),
+        phi.reshape(s * b, ny, nx),
+        jnp.repeat(jnp.asarray(H_mu), b, axis=0),
+        jnp.repeat(jnp.asarray(H_phi), b, axis=0),
+    ).reshape(s, b, ny, nx)
+    return jnp.sum(frames * masks[None, :, :, None], axis=1)
 
 
 def _complex(real: jnp.ndarray, imag: jnp.ndarray) -> jnp.ndarray:
