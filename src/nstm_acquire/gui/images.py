@@ -77,6 +77,17 @@ def gray_qimage(image8: np.ndarray) -> QImage:
     return qimage.copy()  # detach from the numpy buffer
 
 
+def rgb_qimage(image8: np.ndarray) -> QImage:
+    """A 24-bit colour ``QImage`` owning a copy of ``image8`` ``(3, y, x)`` uint8 (red, green, blue)."""
+    image8 = np.asarray(image8, dtype=np.uint8)
+    if image8.ndim != 3 or image8.shape[0] != 3:
+        raise ValueError(f"image8 has shape {image8.shape}; give (3, y, x) uint8 red, green, blue planes")
+    _, ny, nx = image8.shape
+    interleaved = np.ascontiguousarray(np.moveaxis(image8, 0, -1))
+    qimage = QImage(interleaved.data, nx, ny, 3 * nx, QImage.Format.Format_RGB888)
+    return qimage.copy()  # detach from the numpy buffer
+
+
 def content_displacement(motion: np.ndarray, t: int, z: int = 0, t_ref: int = 0) -> np.ndarray:
     """How far the sample content moved from render time ``t_ref`` to ``t``: ``(2, y, x)`` px.
 
@@ -151,7 +162,8 @@ def compose_pixmap(
     pixel_size_um: float | None = None,
     min_display_px: int = 512,
 ) -> tuple[QPixmap, float]:
-    """The displayed picture of ``image`` ``(y, x)``: gray levels, arrows, scale bar.
+    """The displayed picture of ``image`` ``(y, x)`` (gray levels) or ``(3, y, x)`` (red, green,
+    blue, each mapped from the same ``limits``): arrows, scale bar.
 
     The image is enlarged by an integer factor (nearest neighbour, so pixels stay honest) until
     its longer side is at least ``min_display_px``; arrows and the scale bar are drawn at that
@@ -160,10 +172,17 @@ def compose_pixmap(
     ``pixel_size_um`` adds a scale bar (bottom left). Returns ``(pixmap, gain)``; the gain is 0
     without arrows.
     """
-    image8 = to_uint8(image, limits)
-    ny, nx = image8.shape
+    image = np.asarray(image)
+    if image.ndim == 3:  # a colour image
+        planes = np.stack([to_uint8(plane, limits) for plane in image])
+        ny, nx = planes.shape[1:]
+        base = rgb_qimage(planes)
+    else:
+        image8 = to_uint8(image, limits)
+        ny, nx = image8.shape
+        base = gray_qimage(image8)
     factor = max(1, math.ceil(min_display_px / max(ny, nx)))
-    qimage = gray_qimage(image8).scaled(
+    qimage = base.scaled(
         nx * factor,
         ny * factor,
         Qt.AspectRatioMode.IgnoreAspectRatio,

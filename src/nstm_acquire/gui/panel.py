@@ -186,9 +186,9 @@ class NstmAcquirePanel(QWidget):
     @property
     def nstm_config(self) -> Any:
         """NSTM configuration used by the next run (the chosen modality's default unless set)."""
-        from nstm_acquire.nstm.config import default_config
+        from nstm_acquire.recon.chain import modality_default_config
 
-        return self._nstm_config or default_config(self.settings.plan().modality)
+        return self._nstm_config or modality_default_config(self.settings.plan().modality)
 
     def set_nstm_config(self, config: Any) -> None:
         """Use ``config`` (an :class:`~nstm_acquire.nstm.config.NSTMConfig`) from the next run on."""

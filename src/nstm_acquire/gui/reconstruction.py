@@ -32,7 +32,10 @@ from nstm_acquire.gui.images import compose_pixmap, content_displacement, displa
 from nstm_acquire.gui.levels import LevelsControl
 from nstm_acquire.gui.views import ImageView
 
-__all__ = ["ReconImage", "ReconstructionView", "channel_choices"]
+__all__ = ["RGB_CHANNEL", "ReconImage", "ReconstructionView", "channel_choices"]
+
+RGB_CHANNEL = -1
+"""The channel choice that shows channels 0, 1, 2 together as red, green, blue (rolling_shutter)."""
 
 
 def channel_choices(modality: str, n_channels: int) -> list[tuple[str, int]]:
@@ -54,6 +57,8 @@ def channel_choices(modality: str, n_channels: int) -> list[tuple[str, int]]:
                 named.append((label, names.index(key)))
     elif modality in ("sim2d", "sim3d"):
         named.append(("density", 0))
+    elif modality == "rolling_shutter" and n_channels == 3:  # a colour video: all three first
+        named += [("colour (RGB)", RGB_CHANNEL), ("red", 0), ("green", 1), ("blue", 2)]
     used = {i for _, i in named}
     named += [(f"channel {i}", i) for i in range(n_channels) if i not in used]
     return named
@@ -277,14 +282,15 @@ class ReconstructionView(QGroupBox):
         c = int(self.channel_box.currentData())
         z = int(self.plane_spin.value())
         t = min(int(self.time_slider.value()), n_t - 1)
+        shown = slice(0, 3) if c == RGB_CHANNEL else c  # RGB: channels 0-2 as one colour picture
         if (c, z) not in image.limits:  # one range for all times: scrubbing does not flicker
-            image.limits[(c, z)] = display_limits(image.scene[:, c, z])
+            image.limits[(c, z)] = display_limits(image.scene[:, shown, z])
         limits = self.levels.limits(image.limits[(c, z)])
         displacement = None
         if self.motion_check.isChecked() and image.motion is not None and n_t > 1:
             displacement = content_displacement(image.motion, t, z)
         pixmap, gain = compose_pixmap(
-            image.scene[t, c, z], limits, displacement=displacement, pixel_size_um=image.pixel_size_um
+            image.scene[t, shown, z], limits, displacement=displacement, pixel_size_um=image.pixel_size_um
         )
         self.view.set_pixmap(pixmap)
         if image.times_s is not None and n_t > 0:

@@ -9,6 +9,8 @@ tuples ``(data, kwargs, layer_type)``, bottom layer first:
 * per reconstruction ``recon/<name>`` and per channel: ``<name> conventional <channel>``
   (the static reconstruction of each window, hidden at first) and ``<name> <channel>`` (the
   scene at every render time), e.g. ``nstm phase (rad)``, ``nstm absorption``, ``nstm density``;
+  a colour video (channels red, green, blue: ``rolling_shutter``) as three layers with the red,
+  green and blue colormaps, blended additively and all shown;
 * ``<name> motion``: the content's displacement since the first render time as a vectors layer,
   on a grid about 12 arrows across, arrows magnified (the factor is in the layer's metadata).
 
@@ -163,6 +165,8 @@ def _recon_layers(group: Any, name: str, scene_visible: bool) -> list[LayerData]
     channels = attrs.get("channels") or [f"channel {c}" for c in range(recon["scene"].shape[1])]
     omero = ome.get("omero", {}).get("channels", [])
     labels = [channel_label(str(c)) for c in channels]
+    # a colour video (rolling_shutter): red, green and blue layers shown together, added up
+    rgb = [str(c) for c in channels] == ["red", "green", "blue"]
     layers: list[LayerData] = []
     for array_name, prefix, visible in (("conventional", f"{name} conventional", False), ("scene", name, True)):
         array = recon[array_name]
@@ -175,7 +179,7 @@ def _recon_layers(group: Any, name: str, scene_visible: bool) -> list[LayerData]
         for c, label in enumerate(labels):
             window = omero[c].get("window") if c < len(omero) else None
             # phase first (shown), absorption below it (hidden): the DPC phase is what people look at
-            shown = visible and scene_visible and (len(labels) == 1 or label.startswith("phase"))
+            shown = visible and scene_visible and (len(labels) == 1 or label.startswith("phase") or rgb)
             channel = data[:, c : c + 1]
             if array_name == "scene" and n_per_window is not None:
                 channel = data[:, c].reshape(-1, n_per_window, *data.shape[2:])
@@ -185,7 +189,8 @@ def _recon_layers(group: Any, name: str, scene_visible: bool) -> list[LayerData]
                     {
                         "name": f"{prefix} {label}",
                         "contrast_limits": _limits(window, np.asarray(array[0, c, 0])),
-                        "colormap": "gray",
+                        "colormap": str(channels[c]) if rgb else "gray",
+                        **({"blending": "additive"} if rgb else {}),
                         "visible": shown,
                         "metadata": {"store_path": f"recon/{name}/{array_name}", "channel": str(channels[c])},
                         **axes,
