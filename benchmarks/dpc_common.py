@@ -69,10 +69,12 @@ def run_nstm(
     monitor_every: bool = False,
     init_params: Any = None,
     reference_val_loss: float | None = None,
+    start_params: Any = None,
 ) -> dict[str, Any]:
     """One fit, scored; with ``monitor_every`` the quality at every evaluation is recorded.
 
-    ``init_params`` and ``reference_val_loss`` (the previous fit's ``val_loss``) warm-start it."""
+    ``init_params`` and ``reference_val_loss`` (the previous fit's ``val_loss``) warm-start it;
+    ``start_params`` is where a cold fit starts (``recon.start.start_params``)."""
     n = win.raw.shape[-1]
     fwd, data, conv = problem(win)
     score = Scorer(win)
@@ -86,7 +88,7 @@ def run_nstm(
     t0 = time.perf_counter()
     res = fit(
         model, fwd, data, init_params=init_params, monitor=monitor if monitor_every else None,
-        reference_val_loss=reference_val_loss,
+        reference_val_loss=reference_val_loss, start_params=start_params,
     )
     wall = time.perf_counter() - t0
     sc, mo = render_scenes(res, win.midpoints_s)

@@ -107,13 +107,18 @@ def run(quick: bool = False, only: list[str] | None = None) -> dict:
     numbers: dict = {"size": [nz, n, n], "config": config.model_dump(mode="json"), "cases": {}}
     saved = RESULTS / "sim3d_motion.json"
     if only and saved.exists():
-        numbers["cases"] = json.loads(saved.read_text())["numbers"]["cases"]
+        old = json.loads(saved.read_text())["numbers"]
+        numbers["cases"] = old["cases"]
+        for c in numbers["cases"].values():  # results saved before sizes were kept per case
+            c.setdefault("size", old.get("size", [nz, n, n]))
     names = []
+    full = "" if quick else ", full size"  # quick and full-size results are kept side by side
     for kind, motion in motions(window_s).items():
         for order in ("plane_major", "pattern_major"):
-            name = f"{kind}, {order}"
-            names.append(name)
-            if only and name not in only:
+            base = f"{kind}, {order}"
+            names += [base, f"{base}, full size"]
+            name = base + full
+            if only and base not in only:
                 continue
             win = window(n, nz, motion, order)
             result, info = run_sim(win, config)
@@ -121,7 +126,7 @@ def run(quick: bool = False, only: list[str] | None = None) -> dict:
             band = in_sim_band(win, result)
             sb = score(win, band)
             numbers["cases"][name] = {
-                "motion": motion, "plane_order": order, "figure": _figure(name, win, result, band),
+                "motion": motion, "plane_order": order, "figure": _figure(name, win, result, band), "size": [nz, n, n],
                 "time_bins": result.info.get("time_bins"),
                 "commit": machine().get("git"), **sc, **info,
                 "nstm_band_corr": sb["nstm_corr"], "nstm_band_corr_worst": sb["nstm_corr_worst"],
@@ -142,8 +147,9 @@ def run(quick: bool = False, only: list[str] | None = None) -> dict:
             f"{c['resolved_pairs_wiener']} / **{c['resolved_pairs_nstm_band']}** / "
             f"{c['resolved_pairs_nstm']} of {c['pairs_total']}"
         )
+        size = "x".join(str(v) for v in c["size"])
         rows.append(
-            f"| {name} | `{c['motion']}` | {c['wiener_corr']:.3f} "
+            f"| {name.removesuffix(', full size')} | {size} | `{c['motion']}` | {c['wiener_corr']:.3f} "
             f"| **{c['nstm_band_corr']:.3f}** ({c['nstm_band_corr_worst']:.3f}) "
             f"| {c['nstm_corr']:.3f} ({c['nstm_corr_worst']:.3f}) "
             f"| {pairs} | {c['pattern']} | {c['time_bins']} | {c['steps']} ({c['best_step']}) | {c['wall_s']:.0f} |"
@@ -153,7 +159,8 @@ def run(quick: bool = False, only: list[str] | None = None) -> dict:
         [
             "## 3D SIM under motion, both plane orders (NSTM vs Wiener)",
             "",
-            f"`python -m benchmarks.run sim3d_motion`. {nz} planes x {n} x {n} px of the simulated microscope's",
+            "`python -m benchmarks.run sim3d_motion` (6 planes x 64 x 64 px; `--quick`: 4 x 32 x 32; the size",
+            "of each row in its *size* column, planes x y x x) of the simulated microscope's",
             "sim3d optics (NA 1.4 oil, 80 nm pixels, planes 125 nm apart), 3 x 5 three-beam shots per plane,",
             "100 nm beads (pairs 0.16, 0.2, 0.25 µm apart), about 400 photo-electrons at the brightest pixels,",
             "4 ms per frame. `plane_major`: every shot of a plane, plane after plane (the default order);",
@@ -167,13 +174,18 @@ def run(quick: bool = False, only: list[str] | None = None) -> dict:
             "*Pairs*: resolved bead pairs in the central plane summed over shots (Wiener / NSTM in band /",
             "NSTM as fitted). *Bins*: volumes per window. Wall: seconds per window (estimation, Wiener,",
             "compilation and fit), taken under a 1-minute load average of "
-            + "/".join(f"{numbers['cases'][k].get('load_average_1min', float('nan')):.0f}" for k in names if k in numbers["cases"])
-            + f" at the end of the cases on {os.cpu_count()} cores (other jobs running)."
-            + (f" Run with `--quick`: {nz} x {n} x {n} instead of 6 x 64 x 64, default fit settings." if quick else ""),
+            + "/".join(
+                f"{numbers['cases'][k]['load_average_1min']:.0f}" if numbers["cases"][k].get("load_average_1min") is not None
+                else "?" for k in names if k in numbers["cases"]
+            )
+            + f" at the end of the cases on {os.cpu_count()} cores (other jobs running"
+            + ("; ?: not recorded, the first runs had 14-16" if any(
+                numbers["cases"][k].get("load_average_1min") is None for k in names if k in numbers["cases"]) else "")
+            + "). Default fit settings.",
             "",
-            "| case | motion | Wiener corr. | NSTM corr., in SIM band | NSTM corr., as fitted | resolved pairs "
+            "| case | size | motion | Wiener corr. | NSTM corr., in SIM band | NSTM corr., as fitted | resolved pairs "
             "| pattern | bins | steps (best) | wall (s) |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
             *rows,
             "",
             "Figures (top: the central plane; bottom: maximum over the planes; raw widefield (mean of the",

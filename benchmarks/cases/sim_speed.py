@@ -4,7 +4,9 @@ Each measurement runs in its own process (peak memory is that run's alone).
 
 * 2D: a cold window (estimation, Wiener, then the NSTM fit from scratch with the 2D SIM
   defaults, compilation included) and the next window warm-started from it (the vibration a
-  window period later; same sample), each timed whole and scored against the truth; and, in
+  window period later; same sample), each timed whole and scored against the truth, once with
+  the cold fit started from random networks (the schedule before the Wiener start) and once
+  with the defaults (scene pre-fitted to the Wiener result), each in its own process; and, in
   another process, the seconds per step of the previous defaults (full complex FFTs of the fine
   grid, motion every 8 output pixels) for the ratio to today's step.
 * 3D: compilation and seconds per step over a short fit (20 steps evaluated every 10; the
@@ -54,17 +56,29 @@ def _corr(win, result) -> float:
     )
 
 
-def measure_2d(n: int) -> dict:
-    """Cold window then a warm-started next window, 2D SIM defaults."""
-    from benchmarks.sim_common import sim_window
+def _start_config(start: str):
+    """The 2D SIM defaults (``"default"``), or the cold start from random networks with the
+    schedule that went with it before the Wiener start (``"random"``: ramp 75, at most 300 steps)."""
     from nstm_acquire.nstm.config import default_config
+
+    config = default_config("sim2d")
+    if start == "random":
+        return config.with_fit(scene_start="random", start_alpha=0.0, max_steps=300, coarse_to_fine_steps=75)
+    if start != "default":
+        raise ValueError(f"start={start!r}; give 'default' or 'random'")
+    return config
+
+
+def measure_2d(n: int, start: str = "default") -> dict:
+    """Cold window then a warm-started next window, 2D SIM defaults (``start``: see :func:`_start_config`)."""
+    from benchmarks.sim_common import sim_window
     from nstm_acquire.recon.arrays import reconstruct_window
     from nstm_acquire.recon.problem import ProblemBuilder
 
     period_s = 9 * FRAME_INTERVAL_S
     phase = 2 * math.pi * 5.0 * period_s  # the vibration one window later
     wins = [sim_window("sim2d", n, "beads", VIBRATION), sim_window("sim2d", n, "beads", f"{VIBRATION},phase={phase:.6f}")]
-    config = default_config("sim2d")
+    config = _start_config(start)
     unknown = wins[0].illumination.replace(k_per_um=None, phase_rad=None, modulation=None)
     t0, c0 = time.perf_counter(), time.process_time()
     try:
@@ -86,7 +100,10 @@ def measure_2d(n: int) -> dict:
     f = cold.fit
     s_per_step = (f.wall_s - f.compile_s) / max(f.steps - chunk, 1)
     return {
+        "start": start,
+        "scene_start": config.fit.scene_start,
         "prep_s": prep_s,
+        "start_s": cold_s - prep_s - f.wall_s,  # the scene pre-fit (and rendering the window)
         "cold_s": cold_s,
         "cold_cpu_s": cold_cpu_s,
         "cold_fit_s": f.wall_s,
@@ -192,9 +209,16 @@ def run(quick: bool = False, only_2d: bool = False) -> dict:
         numbers = json.loads(saved.read_text())["numbers"]
     for label, (modality, n, nz) in sizes.items():
         if modality == "sim2d":
-            m = _subprocess("2d", str(n))
+            # the cold start from random networks first, then today's defaults, each in its own process
+            m = {"random_start": _subprocess("2d", str(n), "random")}
+            m.update(_subprocess("2d", str(n), "default"))
             m["steps"] = _subprocess("2d-steps", str(n))
-            print(f"  {label}: cold {m['cold_s']:.0f} s, warm {m['warm_s']:.0f} s", flush=True)
+            r = m["random_start"]
+            print(
+                f"  {label}: cold {m['cold_s']:.0f} s (random start {r['cold_s']:.0f} s), "
+                f"warm {m['warm_s']:.0f} s (random start {r['warm_s']:.0f} s)",
+                flush=True,
+            )
         elif only_2d:
             continue
         else:
@@ -208,13 +232,18 @@ def run(quick: bool = False, only_2d: bool = False) -> dict:
     for label, m in numbers.items():
         if label.startswith("2D") and "cold_s" in m:
             p, t = m["steps"]["previous"], m["steps"]["today"]
-            rows_2d.append(
-                f"| {label} | {m['prep_s']:.1f} | {m['compile_s']:.0f} | {p['s_per_step']:.2f} / {p['cpu_s_per_step']:.2f} "
-                f"| {t['s_per_step']:.2f} / {t['cpu_s_per_step']:.2f} ({p['cpu_s_per_step'] / t['cpu_s_per_step']:.1f}x) "
-                f"| {m['cold_steps']} ({m['cold_best_step']}) | **{m['cold_s']:.0f}** / {m['cold_cpu_s']:.0f} | {m['cold_corr']:.3f} "
-                f"| {m['warm_steps']} ({m['warm_stop'].replace('_', ' ')}{', refit cold' if m['warm_refit'] else ''}) "
-                f"| **{m['warm_s']:.0f}** / {m['warm_cpu_s']:.0f} | {m['warm_corr']:.3f} | {m['peak_mib'] / 1024:.1f} |"
-            )
+            for name, v in (("random (before)", m.get("random_start")), ("Wiener (default)", m)):
+                if v is None:
+                    continue
+                rows_2d.append(
+                    f"| {label} | {name} | {v['prep_s']:.1f} | {v.get('start_s', 0.0):.1f} | {v['compile_s']:.0f} "
+                    f"| {p['s_per_step']:.2f} / {p['cpu_s_per_step']:.2f} "
+                    f"| {t['s_per_step']:.2f} / {t['cpu_s_per_step']:.2f} ({p['cpu_s_per_step'] / t['cpu_s_per_step']:.1f}x) "
+                    f"| {v['cold_steps']} ({v['cold_best_step']}) | **{v['cold_s']:.0f}** / {v['cold_cpu_s']:.0f} "
+                    f"| {v['cold_corr']:.3f} "
+                    f"| {v['warm_steps']} ({v['warm_stop'].replace('_', ' ')}{', refit cold' if v['warm_refit'] else ''}) "
+                    f"| **{v['warm_s']:.0f}** / {v['warm_cpu_s']:.0f} | {v['warm_corr']:.3f} | {v['peak_mib'] / 1024:.1f} |"
+                )
         elif label.startswith("3D"):
             rows_3d.append(
                 f"| {label} | {m['estimate_s']:.1f} | {m['wiener_s']:.1f} | {m['compile_s']:.0f} | {m['s_per_step']:.2f} "
@@ -229,8 +258,12 @@ def run(quick: bool = False, only_2d: bool = False) -> dict:
             "2D 256 x 256 cold window <= 30 s including compilation, warm <= 10 s, peak <= 3 GiB; 3D",
             "8 x 256 x 256 cold <= 10 min, warm <= 3 min, peak <= 8 GiB.",
             "",
-            "**2D** (9 shots), defaults `default_config(\"sim2d\")`: *prep* pattern estimation, Wiener and",
-            "forward model; *compile* the first chunk less its steps; *s/step previous* the step of the",
+            "**2D** (9 shots), defaults `default_config(\"sim2d\")`: *start* where the cold fit starts:",
+            "random networks (before; ramp 75, at most 300 steps) or the scene network pre-fitted to the",
+            "Wiener result (`fit.scene_start`, the default; docs/model.md, \"SIM: starting from the Wiener",
+            "result\"), each in its own process, random first; *prep* pattern estimation, Wiener and",
+            "forward model; *pre-fit* the scene pre-fit (and rendering the window);",
+            "*compile* the first chunk less its steps; *s/step previous* the step of the",
             "previous defaults (full complex FFTs of the 2x-fine grid, motion every 8 output pixels)",
             "and *s/step* today's, over steps 25-75 of one process (wall seconds, and the process's CPU",
             "seconds, which other processes sharing the cores disturb less; ratio of the CPU ones); *cold* the",
@@ -243,10 +276,11 @@ def run(quick: bool = False, only_2d: bool = False) -> dict:
             "so compare rows only with their own baseline; docs/model.md (\"2D SIM speed\") has the",
             "per-piece measurements.",
             "",
-            "| size | prep (s) | compile (s) | s/step previous (wall / CPU) | s/step (wall / CPU, CPU ratio) "
+            "| size | start | prep (s) | pre-fit (s) | compile (s) | s/step previous (wall / CPU) "
+            "| s/step (wall / CPU, CPU ratio) "
             "| cold steps (kept) | cold s (wall / CPU) | cold corr. | warm steps (stop) | warm s (wall / CPU) "
             "| warm corr. | peak GiB |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
             *rows_2d,
             "",
             "**3D** (15 shots x 8 planes, the forward model pads z to 16 planes so light does not wrap",
@@ -270,7 +304,7 @@ def run(quick: bool = False, only_2d: bool = False) -> dict:
 if __name__ == "__main__":
     what = sys.argv[1]
     if what == "2d":
-        print(json.dumps(measure_2d(int(sys.argv[2])), default=float))
+        print(json.dumps(measure_2d(int(sys.argv[2]), *sys.argv[3:4]), default=float))
     elif what == "2d-steps":
         print(json.dumps(measure_2d_steps(int(sys.argv[2])), default=float))
     elif what == "3d":
