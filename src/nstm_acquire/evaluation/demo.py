@@ -41,12 +41,10 @@ def demo_figure(
     is sharper than that band) and as fitted. The title gives each result's correlation with
     that truth (8 output pixels of border left out; 3D: the plane, and the whole stack).
     """
-    reader = StoreReader(store)
-    recon = ReconReader(store, name)
-    done = recon.windows_done()
-    if not done:
+    opened = _last_window(store, name)
+    if opened is None:
         return None
-    w = done[-1]
+    reader, recon, w = opened
     scene, motion, times = recon.scene(w), recon.motion(w), recon.times_s(w)
     conv = recon.conventional(w)
     data = reader.window(w)
@@ -156,6 +154,13 @@ def demo_figure(
     )
 
 
+def _last_window(store: str | Path, name: str) -> tuple[StoreReader, ReconReader, int] | None:
+    """The store, its reconstruction ``recon/<name>`` and the last window done (None: none yet)."""
+    recon = ReconReader(store, name)
+    done = recon.windows_done()
+    return None if not done else (StoreReader(store), recon, done[-1])
+
+
 def rolling_shutter_figure(store: str | Path, path: str | Path, name: str = "nstm") -> Path | None:
     """Save a PNG of the last reconstructed window of a ``rolling_shutter`` store.
 
@@ -169,12 +174,10 @@ def rolling_shutter_figure(store: str | Path, path: str | Path, name: str = "nst
     from nstm_acquire.hardware.config import parse_hardware_config
     from nstm_acquire.hardware.simulated.lensless_camera import lensless_truth
 
-    reader = StoreReader(store)
-    recon = ReconReader(store, name)
-    done = recon.windows_done()
-    if not done:
+    opened = _last_window(store, name)
+    if opened is None:
         return None
-    w = done[-1]
+    reader, recon, w = opened
     video, times = recon.scene(w)[:, :, 0], recon.times_s(w)  # (T, 3, Y, X)
     static = recon.conventional(w)[:, 0]  # (3, Y, X)
     raw = reader.window(w).raw[:3, 0].astype(np.float64)  # the first frame's colour planes

@@ -74,6 +74,27 @@ class _Sequence:
             self.position += 1
 
 
+class _TriggerSequenced:
+    """A device property sequence stepped by the world's camera trigger: the ``sequence_loader``,
+    ``sequence_starter`` and ``sequence_stopper`` of a sequenceable property (the device sets
+    ``_seq``, a :class:`_Sequence`, and ``_world``, None when the device runs without one)."""
+
+    _seq: _Sequence
+    _world: SimulatedWorld | None
+
+    def _load_seq(self, values: Sequence[Any]) -> None:
+        self._seq.load(values)
+
+    def _start_seq(self) -> None:
+        self._seq.position = 0
+        if self._world is not None:
+            self._world.add_sequencer(self._seq.advance)
+
+    def _stop_seq(self) -> None:
+        if self._world is not None:
+            self._world.remove_sequencer(self._seq.advance)
+
+
 class SimulatedCamera(CameraDevice):
     """A 16-bit camera imaging the simulated sample, with its own hardware clock.
 
@@ -174,7 +195,7 @@ class SimulatedCamera(CameraDevice):
         self._unstall.set()
 
 
-class SimulatedLEDArray(GenericDevice):
+class SimulatedLEDArray(_TriggerSequenced, GenericDevice):
     """An LED array lighting named sets of LEDs (``Pattern``) or any set (``LEDs``).
 
     ``LEDs`` takes LED indices separated by commas, semicolons or spaces (spaces in a ``.cfg``
@@ -261,20 +282,9 @@ class SimulatedLEDArray(GenericDevice):
         self._current = "custom"
         self._light(leds)
 
-    def _load_seq(self, values: Sequence[str]) -> None:
-        self._seq.load(values)
-
-    def _start_seq(self) -> None:
-        self._seq.position = 0
-        if self._world is not None:
-            self._world.add_sequencer(self._seq.advance)
-
-    def _stop_seq(self) -> None:
-        if self._world is not None:
-            self._world.remove_sequencer(self._seq.advance)
 
 
-class SimulatedSIMPatterns(SLMDevice):
+class SimulatedSIMPatterns(_TriggerSequenced, SLMDevice):
     """An SLM with the SIM patterns pre-loaded; ``PatternIndex`` s = orientation * n_phases + phase."""
 
     def __init__(self, world: SimulatedWorld | None = None, n_patterns: int = 15, shape: tuple[int, int] = (64, 64)):
@@ -311,17 +321,6 @@ class SimulatedSIMPatterns(SLMDevice):
     def _set_index(self, value: int) -> None:
         self._select(value)
 
-    def _load_seq(self, values: Sequence[int]) -> None:
-        self._seq.load(values)
-
-    def _start_seq(self) -> None:
-        self._seq.position = 0
-        if self._world is not None:
-            self._world.add_sequencer(self._seq.advance)
-
-    def _stop_seq(self) -> None:
-        if self._world is not None:
-            self._world.remove_sequencer(self._seq.advance)
 
     # SLM API (images are accepted and shown, the physics uses the selected pattern)
     def shape(self) -> tuple[int, ...]:

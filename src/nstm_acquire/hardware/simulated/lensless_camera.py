@@ -26,7 +26,7 @@ import numpy as np
 from pymmcore_plus.experimental.unicore import CameraDevice
 
 from nstm_acquire.hardware.config import HardwareConfig, RollingShutterConfig
-from nstm_acquire.hardware.simulated.devices import HARDWARE_TIMESTAMP_KEY, MAX_SEQUENCE, _Sequence
+from nstm_acquire.hardware.simulated.devices import HARDWARE_TIMESTAMP_KEY, MAX_SEQUENCE, _Sequence, _TriggerSequenced
 from nstm_acquire.hardware.simulated.lensless import (
     LenslessCamera,
     MovingRgbScene,
@@ -89,13 +89,15 @@ def lensless_truth(config: HardwareConfig) -> LenslessTruth:
     return LenslessTruth(psf, scene, config.rolling_shutter, opts.photons, opts.steps_per_row)
 
 
-class SimulatedLenslessCamera(CameraDevice):
+class SimulatedLenslessCamera(_TriggerSequenced, CameraDevice):
     """A colour rolling-shutter camera behind a diffuser, imaging the simulated RGB scene.
 
     Property ``ColourPlane`` (sequenceable, 0 .. channels - 1) selects the colour plane of the
     next image; ``HardwareTimestamp-s`` (read-only, and in each image's metadata) is the exposure
     start of the frame's first row on the simulated clock.
     """
+
+    _world: SimulatedWorld  # always attached to a world (unlike the other simulated devices)
 
     def __init__(self, world: SimulatedWorld, n_channels: int = 3) -> None:
         super().__init__()
@@ -147,16 +149,6 @@ class SimulatedLenslessCamera(CameraDevice):
 
     def _set_plane(self, value: int) -> None:
         self._select(value)
-
-    def _load_seq(self, values: Sequence[int]) -> None:
-        self._seq.load(values)
-
-    def _start_seq(self) -> None:
-        self._seq.position = 0
-        self._world.add_sequencer(self._seq.advance)
-
-    def _stop_seq(self) -> None:
-        self._world.remove_sequencer(self._seq.advance)
 
     def get_exposure(self) -> float:
         return self._exposure_ms
