@@ -926,7 +926,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         if args.scheduler is not None:
             return _reconstruct_on_dask(args, config, windows)
         rec = StoreReconstructor(
-            args.store, config, out=args.out, name=args.name, overwrite=args.overwrite,
+            reader, config, out=args.out, name=args.name, overwrite=args.overwrite,
             warm_start=not args.no_warm_start, sim_parameters=args.sim_parameters, resume=True,
         )  # fmt: skip
         todo = rec.pending(None) if windows is None else windows

@@ -172,3 +172,23 @@ def test_demo_figure_of_a_rolling_shutter_store(reconstructed_store, tmp_path):
     image = mpimg.imread(path)
     assert image.shape[1] > 4 * image.shape[0]  # six colour panels in a row
     assert image[..., :3].std(axis=(0, 1)).min() > 0.01  # colour content, not a blank page
+
+
+def test_reconstruct_opens_the_store_once(reconstructed_store, monkeypatch, capsys):
+    """Opening a store lists every frame's chunk (about 2 s for 20,000 frames): the CLI's
+    argument check and the reconstruction share one reader."""
+    from nstm_acquire.cli import main
+    from nstm_acquire.store import reader as reader_module
+
+    opened = []
+    original = reader_module.StoreReader.__init__
+
+    def counting(self, *args, **kwargs):
+        opened.append(args)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(reader_module.StoreReader, "__init__", counting)
+    # the fixture's settings again: every window is done, nothing to fit
+    assert main(["reconstruct", str(reconstructed_store), "--steps", "300"]) == 0
+    assert "already reconstructed" in capsys.readouterr().out
+    assert len(opened) == 1, opened
