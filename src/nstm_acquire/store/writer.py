@@ -533,17 +533,7 @@ class StoreWriter:
             if not np.all(np.isfinite(background)):
                 raise self._error("background", "contains NaN or inf (give finite counts)")
             S, Z, Y, X = expected
-            array = self._group.create_array(
-                BACKGROUND,
-                shape=expected,
-                chunks=(1, 1, Y, X),
-                dtype="<f4",
-                fill_value=0.0,
-                compressors=None,
-                dimension_names=BACKGROUND_DIMENSIONS,
-                overwrite=True,
-            )
-            array[...] = background.astype(np.float32)
+            self._replace_float32_array(BACKGROUND, background, (1, 1, Y, X), BACKGROUND_DIMENSIONS)
 
     def write_psf(self, psf: np.ndarray) -> None:
         """Store the lensless camera's point spread function ``psf`` ``(C, Hp, Wp)`` (float32).
@@ -566,17 +556,24 @@ class StoreWriter:
             if not np.all(np.isfinite(psf)) or np.any(psf < 0) or np.any(psf.sum(axis=(1, 2)) <= 0):
                 raise self._error("psf", "must be finite and non-negative with a positive sum per channel")
             C, Hp, Wp = psf.shape
-            array = self._group.create_array(
-                PSF,
-                shape=psf.shape,
-                chunks=(1, Hp, Wp),
-                dtype="<f4",
-                fill_value=0.0,
-                compressors=None,
-                dimension_names=PSF_DIMENSIONS,
-                overwrite=True,
-            )
-            array[...] = psf.astype(np.float32)
+            self._replace_float32_array(PSF, psf, (1, Hp, Wp), PSF_DIMENSIONS)
+
+    def _replace_float32_array(
+        self, name: str, values: np.ndarray, chunks: tuple[int, ...], dimension_names: tuple[str, ...]
+    ) -> None:
+        """Write ``values`` as the uncompressed float32 root array ``name`` (replacing an earlier
+        one), chunked by ``chunks``; the caller holds the lock and has checked the values."""
+        array = self._group.create_array(
+            name,
+            shape=values.shape,
+            chunks=chunks,
+            dtype="<f4",
+            fill_value=0.0,
+            compressors=None,
+            dimension_names=dimension_names,
+            overwrite=True,
+        )
+        array[...] = values.astype(np.float32)
 
     def update_acquisition(self, **fields: Any) -> None:
         """Merge ``fields`` into the ``acquisition`` attribute object and save it.
