@@ -15,6 +15,7 @@ multiplied by 0). The motion network is returned unchanged.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -55,17 +56,34 @@ def _compiled(model: NSTMModel, steps: int, batch: int, lr: float) -> Any:
         return jnp.mean((out - values) ** 2)
 
     def run(scene: Params, target_flat: jax.Array, weights: jax.Array, key: jax.Array):
-        def step(carry, k):
-            scene, state = carry
+        def batch_loss(scene: Params, k: jax.Array) -> jax.Array:
             idx = jax.random.randint(k, (batch,), 0, n_pix)
-            loss, grads = jax.value_and_grad(loss_fn)(scene, weights, coords_all[idx], target_flat[idx])
-            updates, state = opt.update(grads, state, scene)
-            return (optax.apply_updates(scene, updates), state), loss
+            return loss_fn(scene, weights, coords_all[idx], target_flat[idx])
 
-        (scene, _), losses = jax.lax.scan(step, (scene, opt.init(scene)), jax.random.split(key, steps))
-        return scene, losses
+        return adam_scan(batch_loss, scene, opt, steps, jax.random.split(key, steps))
 
     return jax.jit(run)
+
+
+def adam_scan(
+    loss_fn: Callable[[Any, Any], jax.Array],
+    params: Any,
+    opt: optax.GradientTransformation,
+    steps: int,
+    xs: Any = None,
+) -> tuple[Any, jax.Array]:
+    """``steps`` optimiser steps on ``loss_fn(params, x)`` in one ``jax.lax.scan`` (``x``: the
+    step's slice of ``xs``, None without), from a fresh optimiser state. Returns the parameters
+    and each step's loss ``(steps,)``. Traceable: call it inside a jitted function."""
+
+    def step(carry, x):
+        p, state = carry
+        loss, grads = jax.value_and_grad(loss_fn)(p, x)
+        updates, state = opt.update(grads, state, p)
+        return (optax.apply_updates(p, updates), state), loss
+
+    (params, _), losses = jax.lax.scan(step, (params, opt.init(params)), xs, length=steps)
+    return params, losses
 
 
 def prefit_scene(

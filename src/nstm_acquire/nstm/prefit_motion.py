@@ -24,6 +24,7 @@ import optax
 
 from nstm_acquire.nstm.encoding import encode
 from nstm_acquire.nstm.model import NSTMModel, Params, mlp_apply
+from nstm_acquire.nstm.prefit import adam_scan
 
 __all__ = ["prefit_motion"]
 
@@ -71,16 +72,7 @@ def _prefit_runner(model: NSTMModel, steps: int, lr: float, alphas: tuple[float,
         return jnp.sum(jax.vmap(at)(alpha_a) * w_a)
 
     def run(motion_params, tn, target, scale):
-        state = opt.init(motion_params)
-
-        def step(carry, _):
-            p, s = carry
-            loss, g = jax.value_and_grad(loss_fn)(p, tn, target, scale)
-            upd, s = opt.update(g, s, p)
-            return (optax.apply_updates(p, upd), s), loss
-
-        (p, _), losses = jax.lax.scan(step, (motion_params, state), None, length=steps)
-        return p, losses
+        return adam_scan(lambda p, _: loss_fn(p, tn, target, scale), motion_params, opt, steps)
 
     return jax.jit(run)
 
