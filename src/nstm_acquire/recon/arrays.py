@@ -197,7 +197,8 @@ def reconstruct_sim(
     frames within this many seconds share one volume (None: two consecutive frames; 0: every
     frame at its own time; :class:`~nstm_acquire.recon.problem.ProblemBuilder`). ``config``
     None: the modality's defaults (``default_config("sim2d")`` for two-beam 2D SIM).
-    ``row_timing``: 2D SIM with a rolling-shutter camera, as in :func:`reconstruct_dpc`.
+    ``row_timing``: a rolling-shutter camera, as in :func:`reconstruct_dpc` (3D: the blocks of
+    rows binned in time, ``time_bin_s`` their spread; docs/rolling_shutter.md).
     """
     config = config or default_config(modality_of(illumination))
     frames = _without_offset(raw, offset_adu)

@@ -20,7 +20,7 @@ import numpy as np
 
 from nstm_acquire.nstm.config import NSTMConfig
 from nstm_acquire.nstm.fit import FitData
-from nstm_acquire.physics.dpc.forward import DpcForward, dpc_normalise
+from nstm_acquire.physics.dpc.forward import DpcForward, dpc_normalise, row_block_masks
 from nstm_acquire.physics.dpc.illumination import DpcIllumination
 from nstm_acquire.physics.optics import Optics
 from nstm_acquire.physics.rolling_shutter.deconvolution import tikhonov_deconvolution
@@ -49,7 +49,14 @@ from nstm_acquire.physics.sim.otf import (
     three_beam_order_otfs,
 )
 from nstm_acquire.physics.sim.wiener import wiener_sim_2d, wiener_sim_3d
-from nstm_acquire.recon.row_timing import RowBlockTiming
+from nstm_acquire.recon.row_timing import (
+    RowBlockTiming,
+    auto_piece_bin_s,
+    frame_centres_s,
+    piece_midpoints_s,
+    piece_time_bins,
+    row_blocks,
+)
 
 if TYPE_CHECKING:
     from nstm_acquire.store import StoreReader, WindowData
@@ -187,8 +194,9 @@ class ProblemBuilder:
         :func:`auto_time_bin_s`; 0: every frame from the volume at its own time, exact and
         ``Z`` times the network evaluations).
     row_timing
-        DPC and 2D SIM: a rolling-shutter camera's row timing; each block of rows is fitted at
-        its own time (:mod:`~nstm_acquire.recon.row_timing`; None: frame-level timing).
+        A rolling-shutter camera's row timing (DPC, 2D and 3D SIM); each block of rows is fitted
+        at its own time (:mod:`~nstm_acquire.recon.row_timing`; 3D: the blocks binned in time
+        with ``time_bin_s``, default two blocks per volume; None: frame-level timing).
     lensless_psf
         ``rolling_shutter``: the lensless camera's PSF ``(C or 1, Hp, Wp)`` (the store's ``psf``).
     lensless_timing
@@ -478,14 +486,16 @@ class ProblemBuilder:
                 data, render, rows = self.row_timing.frame_data(y[:, 0], ts[:, 0], exp[:, 0], self.config)
             forward = self.forward
         else:
-            if self.row_timing is not None:
-                rows = {"row_timing": "not modelled for 3D SIM: frame-level timing"}
             # every frame predicted from the volume at its own time, frames close in time
             # sharing one volume (time bins; docs/model.md), whatever the plane order
-            data, forward = self._binned_data(y, mid, exp)
+            render = mid.mean(axis=1)
+            if self.row_timing is None:
+                data, forward = self._binned_data(y, mid, exp)
+            else:  # rolling shutter: every block of rows at its own time, blocks binned alike
+                data, forward, render, rows = self._row_binned_data(y, ts, exp)
             conv = wiener_sim_3d(raw, self.optics, ill, self.optics.z_step_um, upsample=u, psf=self.psf)[None]
             scene_shape = (self.n_planes, self.frame_shape[0] * u, self.frame_shape[1] * u)
-            render, z_step, motion_dims = mid.mean(axis=1), self.optics.z_step_um, 3
+            z_step, motion_dims = self.optics.z_step_um, 3
         order = np.argsort(render, kind="stable")
         if np.any(order != np.arange(len(order))):
             raise ValueError("SIM shots were not acquired in shot order; reorder the store's shots")
@@ -532,6 +542,66 @@ class ProblemBuilder:
             t_bin[b], e_bin[b] = mid[s, z].mean(), exp[s, z].mean()
         times = exposure_sample_times(t_bin - 0.5 * e_bin, e_bin, self.config.fit.exposure_subsamples)
         return FitData(frames, times, np.arange(len(bins)), weights), self._frames_forward[1]
+
+    def _row_binned_data(
+        self, y: np.ndarray, ts: np.ndarray, exp: np.ndarray
+    ) -> tuple[FitData, Sim3DFramesForward, np.ndarray, dict[str, Any]]:
+        """3D, rolling shutter: :meth:`_binned_data` with every frame's blocks of rows at their
+        own times (``recon/row_timing.py``). Pieces ``(shot, plane, block)`` are binned by their
+        exposure midpoints (``time_bin_s``, default :func:`auto_piece_bin_s`: two consecutive
+        blocks per volume); a frame's blocks in one bin are one measurement weighted by their
+        rows ``(K, M, Y)`` (0 on the padding), so every sensor row is in the loss once. Each
+        bin's volume is at the row-weighted mean of its pieces' midpoints. ``ts``, ``exp``
+        ``(S, Z)`` first-row openings and exposures, s. Returns the data, the forward model of
+        the bins, the render times (each shot's frame middles, mean over planes) and the info."""
+        assert self.row_timing is not None
+        timing = self.row_timing.timing(exp)
+        if timing.n_rows != y.shape[2]:
+            raise ValueError(f"row timing has {timing.n_rows} rows; the frames have {y.shape[2]}")
+        n_blocks = int(self.row_timing.n_blocks)
+        block_of_row, offsets = row_blocks(timing, n_blocks)
+        masks = row_block_masks(block_of_row, n_blocks)  # (B, Y)
+        rows_per_block = masks.sum(axis=1)
+        piece_mid = piece_midpoints_s(ts, exp, offsets)  # (S, Z, B)
+        spread = self.time_bin_s
+        if spread is None:
+            spread = auto_piece_bin_s(offsets)
+            if spread is None:  # one block: the frame-level default
+                spread = auto_time_bin_s(ts + 0.5 * exp)
+        bins = piece_time_bins(piece_mid, spread)
+        self.bins_info = {"time_bins": len(bins), "time_bin_s": float(spread)}
+        key = tuple(tuple(frame for frame, _ in b) for b in bins)
+        if self._frames_forward is None or self._frames_forward[0] != key:
+            self._frames_forward = (key, Sim3DFramesForward.create(self.forward, [list(k) for k in key]))
+        n_max = max(len(b) for b in bins)
+        frames = np.zeros((len(bins), n_max, *y.shape[2:]), np.float32)
+        weights = np.zeros((len(bins), n_max, y.shape[2]), np.float32)
+        t_bin, e_bin = np.empty(len(bins)), np.empty(len(bins))
+        for k, members in enumerate(bins):
+            t_sum = n_rows = e_sum = 0.0
+            for m, ((s, z), blocks) in enumerate(members):
+                frames[k, m] = y[s, z]
+                weights[k, m] = masks[blocks].sum(axis=0)
+                t_sum += float(np.sum(rows_per_block[blocks] * piece_mid[s, z, blocks]))
+                n_rows += float(np.sum(rows_per_block[blocks]))
+                e_sum += len(blocks) * float(exp[s, z])
+            (s, z), _ = members[-1]
+            frames[k, len(members) :] = y[s, z]
+            t_bin[k] = t_sum / n_rows
+            e_bin[k] = e_sum / sum(len(blocks) for _, blocks in members)
+        times = exposure_sample_times(t_bin - 0.5 * e_bin, e_bin, self.config.fit.exposure_subsamples)
+        data = FitData(frames, times, np.arange(len(bins)), weights)
+        render = frame_centres_s(ts, exp, timing).reshape(ts.shape).mean(axis=1)
+        info = {
+            "row_timing": {
+                "row_time_s": timing.row_time_s,
+                "direction": timing.direction,
+                "n_blocks": n_blocks,
+                "frame_span_s": timing.frame_span_s,
+                "model": "3D SIM: (frame, block of rows) pieces at their own times, binned in time",
+            }
+        }
+        return data, self._frames_forward[1], render, info
 
     # ------------------------------------------------------------------ DPC
     def _dpc(self, raw: np.ndarray, timestamps_s: np.ndarray, exposure_s: np.ndarray) -> WindowProblem:

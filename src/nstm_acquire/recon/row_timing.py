@@ -16,6 +16,12 @@ evaluations per shot instead of one, and B copies of each frame in memory (B sma
 default). The data loss is the frame-level one times B (the weights' mean is 1/B), so
 ``fit.reg_scene`` weighs 1/B as much; every loss ratio (held-out stopping, the chain's
 failure checks) is unchanged.
+
+3D SIM renders frames from time-binned volumes (``Sim3DFramesForward``): there the pieces are
+``(shot, plane, block)``, each at its block's time, binned by time like frames
+(:func:`piece_time_bins`; by default two consecutive blocks of a frame share a volume,
+:func:`auto_piece_bin_s`); a frame's blocks in one bin are one measurement with their rows
+as weights, so every sensor row is in the loss exactly once (no factor ``B`` there).
 """
 
 from __future__ import annotations
@@ -30,11 +36,15 @@ from nstm_acquire.nstm.config import NSTMConfig
 from nstm_acquire.nstm.fit import FitData
 from nstm_acquire.physics.dpc.forward import row_block_masks
 from nstm_acquire.physics.rolling_shutter.timing import RowTiming
+from nstm_acquire.physics.sim.forward import frame_time_bins
 
 __all__ = [
     "DEFAULT_ROW_BLOCKS",
     "RowBlockTiming",
+    "auto_piece_bin_s",
     "frame_centres_s",
+    "piece_midpoints_s",
+    "piece_time_bins",
     "row_block_data",
     "row_block_times",
     "row_blocks",
@@ -85,6 +95,54 @@ def frame_centres_s(timestamps_s: np.ndarray, exposure_s: np.ndarray, timing: Ro
     t = np.asarray(timestamps_s, np.float64).reshape(-1)
     e = np.asarray(exposure_s, np.float64).reshape(-1)
     return t + 0.5 * ((timing.n_slots - 1) * timing.row_time_s + e)
+
+
+def piece_midpoints_s(timestamps_s: np.ndarray, exposure_s: np.ndarray, offsets_s: np.ndarray) -> np.ndarray:
+    """``(S, Z, B)`` exposure midpoints (s) of block ``b`` of frame ``(s, z)``:
+    ``t[s, z] + offsets_s[b] + exposure_s[s, z] / 2``.
+
+    ``timestamps_s`` and ``exposure_s`` ``(S, Z)`` frame starts (first row opening) and each
+    row's open time, ``offsets_s`` ``(B,)`` from :func:`row_blocks`.
+    """
+    t = np.asarray(timestamps_s, np.float64)
+    e = np.asarray(exposure_s, np.float64)
+    if t.ndim != 2 or e.shape != t.shape:
+        raise ValueError(f"timestamps_s {t.shape} and exposure_s {e.shape} must both be (S, Z) arrays")
+    off = np.asarray(offsets_s, np.float64).reshape(-1)
+    return t[:, :, None] + off[None, None, :] + 0.5 * e[:, :, None]
+
+
+def auto_piece_bin_s(offsets_s: np.ndarray) -> float | None:
+    """The default time-bin spread of row blocks, s: 1.5 block spacings (the mean step of
+    ``offsets_s`` ``(B,)``), so two consecutive blocks of a frame share a volume, as two
+    consecutive frames do at frame level. None for one block (no spacing: use the frame-level
+    default)."""
+    off = np.asarray(offsets_s, np.float64).reshape(-1)
+    if len(off) < 2:
+        return None
+    return 1.5 * float(np.mean(np.diff(np.sort(off))))
+
+
+def piece_time_bins(piece_mid_s: np.ndarray, max_spread_s: float) -> list[list[tuple[tuple[int, int], list[int]]]]:
+    """Row blocks ``(shot, plane, block)`` grouped into time bins, in time order.
+
+    ``piece_mid_s`` ``(S, Z, B)`` (:func:`piece_midpoints_s`). Pieces are taken in time order
+    and a new bin starts when a piece is more than ``max_spread_s`` after the bin's first
+    piece (``frame_time_bins`` on the pieces; 0: every block its own bin). Each bin lists its
+    frames ``(shot, plane)`` in order of first appearance, each with the blocks it holds there.
+    """
+    t = np.asarray(piece_mid_s, np.float64)
+    if t.ndim != 3:
+        raise ValueError(f"piece_mid_s has shape {t.shape}; give (S, Z, B) block midpoints in s")
+    s_n, z_n, b_n = t.shape
+    bins = frame_time_bins(t.reshape(s_n * z_n, b_n), max_spread_s)
+    out: list[list[tuple[tuple[int, int], list[int]]]] = []
+    for pieces in bins:
+        members: dict[tuple[int, int], list[int]] = {}
+        for frame, block in pieces:
+            members.setdefault(divmod(frame, z_n), []).append(block)
+        out.append(list(members.items()))
+    return out
 
 
 def row_block_data(
