@@ -13,8 +13,12 @@ What the shots share differs by modality:
   ``H_b conj(H_a)``; multiplying by ``conj(H_b conj(H_a))`` makes it positive, so the
   correlation peaks at the shift ``s`` even between shots of opposite or crossed contrast
   (:func:`pair_shift` with ``transfer``).
-* SIM 2D: the sum of each orientation's phase images is a widefield image of the same OTF; any
-  two of them correlate directly (``transfer`` None).
+* SIM 2D: every shot is taken at its own time, so each is registered alone: what the shots
+  share is their low band, below half the pattern frequency (:func:`sim_low_band`), where a
+  shot is the widefield image of the sample plus weak, pattern-phase-dependent traces of its
+  high frequencies; the pattern's own fringes (at the pattern frequency, fixed to the
+  microscope, not to the sample) are left out. The band is passed as every shot's
+  ``transfer`` (real and equal for all, it only masks).
 
 Estimates: every pair of shots is registered (sub-pixel phase correlation, apodised), and the
 per-shot shifts are the least-squares solution of the pairwise differences with zero mean
@@ -48,7 +52,10 @@ __all__ = [
     "motion_from_registration",
     "PREFIT_MIN_PX",
     "pair_shift",
+    "pattern_frequency",
     "shot_translations",
+    "SIM_LOW_BAND",
+    "sim_low_band",
     "tukey_window",
     "window_motion",
 ]
@@ -358,37 +365,95 @@ def motion_fields(shape: tuple[int, int], shifts: np.ndarray, scale: float = 1.0
     return np.broadcast_to(d[:, :, None, None], (k, 2, *shape)).astype(np.float32)
 
 
+def _dpc_shots(problem: WindowProblem, h_phi: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """DPC: the shared content of every frame is the phase, seen through the shot's ``h_phi``:
+    the frames and their transfer ``(K, Y, X)``, and the scale from camera to output pixels (1)."""
+    y = np.asarray(problem.data.measurements, np.float64)
+    if y.shape[1:] != tuple(problem.scene_shape):
+        raise ValueError(f"DPC shots {y.shape[1:]} and the scene grid {problem.scene_shape} differ")
+    shots = np.asarray(problem.data.shots)
+    return y, np.asarray(h_phi)[shots], shots, 1.0
+
+
+def pattern_frequency(patterns: np.ndarray) -> np.ndarray:
+    """Spatial frequency ``(S, 2)`` (cycles per pixel of ``patterns``' grid, ky kx) of the strongest
+    non-constant component of every pattern ``(S, Y, X)``; zero for an unmodulated pattern."""
+    spec = np.abs(np.fft.fft2(np.asarray(patterns, np.float64)))
+    dc = spec[:, 0, 0].copy()
+    spec[:, 0, 0] = 0.0
+    ny, nx = patterns.shape[-2:]
+    flat = spec.reshape(spec.shape[0], -1).argmax(axis=1)
+    iy, ix = np.unravel_index(flat, (ny, nx))
+    k = np.stack([np.fft.fftfreq(ny)[iy], np.fft.fftfreq(nx)[ix]], axis=1)
+    modulated = spec.reshape(spec.shape[0], -1).max(axis=1) > 1e-6 * np.maximum(dc, 1e-30)
+    return np.where(modulated[:, None], k, 0.0)
+
+
+# SIM 2D: the fraction of the pattern frequency below which a shot's spectrum is registered; the
+# pattern's own fringes (the sample's mean brought to +-k) and the shifted orders near them move
+# with the pattern, not with the sample (docs/model.md, "SIM 2D: registration of the shots' low band")
+SIM_LOW_BAND = 0.5
+
+
+def sim_low_band(shape: tuple[int, int], k_per_px: np.ndarray, fraction: float = SIM_LOW_BAND) -> np.ndarray:
+    """The low band ``(Y, X)`` (FFT order, 1 inside and 0 outside) of camera images ``shape``:
+    frequencies below ``fraction`` x the smallest pattern frequency ``|k_per_px|`` (cycles per
+    camera pixel, ``(S, 2)``) of the modulated patterns; every frequency when none is modulated
+    (every shot is then a widefield image)."""
+    k_all = np.hypot(k_per_px[:, 0], k_per_px[:, 1])
+    f = np.hypot(np.fft.fftfreq(shape[0])[:, None], np.fft.fftfreq(shape[1])[None, :])
+    if not np.any(k_all > 0):
+        return np.ones(shape, np.float64)
+    k = float(np.min(k_all[k_all > 0]))
+    return (f < fraction * k).astype(np.float64)
+
+
+def _sim2d_shots(problem: WindowProblem, fwd: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """SIM 2D: what every shot shares is its widefield-like low band (below half the pattern
+    frequency): the frames, the low band as their transfer ``(K, Y, X)``, and the scale from
+    camera to output pixels (the upsampling)."""
+    y = np.asarray(problem.data.measurements, np.float64)
+    u = int(fwd.upsample)
+    if tuple(s * u for s in y.shape[1:]) != tuple(problem.scene_shape):
+        raise ValueError(f"SIM shots {y.shape[1:]} x {u} and the scene grid {problem.scene_shape} differ")
+    shots = np.asarray(problem.data.shots)
+    k_cam = pattern_frequency(np.asarray(fwd.patterns)) * u  # cycles per camera pixel
+    band = sim_low_band(y.shape[1:], k_cam)
+    return y, np.broadcast_to(band, y.shape), shots, float(u)
+
+
 def window_motion(problem: WindowProblem) -> tuple[np.ndarray | None, dict[str, Any]]:
     """The registered motion of a window's shots on its output grid, ``(K, D, *scene_shape)``
     output pixels, or None when the shots do not register; and what was found (for the
     window's attributes).
 
-    DPC only (its forward model carries the phase transfer of every shot, ``h_phi``): one
-    translation per shot (:func:`shot_translations`, with the shots' exposure midpoints for
-    the velocity vote). No patch-wise (deformable) part: measured in the benchmark
-    (docs/model.md, "Large motion"), patches of half the field (5 x 5) registered none of the
-    swirls of 16 px and more nor the shears of 24 px and more, and the one 8 px swirl patch they
-    did started the fit worse (0.905 against 0.915 from zero). Other modalities raise (SIM 2D:
-    not implemented yet).
+    One translation per shot (:func:`shot_translations`, with the shots' exposure midpoints for
+    the velocity vote), from what the shots share: DPC, the phase through every shot's phase
+    transfer (``h_phi``); 2D SIM (a forward model with ``patterns`` and ``upsample``), the low
+    band of every shot, below half the pattern frequency (:func:`sim_low_band`), registered on
+    the camera grid and scaled to the output grid. No patch-wise (deformable) part: measured in
+    the benchmark (docs/model.md, "Large motion"), patches of half the field (5 x 5) registered
+    none of the DPC swirls of 16 px and more nor the shears of 24 px and more, and the one 8 px
+    swirl patch they did started the fit worse (0.905 against 0.915 from zero). Other
+    modalities raise.
     """
     fwd = problem.forward
     h_phi = getattr(fwd, "h_phi", None)
-    if h_phi is None or len(problem.scene_shape) != 2:
+    if h_phi is not None and len(problem.scene_shape) == 2:
+        y, transfer, shots, scale = _dpc_shots(problem, h_phi)
+    elif getattr(fwd, "patterns", None) is not None and len(problem.scene_shape) == 2:
+        y, transfer, shots, scale = _sim2d_shots(problem, fwd)
+    else:
         raise ValueError(
-            f"fit.motion_start='registration' is implemented for DPC windows only (this window's forward "
-            f"model is {type(fwd).__name__}); set fit.motion_start='zero'"
+            f"fit.motion_start='registration' is implemented for DPC and 2D SIM windows only (this window's "
+            f"forward model is {type(fwd).__name__}); set fit.motion_start='zero'"
         )
-    y = np.asarray(problem.data.measurements, np.float64)
-    if y.shape[1:] != tuple(problem.scene_shape):
-        raise ValueError(f"DPC shots {y.shape[1:]} and the scene grid {problem.scene_shape} differ")
     # one frame per shot: with row-exact timing (a rolling-shutter camera) every shot's frame is
     # in the data once per block of rows (recon.row_timing), each at its block's time
-    shots = np.asarray(problem.data.shots)
     unique, first, row_shot = np.unique(shots, return_index=True, return_inverse=True)
     times = problem.data.times_s.mean(axis=1)
     shot_times = np.array([times[row_shot == i].mean() for i in range(len(unique))])
-    transfer = np.asarray(h_phi)[unique]
-    glob, sig = shot_translations(y[first], transfer, times_s=shot_times)
+    glob, sig = shot_translations(y[first], transfer[first], times_s=shot_times)
     info: dict[str, Any] = {
         "registered": glob is not None,
         "pair_significance": [round(float(v), 2) for v in sig],
@@ -396,14 +461,20 @@ def window_motion(problem: WindowProblem) -> tuple[np.ndarray | None, dict[str, 
     if glob is None:
         return None, info
     info["shot_shift_px"] = [[round(float(v), 2) for v in row] for row in glob]
+    if scale != 1.0:
+        info["shot_shift_unit"] = "camera pixels"
     ny, nx = problem.scene_shape
-    return motion_fields((ny, nx), glob[row_shot]), info
+    return motion_fields((ny, nx), glob[row_shot], scale=scale), info
 
 
 # registered motion (largest deviation from the window's mean position, output pixels) below
 # which the motion network is not pre-fitted: up to 16 px the fit from zero recovers the motion
 # (benchmarks.md, translation 8 and 16 px: 0.986 and 0.968), from 24 px it does not (0.435); a
-# pre-fit of a small spurious shift (a shear registered as a 3 px translation) cost 0.003-0.005
+# pre-fit of a small spurious shift (a shear registered as a 3 px translation) cost 0.003-0.005.
+# 2D SIM (output pixels 2x finer than the camera's): the fit from zero follows up to about 19 px
+# and loses 29 px; pre-fitted without the gate from 5 px on, no drift measured lost anything
+# (docs/model.md, "SIM 2D: registration of the shots' low band"), and the same gate leaves
+# today's vibrating beads (registered 3 px) exactly as they were
 PREFIT_MIN_PX = 12.0
 
 

@@ -5,7 +5,8 @@ A cold fit from random networks spends most of its steps discovering the scene a
 (:func:`~nstm_acquire.nstm.fit.fit`'s ``start_params``), as the configuration asks:
 
 * the scene network pre-fitted to the window's conventional (static) reconstruction;
-* the motion network pre-fitted to a registration of the window's shots.
+* the motion network pre-fitted to a registration of the window's shots (DPC and 2D SIM;
+  :func:`~nstm_acquire.recon.registration.motion_from_registration`), after the scene pre-fit.
 
 None (the default configuration asks for neither) means random networks, as published.
 """
