@@ -205,7 +205,8 @@ def default_config(modality: str | None = None) -> NSTMConfig:
     ``modality`` ``"sim2d"``: the same model with a shorter schedule measured on 2D SIM
     (:func:`sim2d_schedule`); ``"dpc"``: the settings below with a cold fit's motion network
     pre-fitted to a registration of the shots where they moved 12 px or more
-    (``fit.motion_start="registration"``; docs/model.md, "Large motion"); None or ``"sim3d"``:
+    (``fit.motion_start="registration"``; docs/model.md, "Large motion"; 2D SIM too, where the
+    shots drifted 12 output pixels or more); None or ``"sim3d"``:
     the settings below.
 
     Same hash grids as published (the motion's temporal one at least one cell per two shots:
@@ -244,7 +245,9 @@ def default_config(modality: str | None = None) -> NSTMConfig:
     )
     if modality == "dpc":  # large motion within a window: the motion starts from a registration
         return base.with_fit(motion_start="registration")
-    return sim2d_schedule(base) if modality == "sim2d" else base
+    if modality == "sim2d":  # and a drift of many pattern periods (docs/model.md, "Large motion")
+        return sim2d_schedule(base).with_fit(motion_start="registration")
+    return base
 
 
 def sim2d_schedule(config: NSTMConfig) -> NSTMConfig:
