@@ -5,7 +5,7 @@ import pytest
 from nstm_acquire.nstm.config import default_config, sim2d_schedule
 
 
-def test_sim2d_defaults_change_only_the_schedule_and_the_motion_stride():
+def test_sim2d_defaults_change_only_the_schedule_the_motion_stride_and_the_scene_depth():
     base, sim2d = default_config(), default_config("sim2d")
     assert default_config("sim3d") == base
     # DPC: the motion of a cold fit starts from a registration of the shots (large motion)
@@ -13,11 +13,16 @@ def test_sim2d_defaults_change_only_the_schedule_and_the_motion_stride():
     # 2D SIM too (a drift of many pattern periods); the base and 3D SIM start from zero motion
     assert base.fit.motion_start == "zero" and sim2d.fit.motion_start == "registration"
     assert sim2d == sim2d_schedule(base).with_fit(motion_start="registration")
-    schedule = ("max_steps", "lr_decay_steps", "coarse_to_fine_steps", "patience", "scene_start", "start_alpha")
-    assert tuple(getattr(sim2d.fit, k) for k in schedule) == (150, 300, 40, 2, "conventional", 0.5)
+    schedule = (
+        "max_steps", "lr_decay_steps", "coarse_to_fine_steps", "patience", "scene_start", "start_alpha",
+        "warm_motion_lr_factor",
+    )
+    assert tuple(getattr(sim2d.fit, k) for k in schedule) == (150, 300, 40, 2, "conventional", 0.5, 3.0)
+    assert base.fit.warm_motion_lr_factor == 1.0  # DPC's warm fits unchanged
     assert base.fit.scene_start == "random"  # DPC and 3D SIM start from random networks
     assert sim2d.fit.max_steps < base.fit.max_steps and sim2d.motion.stride_px == 32
-    assert sim2d.scene == base.scene  # the same scene network
+    # the same scene network, with one hidden layer instead of two (the MLP over the grid was the step's cost)
+    assert base.scene.layers == 2 and sim2d.scene == base.scene.model_copy(update={"layers": 1})
     same_fit = {k: v for k, v in sim2d.fit.model_dump().items() if k not in (*schedule, "motion_start")}
     assert same_fit == {k: v for k, v in base.fit.model_dump().items() if k in same_fit}
 

@@ -176,6 +176,25 @@ def test_fit_recovers_a_translation_and_reuses_the_compiled_step():
     assert run_chunk._cache_size() == n_compiled
 
 
+def test_a_warm_fit_moves_its_motion_network_faster_by_the_warm_motion_factor():
+    """fit.warm_motion_lr_factor scales the warm fit's motion updates only: one step from the
+    same parameters moves every motion parameter exactly 3x as far and the scene the same."""
+    shape = (16, 16)
+    y = np.stack([blobs(shape, (0.0, 0.5 * k)) for k in range(2)])
+    data = FitData(y, np.array([0.0, 0.1]), np.arange(2))
+    model = build_model(small_config(), shape, 1)
+    start = model.init(jax.random.PRNGKey(3))
+    moved = {}
+    for factor in (1.0, 3.0):
+        config = small_config(max_steps=1, eval_every=1, warm_motion_lr_factor=factor)
+        res = fit(build_model(config, shape, 1), IdentityForward(), data, init_params=start)
+        moved[factor] = jax.tree_util.tree_map(lambda a, b: np.asarray(a) - np.asarray(b), res.params, start)
+    for group, ratio in (("motion", 3.0), ("scene", 1.0)):
+        one, three = (np.concatenate([v.ravel() for v in jax.tree_util.tree_leaves(moved[f][group])]) for f in (1.0, 3.0))
+        assert np.abs(one).max() > 0
+        np.testing.assert_allclose(three, ratio * one, rtol=1e-3, atol=1e-9)
+
+
 def test_non_finite_gradients_never_reach_the_parameters():
     """Updates that would make a parameter NaN are skipped (the loop's NaN guard)."""
     shape = (16, 16)

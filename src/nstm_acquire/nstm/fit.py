@@ -227,7 +227,10 @@ def _loss_terms(
 
 @functools.lru_cache(maxsize=32)
 def compiled_steps(model: NSTMModel, chunk: int) -> tuple[Callable, optax.GradientTransformation]:
-    """A jitted function running ``chunk`` optimisation steps; cached per model structure."""
+    """A jitted function running ``chunk`` optimisation steps; cached per model structure.
+
+    Its ``alpha0`` argument is ``(start granularity, (scene, motion) learning-rate factors)``.
+    """
     config = model.config
     opt = _optimizer(config)
     c2f = float(config.fit.c2f_steps())
@@ -241,7 +244,10 @@ def compiled_steps(model: NSTMModel, chunk: int) -> tuple[Callable, optax.Gradie
         finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree_util.tree_leaves(grads)]))
         finite = finite & jnp.isfinite(loss)
         updates, new_state = opt.update(grads, opt_state, params)
-        updates = jax.tree_util.tree_map(lambda u: u * lr_factor, updates)
+        updates = {
+            group: jax.tree_util.tree_map(lambda u, f=factor: u * f, updates[group])
+            for group, factor in (("scene", lr_factor[0]), ("motion", lr_factor[1]))
+        }
         new_params = optax.apply_updates(params, updates)
         params = jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new_params, params)
         opt_state = jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new_state, opt_state)
@@ -394,10 +400,9 @@ def _fit_once(
     # a warm start already has every level trained: start at full resolution; a cold start from
     # pre-fitted networks at the granularity they were fitted at (fit.start_alpha)
     start_alpha = 1.0 if warm else (cfg.start_alpha if start_params is not None else 0.0)
-    alpha0 = (
-        jnp.asarray(start_alpha, jnp.float32),
-        jnp.asarray(cfg.warm_lr_factor if warm else 1.0, jnp.float32),
-    )
+    # learning-rate factors (scene, motion): a warm fit's motion may move faster than its scene
+    lr_factors = (cfg.warm_lr_factor, cfg.warm_lr_factor * cfg.warm_motion_lr_factor) if warm else (1.0, 1.0)
+    alpha0 = (jnp.asarray(start_alpha, jnp.float32), jnp.asarray(lr_factors, jnp.float32))
     max_steps = (cfg.warm_max_steps or cfg.max_steps) if warm else cfg.max_steps
     patience = cfg.warm_patience if warm else cfg.patience
     min_improvement = cfg.warm_min_improvement if warm else 1e-4
