@@ -37,7 +37,7 @@ def start_params(model: NSTMModel, problem: WindowProblem, config: NSTMConfig) -
 
 
 # steps and pixels per step of the scene pre-fit (docs/model.md, "SIM: starting from the Wiener result")
-SCENE_PREFIT_STEPS = 100
+SCENE_PREFIT_STEPS = 300
 SCENE_PREFIT_BATCH = 16384
 
 
