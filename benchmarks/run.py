@@ -18,7 +18,7 @@ os.environ.setdefault("JAX_PLATFORMS", os.environ.get("NSTM_BENCH_PLATFORM", "cp
 
 from benchmarks.common import build_report  # noqa: E402
 
-CASES = ["acquisition", "acquisition_load", "dpc_quality", "dpc_speed", "dpc_published", "dpc_row_timing", "sim_quality", "sim3d_motion", "sim_speed", "sim2d_live", "sim_gpu_live", "rolling_shutter", "trust"]
+CASES = ["acquisition", "acquisition_load", "dpc_quality", "dpc_speed", "dpc_published", "dpc_row_timing", "sim_quality", "sim_drift", "sim3d_motion", "sim_row_timing", "sim_speed", "sim2d_live", "sim_gpu_live", "rolling_shutter", "trust"]
 
 
 def main(argv: list[str] | None = None) -> int:
