@@ -22,6 +22,7 @@ from nstm_acquire.recon.trust import (
     motion_plausibility,
     poisson_gaussian_sigma_adu,
     residual_map,
+    signal_weight,
     verdict,
     window_trust,
 )
@@ -53,6 +54,27 @@ def test_jacobian_finds_the_fold_of_an_analytic_field():
     assert report["folded_fraction"] == pytest.approx(folds, abs=0.02)
     assert report["min_jacobian"] == pytest.approx(1 - a * k, abs=0.02)
     assert report["max_displacement_px"] == 0.0  # one time: nothing moves within the window
+
+
+def test_a_fold_over_an_empty_background_is_not_judged_a_fold_of_the_sample():
+    """The same folding field under a sparse sample with signal only where the map does not
+    fold (folded_signal_fraction 0: ok) and under one with signal where it folds (untrusted)."""
+    n, a = 256, 12.0
+    k = 2 * np.pi / 64
+    y, x = np.mgrid[0:8, 0:n].astype(float)
+    motion = np.stack([np.zeros_like(x), a * np.sin(k * x)])[None, :, None]  # (T, D, Z, Y, X)
+    folds = (1 + a * k * np.cos(k * x)) <= 0  # 18 % of the field
+    away = np.cos(k * x) > 0.5  # a third of the field, where the map stretches instead
+    for signal_where, expected in ((away, "ok"), (folds, "untrusted")):
+        scene = np.where(signal_where, 5.0, 1.0)[None, None, None]  # (T, C, Z, Y, X) on a background of 1
+        report = motion_plausibility(motion, weight=signal_weight(scene))
+        assert report["folded_fraction"] == pytest.approx(np.mean(folds), abs=0.02)
+        assert report["folded_signal_fraction"] == pytest.approx(0.0 if expected == "ok" else 1.0, abs=0.05)
+        label, reasons = verdict(report)
+        assert label == expected, reasons
+    assert "of the sample's signal" in reasons[0]
+    with pytest.raises(ValueError, match="one value per motion sample"):
+        motion_plausibility(motion, weight=np.ones((1, 1, 8, 8)))
 
 
 def test_noise_ratio_is_one_for_the_model_that_made_the_data():

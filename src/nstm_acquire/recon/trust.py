@@ -10,8 +10,10 @@ Three independent checks, each a pure function of arrays (docs/trust.md):
   :func:`divided_data_sigma_adu`), is ~1 for a model that explains the data down to the noise
   and grows when it does not.
 * **Motion plausibility** (:func:`motion_plausibility`): the map ``x -> x + u(x, t)`` of the
-  fitted motion must not fold (Jacobian determinant <= 0, :func:`jacobian_determinant`), and
-  the displacement within the window should stay a modest fraction of the field.
+  fitted motion must not fold (Jacobian determinant <= 0, :func:`jacobian_determinant`) where
+  the sample has signal (a fold over an empty background moves nothing: independently moving
+  objects on a dark field may fold the space between them), and the displacement within the
+  window should stay a modest fraction of the field.
 * **Agreement with the conventional result** (:func:`lowfreq_correlation`): in the band of
   low spatial frequencies both see, the window-mean NSTM scene and the static
   (conventional) reconstruction of the same window should correlate.
@@ -45,6 +47,7 @@ __all__ = [
     "poisson_gaussian_sigma_adu",
     "predict_measurements",
     "residual_map",
+    "signal_weight",
     "verdict",
     "window_trust",
 ]
@@ -61,7 +64,8 @@ class TrustThresholds:
     residual_doubtful, residual_untrusted
         Held-out RMS of ``residual / predicted sigma`` (1 = explained down to the noise).
     folded_doubtful, folded_untrusted
-        Fraction of (pixel, time) samples whose motion Jacobian determinant is <= 0.
+        Share of the sample's signal (``folded_signal_fraction``; without it, of the (pixel,
+        time) samples) where the motion's Jacobian determinant is <= 0.
     displacement_doubtful
         Largest displacement within the window (about its time mean) as a fraction of the
         field's shorter side.
@@ -181,31 +185,56 @@ def jacobian_determinant(motion_px: np.ndarray) -> np.ndarray:
     return np.linalg.det(np.moveaxis(jac, (0, 1), (-2, -1)))
 
 
-def motion_plausibility(motion_px: np.ndarray, margin_px: int = 0) -> dict[str, float]:
+def signal_weight(scene: np.ndarray) -> np.ndarray:
+    """Where a window's scene ``(T, C, Z, Y, X)`` has signal: ``(T, Z, Y, X)``, the sum over
+    channels of each value's distance from its channel's median at that time (the background
+    of a sparse sample, the mean level of a textured one)."""
+    s = np.asarray(scene, np.float64)
+    if s.ndim != 5:
+        raise ValueError(f"scene has shape {s.shape}; give (T, C, Z, Y, X)")
+    median = np.median(s.reshape(*s.shape[:2], -1), axis=-1)[..., None, None, None]
+    return np.sum(np.abs(s - median), axis=1)
+
+
+def motion_plausibility(
+    motion_px: np.ndarray, margin_px: int = 0, weight: np.ndarray | None = None
+) -> dict[str, float]:
     """Folding and size of a window's motion ``(T, D, Z, Y, X)`` (output pixels).
 
     Returns ``min_jacobian`` (smallest determinant), ``folded_fraction`` (share of (time,
     pixel) samples with determinant <= 0), ``max_displacement_px`` (largest distance of any
     pixel from its own time-mean position within the window: the motion the window has to
     explain, free of the model's arbitrary global offset) and ``max_displacement_fraction``
-    (that over the field's shorter lateral side). ``margin_px`` border pixels are left out."""
+    (that over the field's shorter lateral side). ``margin_px`` border pixels are left out.
+    With ``weight`` ``(T, Z, Y, X)`` (:func:`signal_weight`), also ``folded_signal_fraction``:
+    the share of the weight on folded samples (what :func:`verdict` judges when present)."""
     u = np.asarray(motion_px, np.float64)
     if u.ndim != 5:
         raise ValueError(f"motion_px has shape {u.shape}; give (T, D, Z, Y, X)")
     det = np.stack([jacobian_determinant(u[t]) for t in range(u.shape[0])])
     rel = u - u.mean(axis=0, keepdims=True)
     dist = np.sqrt(np.sum(rel**2, axis=1))  # (T, Z, Y, X)
+    w = None
+    if weight is not None:
+        w = np.asarray(weight, np.float64)
+        if w.shape != det.shape:
+            raise ValueError(f"weight has shape {w.shape}; give one value per motion sample {det.shape}")
     if margin_px > 0 and min(u.shape[-2:]) > 2 * margin_px:
         sl = (..., slice(margin_px, -margin_px), slice(margin_px, -margin_px))
         det, dist = det[sl], dist[sl]
+        w = None if w is None else w[sl]
     side = min(u.shape[-2:])
     max_disp = float(dist.max()) if dist.size else 0.0
-    return {
+    out = {
         "min_jacobian": float(det.min()),
         "folded_fraction": float(np.mean(det <= 0)),
         "max_displacement_px": max_disp,
         "max_displacement_fraction": max_disp / side,
     }
+    if w is not None:
+        total = float(np.sum(w))
+        out["folded_signal_fraction"] = float(np.sum(w * (det <= 0)) / total) if total > 0 else 0.0
+    return out
 
 
 # ------------------------------------------------------------------ agreement
@@ -246,7 +275,8 @@ def lowfreq_correlation(
 # ------------------------------------------------------------------ verdict
 def verdict(numbers: dict[str, Any], thresholds: TrustThresholds | None = None) -> tuple[str, list[str]]:
     """``("ok" | "doubtful" | "untrusted", reasons)`` from the numbers of :func:`assess_window`
-    (``heldout_noise_ratio``, ``folded_fraction``, ``max_displacement_fraction``,
+    (``heldout_noise_ratio``, ``folded_signal_fraction`` or else ``folded_fraction``,
+    ``max_displacement_fraction``,
     ``lowfreq_correlation``; a missing or NaN number is not judged). One sentence per reason."""
     th = thresholds or TrustThresholds()
     level, reasons = 0, []
@@ -266,10 +296,13 @@ def verdict(numbers: dict[str, Any], thresholds: TrustThresholds | None = None) 
         limit = th.residual_untrusted if lvl == 2 else th.residual_doubtful
         flag(lvl, f"held-out residual is {r:.2f}x the predicted noise (limit {limit:g}x): "
                   "the model does not explain data it did not fit")  # fmt: skip
-    f = num("folded_fraction")
+    f = num("folded_signal_fraction")
+    where = "under" if f is not None else "on"
+    what = "of the sample's signal" if f is not None else "of the field"
+    f = f if f is not None else num("folded_fraction")
     if f is not None and f > th.folded_doubtful:
         lvl = 2 if f > th.folded_untrusted else 1
-        flag(lvl, f"the motion folds (Jacobian <= 0) on {100 * f:.2g}% of the field: "
+        flag(lvl, f"the motion folds (Jacobian <= 0) {where} {100 * f:.2g}% {what}: "
                   "no physical deformation does that")  # fmt: skip
     d = num("max_displacement_fraction")
     if d is not None and d > th.displacement_doubtful:
@@ -364,7 +397,7 @@ def assess_window(
     ratio = heldout_noise_ratio(z, held)
     block = max(1, -(-max(y.shape[-2:]) // map_side_px))
     rmap = residual_map(z, held, block)
-    motion = motion_plausibility(np.asarray(motion_px), margin_px=0)
+    motion = motion_plausibility(np.asarray(motion_px), margin_px=0, weight=signal_weight(scene))
     mean_scene = np.asarray(scene, np.float64).mean(axis=0)[channel]
     corr = lowfreq_correlation(
         mean_scene, np.asarray(conventional)[channel], pixel_size_um, band_per_um,
