@@ -65,19 +65,26 @@ def window(n: int, motion: str, seed: int = 1) -> SimulatedSimWindow:
     )  # fmt: skip
 
 
-def fit_case(config: NSTMConfig, win: SimulatedSimWindow, n_blocks: int | None) -> tuple[dict[str, Any], WindowResult]:
-    """One reconstruction with the true pattern (``n_blocks`` None: frame-level timing at each
-    frame's middle), scored at the frames' middles."""
-    n = win.raw.shape[-1]
-    timing = RowTiming(n, win.row_time_s, EXPOSURE_S)
+def _reconstruct(
+    win: SimulatedSimWindow, config: NSTMConfig, exposure_s: float, n_blocks: int | None
+) -> tuple[WindowResult, np.ndarray, float]:
+    """The window reconstructed with the true pattern, row-exact in ``n_blocks`` blocks or (None)
+    frame-level at each frame's middle: ``(result, frame middles (S, Z) s, wall s)``."""
+    timing = RowTiming(win.raw.shape[-1], win.row_time_s, exposure_s)
     centre = frame_centres_s(win.timestamps_s, win.exposure_s, timing).reshape(win.timestamps_s.shape)
-    starts = win.timestamps_s if n_blocks is not None else centre - 0.5 * EXPOSURE_S
+    starts = win.timestamps_s if n_blocks is not None else centre - 0.5 * exposure_s
     t0 = time.perf_counter()
     result = reconstruct_sim(
         win.raw, starts, win.exposure_s, win.optics, win.illumination, config=config,
         row_timing=None if n_blocks is None else timing, row_blocks=n_blocks or 1,
     )  # fmt: skip
-    wall = time.perf_counter() - t0
+    return result, centre, time.perf_counter() - t0
+
+
+def fit_case(config: NSTMConfig, win: SimulatedSimWindow, n_blocks: int | None) -> tuple[dict[str, Any], WindowResult]:
+    """One reconstruction with the true pattern (``n_blocks`` None: frame-level timing at each
+    frame's middle), scored at the frames' middles."""
+    result, centre, wall = _reconstruct(win, config, EXPOSURE_S, n_blocks)
     np.testing.assert_allclose(result.times_s, centre[:, 0])  # both rendered at the frame middles
     f = result.fit
     return {
@@ -221,16 +228,8 @@ def fit_3d(n: int, nz: int, motion: str, n_blocks: int | None) -> dict[str, Any]
     from benchmarks.cases.sim3d_motion import in_sim_band
 
     win = window_3d(n, nz, motion)
-    timing = RowTiming(n, win.row_time_s, EXPOSURE_3D_S)
-    centre = frame_centres_s(win.timestamps_s, win.exposure_s, timing).reshape(win.timestamps_s.shape)
-    starts = win.timestamps_s if n_blocks is not None else centre - 0.5 * EXPOSURE_3D_S
     config = default_config("sim3d")
-    t0 = time.perf_counter()
-    result = reconstruct_sim(
-        win.raw, starts, win.exposure_s, win.optics, win.illumination, config=config,
-        row_timing=None if n_blocks is None else timing, row_blocks=n_blocks or 1,
-    )  # fmt: skip
-    wall = time.perf_counter() - t0
+    result, _, wall = _reconstruct(win, config, EXPOSURE_3D_S, n_blocks)
     f = result.fit
     sc = score(win, in_sim_band(win, result))
     return {
