@@ -132,18 +132,8 @@ def _figure(name: str, win: SimulatedSimWindow, frame: WindowResult, exact: Wind
 
 def forward_3d(n: int = 32, nz: int = 4) -> list[dict[str, Any]]:
     """3D: residual of the true beads through each layout, and its value-and-gradient time."""
-    cfg = simulated_config().sim3d
-    ill = sim_illumination_from_config(cfg, True)
-    optics = cfg.optics
-    field = (n * optics.pixel_size_um,) * 2
-    phantom = BeadPhantom(field, n_beads=int(3 * field[0] * field[1]), diameter_um=0.1, seed=1,
-                          z_range_um=(-0.2, 0.2), n_pairs_each=0)  # fmt: skip
-    row_time = SKEW_3D_S / (n - 1)
-    w = simulate_sim_window(
-        optics, ill, phantom, MOTION_3D, (n, n), n_planes=nz, z_step_um=optics.z_step_um, frame_interval_s=FRAME_3D_S,
-        exposure_s=EXPOSURE_3D_S, photons=400.0, seed=1, row_time_s=row_time, plane_order="plane_major",
-        exposure_subsamples=2,
-    )  # fmt: skip
+    w = window_3d(n, nz, MOTION_3D)
+    optics, ill, row_time = w.optics, w.illumination, w.row_time_s
     timing = RowTiming(n, row_time, EXPOSURE_3D_S)
     centre = frame_centres_s(w.timestamps_s, w.exposure_s, timing).reshape(w.timestamps_s.shape)
     builder = ProblemBuilder(optics, ill, (n, n), nz, default_config("sim3d"))
