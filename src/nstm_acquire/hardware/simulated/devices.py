@@ -94,6 +94,19 @@ class _TriggerSequenced:
         if self._world is not None:
             self._world.remove_sequencer(self._seq.advance)
 
+    def _register_sequenced(self, name: str, **kwargs: Any) -> None:
+        """Register property ``name`` (``kwargs`` as ``register_property``'s) as sequenceable,
+        stepped by the camera trigger through this mixin's loader, starter and stopper."""
+        cls = type(self)
+        self.register_property(  # type: ignore[attr-defined]  # the device base class has it
+            name,
+            sequence_max_length=MAX_SEQUENCE,
+            sequence_loader=cls._load_seq,
+            sequence_starter=cls._start_seq,
+            sequence_stopper=cls._stop_seq,
+            **kwargs,
+        )
+
 
 class SimulatedCamera(CameraDevice):
     """A 16-bit camera imaging the simulated sample, with its own hardware clock.
@@ -217,16 +230,12 @@ class SimulatedLEDArray(_TriggerSequenced, GenericDevice):
         self._current = "off"
         self._lit: list[int] = []
         self._seq = _Sequence(self._apply_pattern)
-        self.register_property(
+        self._register_sequenced(
             "Pattern",
             default_value="off",
             allowed_values=list(self._patterns),
             getter=SimulatedLEDArray._get_pattern,
             setter=SimulatedLEDArray._set_pattern,
-            sequence_max_length=MAX_SEQUENCE,
-            sequence_loader=SimulatedLEDArray._load_seq,
-            sequence_starter=SimulatedLEDArray._start_seq,
-            sequence_stopper=SimulatedLEDArray._stop_seq,
         )
         self.register_property(
             "LEDs",
@@ -296,17 +305,13 @@ class SimulatedSIMPatterns(_TriggerSequenced, SLMDevice):
         self._image = np.zeros(shape, np.uint8)
         self._exposure_ms = 0.0
         self._seq = _Sequence(self._select)
-        self.register_property(
+        self._register_sequenced(
             "PatternIndex",
             default_value=0,
             limits=(0, self._n - 1),
             property_type=int,
             getter=SimulatedSIMPatterns._get_index,
             setter=SimulatedSIMPatterns._set_index,
-            sequence_max_length=MAX_SEQUENCE,
-            sequence_loader=SimulatedSIMPatterns._load_seq,
-            sequence_starter=SimulatedSIMPatterns._start_seq,
-            sequence_stopper=SimulatedSIMPatterns._stop_seq,
         )
 
     def _select(self, index: Any) -> None:

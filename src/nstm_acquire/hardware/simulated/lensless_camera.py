@@ -26,7 +26,7 @@ import numpy as np
 from pymmcore_plus.experimental.unicore import CameraDevice
 
 from nstm_acquire.hardware.config import HardwareConfig, RollingShutterConfig
-from nstm_acquire.hardware.simulated.devices import HARDWARE_TIMESTAMP_KEY, MAX_SEQUENCE, _Sequence, _TriggerSequenced
+from nstm_acquire.hardware.simulated.devices import HARDWARE_TIMESTAMP_KEY, _Sequence, _TriggerSequenced
 from nstm_acquire.hardware.simulated.lensless import (
     LenslessCamera,
     MovingRgbScene,
@@ -121,17 +121,13 @@ class SimulatedLenslessCamera(_TriggerSequenced, CameraDevice):
             getter=SimulatedLenslessCamera._get_timestamp,
             is_read_only=True,
         )
-        self.register_property(
+        self._register_sequenced(
             "ColourPlane",
             default_value=0,
             limits=(0, self._n_channels - 1),
             property_type=int,
             getter=SimulatedLenslessCamera._get_plane,
             setter=SimulatedLenslessCamera._set_plane,
-            sequence_max_length=MAX_SEQUENCE,
-            sequence_loader=SimulatedLenslessCamera._load_seq,
-            sequence_starter=SimulatedLenslessCamera._start_seq,
-            sequence_stopper=SimulatedLenslessCamera._stop_seq,
         )
 
     # -- properties ------------------------------------------------------------
