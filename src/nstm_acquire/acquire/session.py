@@ -374,21 +374,23 @@ class LiveSession:
         if not self._started:
             raise RuntimeError("the session has not been started: call start() first")
         deadline = None if timeout is None else time.monotonic() + timeout
+        # polled with sleeps, not Event.wait: a Ctrl-C landing inside Event.wait's lock handling
+        # can leave the event's lock held, and the thread that sets the event then blocks forever
+        # (seen as a hung test run, once)
         try:
             with _sigterm_cancels():
-                while True:  # short waits: Ctrl-C is noticed within poll_s
+                while not self._done.is_set():  # short sleeps: Ctrl-C is noticed within poll_s
                     left = poll_s if deadline is None else min(poll_s, deadline - time.monotonic())
-                    if self._done.wait(max(0.0, left)):
-                        break
-                    if deadline is not None and time.monotonic() >= deadline:
+                    if deadline is not None and left <= 0:
                         return False
+                    time.sleep(left)
         except KeyboardInterrupt as err:
             reason = "terminated by SIGTERM" if isinstance(err, Terminated) else "interrupted (Ctrl-C)"
             _log.warning("%s: canceling the acquisition and stopping the reconstruction", reason)
             self.cancel(reason)
             with _sigterm_cancels():  # a second SIGTERM must not kill the closing store
-                while not self._done.wait(poll_s):
-                    pass
+                while not self._done.is_set():
+                    time.sleep(poll_s)
             raise
         return True
 
