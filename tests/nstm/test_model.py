@@ -176,23 +176,40 @@ def test_fit_recovers_a_translation_and_reuses_the_compiled_step():
     assert run_chunk._cache_size() == n_compiled
 
 
-def test_a_warm_fit_moves_its_motion_network_faster_by_the_warm_motion_factor():
-    """fit.warm_motion_lr_factor scales the warm fit's motion updates only: one step from the
-    same parameters moves every motion parameter exactly 3x as far and the scene the same."""
+def test_learning_rate_factors_and_the_warm_up_scale_the_first_step_exactly():
+    """One step from the same parameters, against the same step with neither factor:
+    fit.warm_motion_lr_factor = 3 scales a warm fit's motion updates only, and a 4-step
+    fit.lr_warmup_steps scales a fit from fitted networks (warm, or cold from start parameters)
+    to 1/4; a cold fit from random networks is unchanged."""
     shape = (16, 16)
     y = np.stack([blobs(shape, (0.0, 0.5 * k)) for k in range(2)])
     data = FitData(y, np.array([0.0, 0.1]), np.arange(2))
-    model = build_model(small_config(), shape, 1)
-    start = model.init(jax.random.PRNGKey(3))
-    moved = {}
-    for factor in (1.0, 3.0):
-        config = small_config(max_steps=1, eval_every=1, warm_motion_lr_factor=factor)
-        res = fit(build_model(config, shape, 1), IdentityForward(), data, init_params=start)
-        moved[factor] = jax.tree_util.tree_map(lambda a, b: np.asarray(a) - np.asarray(b), res.params, start)
-    for group, ratio in (("motion", 3.0), ("scene", 1.0)):
-        one, three = (np.concatenate([v.ravel() for v in jax.tree_util.tree_leaves(moved[f][group])]) for f in (1.0, 3.0))
-        assert np.abs(one).max() > 0
-        np.testing.assert_allclose(three, ratio * one, rtol=1e-3, atol=1e-9)
+    start = build_model(small_config(), shape, 1).init(jax.random.PRNGKey(3))
+    # start_alpha 1: a cold fit from start parameters has every level on from its first step
+    plain = small_config(max_steps=1, eval_every=1, start_alpha=1.0)
+    scaled = small_config(max_steps=1, eval_every=1, start_alpha=1.0, warm_motion_lr_factor=3.0, lr_warmup_steps=4)
+
+    def first_step(config, start_from: str) -> dict[str, np.ndarray]:
+        model = build_model(config, shape, 1)
+        kwargs = {"warm": {"init_params": start}, "pre-fitted": {"start_params": start}, "random": {}}[start_from]
+        res = fit(model, IdentityForward(), data, **kwargs)
+        origin = start if start_from != "random" else model.init(jax.random.PRNGKey(config.fit.seed))
+        return {
+            group: np.concatenate([np.ravel(a) - np.ravel(b) for a, b in zip(
+                jax.tree_util.tree_leaves(res.params[group]), jax.tree_util.tree_leaves(origin[group]), strict=True
+            )])
+            for group in ("scene", "motion")
+        }
+
+    expected = {"warm": {"scene": 0.25, "motion": 0.75}, "pre-fitted": {"scene": 0.25, "motion": 0.25}}
+    for start_from, ratios in expected.items():
+        base, moved = first_step(plain, start_from), first_step(scaled, start_from)
+        for group, ratio in ratios.items():
+            assert np.abs(base[group]).max() > 0
+            np.testing.assert_allclose(moved[group], ratio * base[group], rtol=1e-3, atol=1e-9)
+    base, moved = first_step(plain, "random"), first_step(scaled, "random")
+    for group in ("scene", "motion"):
+        np.testing.assert_allclose(moved[group], base[group], rtol=1e-6, atol=1e-12)
 
 
 def test_non_finite_gradients_never_reach_the_parameters():

@@ -164,6 +164,15 @@ class FitConfig(_Frozen):
         "(warm_lr_factor): the scene of the same sample is already fitted, the motion of the new "
         "window is not",
     )
+    lr_warmup_steps: int = Field(
+        default=0,
+        ge=0,
+        le=1000,
+        description="a fit that starts from fitted networks (a warm start, or a cold start from "
+        "pre-fitted ones: scene_start, motion_start) ramps its learning rates up linearly over this "
+        "many steps (0: none): Adam's first steps move every parameter by about the learning rate "
+        "whatever its gradient, which throws fitted networks off before they settle",
+    )
     scene_start: Literal["random", "conventional"] = Field(
         default="random",
         description="where a cold fit's scene network starts: random (published) or pre-fitted to the "

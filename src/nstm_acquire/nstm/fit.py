@@ -229,15 +229,18 @@ def _loss_terms(
 def compiled_steps(model: NSTMModel, chunk: int) -> tuple[Callable, optax.GradientTransformation]:
     """A jitted function running ``chunk`` optimisation steps; cached per model structure.
 
-    Its ``alpha0`` argument is ``(start granularity, (scene, motion) learning-rate factors)``.
+    Its ``alpha0`` argument is ``(start granularity, (scene, motion) learning-rate factors,
+    learning-rate warm-up steps)``.
     """
     config = model.config
     opt = _optimizer(config)
     c2f = float(config.fit.c2f_steps())
 
     def one_step(carry, _):
-        params, opt_state, step, (alpha0, lr_factor), forward, data = carry
+        params, opt_state, step, (alpha0, lr_factor, warmup), forward, data = carry
         alpha = jnp.minimum(alpha0 + step.astype(jnp.float32) / c2f, 1.0)
+        # the learning rates ramp up over the first `warmup` steps (1: none)
+        ramp = jnp.minimum((step.astype(jnp.float32) + 1.0) / warmup, 1.0)
         (loss, metrics), grads = jax.value_and_grad(
             lambda p: _loss_terms(model, forward, p, alpha, *data), has_aux=True
         )(params)
@@ -245,14 +248,14 @@ def compiled_steps(model: NSTMModel, chunk: int) -> tuple[Callable, optax.Gradie
         finite = finite & jnp.isfinite(loss)
         updates, new_state = opt.update(grads, opt_state, params)
         updates = {
-            group: jax.tree_util.tree_map(lambda u, f=factor: u * f, updates[group])
+            group: jax.tree_util.tree_map(lambda u, f=factor: u * (f * ramp), updates[group])
             for group, factor in (("scene", lr_factor[0]), ("motion", lr_factor[1]))
         }
         new_params = optax.apply_updates(params, updates)
         params = jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new_params, params)
         opt_state = jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new_state, opt_state)
         metrics = {**metrics, "finite": finite.astype(jnp.float32)}
-        return (params, opt_state, step + 1, (alpha0, lr_factor), forward, data), metrics
+        return (params, opt_state, step + 1, (alpha0, lr_factor, warmup), forward, data), metrics
 
     def run_chunk(params, opt_state, step, alpha0, forward, data):
         (params, opt_state, step, _, _, _), metrics = jax.lax.scan(
@@ -402,7 +405,14 @@ def _fit_once(
     start_alpha = 1.0 if warm else (cfg.start_alpha if start_params is not None else 0.0)
     # learning-rate factors (scene, motion): a warm fit's motion may move faster than its scene
     lr_factors = (cfg.warm_lr_factor, cfg.warm_lr_factor * cfg.warm_motion_lr_factor) if warm else (1.0, 1.0)
-    alpha0 = (jnp.asarray(start_alpha, jnp.float32), jnp.asarray(lr_factors, jnp.float32))
+    # networks that are already fitted (a warm start, pre-fitted start parameters) ramp their
+    # learning rates up: Adam's first steps would move every parameter by the full rate
+    warmup = max(cfg.lr_warmup_steps, 1) if (warm or start_params is not None) else 1
+    alpha0 = (
+        jnp.asarray(start_alpha, jnp.float32),
+        jnp.asarray(lr_factors, jnp.float32),
+        jnp.asarray(warmup, jnp.float32),
+    )
     max_steps = (cfg.warm_max_steps or cfg.max_steps) if warm else cfg.max_steps
     patience = cfg.warm_patience if warm else cfg.patience
     min_improvement = cfg.warm_min_improvement if warm else 1e-4
