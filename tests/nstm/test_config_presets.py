@@ -14,11 +14,15 @@ def test_sim2d_defaults_change_only_the_schedule_the_motion_stride_and_the_scene
     assert base.fit.motion_start == "zero" and sim2d.fit.motion_start == "registration"
     assert sim2d == sim2d_schedule(base).with_fit(motion_start="registration")
     schedule = (
-        "max_steps", "lr_decay_steps", "coarse_to_fine_steps", "patience", "scene_start", "start_alpha",
-        "warm_motion_lr_factor",
+        "max_steps", "lr_decay_steps", "coarse_to_fine_steps", "eval_every", "patience", "scene_start",
+        "start_alpha", "warm_patience", "warm_motion_start", "lr_warmup_steps",
     )
-    assert tuple(getattr(sim2d.fit, k) for k in schedule) == (150, 300, 40, 2, "conventional", 0.5, 3.0)
-    assert base.fit.warm_motion_lr_factor == 1.0  # DPC's warm fits unchanged
+    assert tuple(getattr(sim2d.fit, k) for k in schedule) == (
+        130, 300, 40, 10, 5, "conventional", 0.5, 3, "registration", 10,
+    )
+    # a 2D SIM warm fit's motion starts from a registration against the previous scene; DPC's and
+    # 3D SIM's warm fits start where the previous window ended, without a warm-up
+    assert base.fit.warm_motion_start == "previous" and base.fit.lr_warmup_steps == 0
     assert base.fit.scene_start == "random"  # DPC and 3D SIM start from random networks
     assert sim2d.fit.max_steps < base.fit.max_steps and sim2d.motion.stride_px == 32
     # the same scene network, with one hidden layer instead of two (the MLP over the grid was the step's cost)

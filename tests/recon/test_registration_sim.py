@@ -36,7 +36,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:SIM parameters:UserWarning")
 
 N = 64  # camera pixels (0.1 µm): 128 x 128 output pixels
 M = 6  # output pixels of border left out of the scores
-STEPS = 30  # the fit runs its 20 steps of ramp and 30 more (50)
+STEPS = 50  # the fit runs its 20 steps of ramp and 30 more
 # µm/s (vy, vx): 1.0 x 2.5 µm (10 x 25 camera pixels, 10 pattern periods) over the 96 ms between
 # the first and last shots' midpoints
 FAST = (-10.0, 26.0)

@@ -282,10 +282,14 @@ class NSTMModel:
         out = self._output(mlp_apply(params["scene"]["mlp"], feats, self.config.scene.activation))
         return jnp.moveaxis(out.reshape(*self.padded_shape, self.channels), -1, 0)
 
-    def template(self, params: Params, alpha: float = 1.0) -> jax.Array:
-        """The time-independent template on the output grid -> ``(C, *scene_shape)``."""
+    def template(self, params: Params, alpha: float = 1.0, coords: jax.Array | None = None) -> jax.Array:
+        """The time-independent template on the output grid -> ``(C, *scene_shape)``.
+
+        ``coords``: the output grid's coordinates (:attr:`output_coords`), given as an argument
+        when jitting (closed over, XLA folds the encoding over them at compile time)."""
         w_s, _ = self.level_weights(alpha)
-        out = self.scene_at_coords(params, jnp.asarray(self.output_coords), w_s)
+        grid = jnp.asarray(self.output_coords) if coords is None else coords
+        out = self.scene_at_coords(params, grid, w_s)
         return jnp.moveaxis(out.reshape(*self.scene_shape, self.channels), -1, 0)
 
     # ----------------------------------------------------------------- motion

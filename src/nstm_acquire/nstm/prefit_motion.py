@@ -56,6 +56,14 @@ def _target_samples(model: NSTMModel, target: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=16)
+def _full_motion(model: NSTMModel):
+    """The motion network on the whole grid at full granularity, compiled once per model (op by
+    op, its few dozen small operations each compile on their own: seconds per new model)."""
+    _, w_m = model.level_weights(1.0)
+    return jax.jit(lambda params, tn: model.motion(params, tn, w_m))
+
+
+@functools.lru_cache(maxsize=16)
 def _prefit_runner(model: NSTMModel, steps: int, lr: float, alphas: tuple[float, ...], weights: tuple[float, ...]):
     """A jitted ``steps``-step Adam fit of the motion network, scored at every granularity in
     ``alphas`` each step (weighted)."""
@@ -134,8 +142,7 @@ def prefit_motion(
     run = _prefit_runner(model, int(steps), float(lr), alphas, weights)
     motion, _ = run(params["motion"], tn, jnp.asarray(_target_samples(model, target)), jnp.float32(scale))
     out = {**params, "motion": motion}
-    _, w_m = model.level_weights(1.0)
-    fitted = np.asarray(model.motion(out, tn, w_m))
+    fitted = np.asarray(_full_motion(model)(out, tn))
     info = {
         "rms_error_px": float(np.sqrt(np.mean((fitted - target) ** 2))),
         "rms_target_px": float(np.sqrt(np.mean((target - target.mean(0)) ** 2))),

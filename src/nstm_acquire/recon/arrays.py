@@ -27,7 +27,7 @@ from nstm_acquire.physics.sim.illumination import SimIllumination
 from nstm_acquire.physics.sim.otf import MeasuredPsf
 from nstm_acquire.recon.problem import ProblemBuilder, WindowProblem, modality_of
 from nstm_acquire.recon.row_timing import DEFAULT_ROW_BLOCKS, RowBlockTiming
-from nstm_acquire.recon.start import start_params
+from nstm_acquire.recon.start import start_params, warm_start_params
 
 __all__ = [
     "WindowResult",
@@ -95,6 +95,8 @@ def reconstruct_window(
     # a cold fit (or the refit of a rejected warm fit) starts from networks pre-fitted to the data
     # where the configuration asks; made only when needed
     start = functools.partial(start_params, model, problem, config)
+    if init_params is not None:  # a warm fit's motion may start from a registration against its scene
+        init_params = warm_start_params(model, problem, config, init_params)
     result = fit(
         model, problem.forward, problem.data, init_params, callback, should_stop,
         reference_val_loss=reference_val_loss, start_params=start,

@@ -48,6 +48,7 @@ from nstm_acquire.nstm.prefit_motion import prefit_motion
 from nstm_acquire.recon.problem import WindowProblem
 
 __all__ = [
+    "motion_against_rendering",
     "motion_fields",
     "motion_from_registration",
     "PREFIT_MIN_PX",
@@ -463,6 +464,51 @@ def window_motion(problem: WindowProblem) -> tuple[np.ndarray | None, dict[str, 
     info["shot_shift_px"] = [[round(float(v), 2) for v in row] for row in glob]
     if scale != 1.0:
         info["shot_shift_unit"] = "camera pixels"
+    ny, nx = problem.scene_shape
+    return motion_fields((ny, nx), glob[row_shot], scale=scale), info
+
+
+def motion_against_rendering(problem: WindowProblem, rendered: np.ndarray) -> tuple[np.ndarray | None, dict[str, Any]]:
+    """The motion of a window's shots relative to a known scene, ``(K, D, *scene_shape)`` output
+    pixels, or None when a shot does not register; and what was found.
+
+    ``rendered`` ``(K, *measurement_shape)``: the scene (a previous window's template) rendered
+    through every row's forward model with no motion. Each shot's frame is registered against
+    its own rendering, which saw the scene through the same transfer and (SIM) the same pattern,
+    so no pair votes and the shifts are absolute (relative to the scene, not to the window's
+    mean). What is compared is what :func:`window_motion` compares: DPC the phase band, 2D SIM
+    the low band below half the pattern frequency (the pattern's fringes, the same in both, would
+    pull every shot to no shift). A shot below :data:`MIN_SIGNIFICANCE` makes the whole window
+    unregistered (``None``).
+    """
+    fwd = problem.forward
+    h_phi = getattr(fwd, "h_phi", None)
+    if h_phi is not None and len(problem.scene_shape) == 2:
+        y, transfer, shots, scale = _dpc_shots(problem, h_phi)
+    elif getattr(fwd, "patterns", None) is not None and len(problem.scene_shape) == 2:
+        y, transfer, shots, scale = _sim2d_shots(problem, fwd)
+    else:
+        raise ValueError(
+            f"fit.warm_motion_start='registration' is implemented for DPC and 2D SIM windows only (this "
+            f"window's forward model is {type(fwd).__name__}); set fit.warm_motion_start='previous'"
+        )
+    rendered = np.asarray(rendered, np.float64)
+    if rendered.shape != y.shape:
+        raise ValueError(f"rendered has shape {rendered.shape}, the window's measurements {y.shape}")
+    unique, first, row_shot = np.unique(shots, return_index=True, return_inverse=True)
+    shifts, sig = [], []
+    for i in first:
+        s, z = pair_shift(rendered[i], y[i], transfer[i], transfer[i])
+        shifts.append(s)
+        sig.append(z)
+    info: dict[str, Any] = {
+        "registered": bool(min(sig) >= MIN_SIGNIFICANCE),
+        "significance": [round(float(v), 2) for v in sig],
+    }
+    if not info["registered"]:
+        return None, info
+    glob = np.asarray(shifts)
+    info["shot_shift_px"] = [[round(float(v), 2) for v in row] for row in glob]
     ny, nx = problem.scene_shape
     return motion_fields((ny, nx), glob[row_shot], scale=scale), info
 

@@ -13,17 +13,20 @@ None (the default configuration asks for neither) means random networks, as publ
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from nstm_acquire.nstm.config import NSTMConfig
-from nstm_acquire.nstm.model import NSTMModel, Params
+from nstm_acquire.nstm.model import NSTMModel, Params, TimeMap
 from nstm_acquire.nstm.prefit import prefit_scene
+from nstm_acquire.nstm.prefit_motion import prefit_motion
 from nstm_acquire.recon.problem import WindowProblem
-from nstm_acquire.recon.registration import motion_from_registration
+from nstm_acquire.recon.registration import motion_against_rendering, motion_from_registration
 
-__all__ = ["start_params"]
+__all__ = ["start_params", "warm_start_params"]
 
 
 def start_params(model: NSTMModel, problem: WindowProblem, config: NSTMConfig) -> Params | None:
@@ -55,10 +58,7 @@ def conventional_target(model: NSTMModel, problem: WindowProblem) -> np.ndarray:
     if model.nonnegative:
         target = np.maximum(target, 0.0)
     data = problem.data
-    k = data.measurements.shape[0]
-    pred = np.asarray(
-        problem.forward.render(jnp.broadcast_to(jnp.asarray(target), (k, *target.shape)), jnp.asarray(data.shots))
-    )
+    pred = _render_static(problem, target)
     y = np.asarray(data.measurements, np.float32)
     if data.weights is not None:
         w = data.weights.reshape(data.weights.shape + (1,) * (y.ndim - data.weights.ndim))
@@ -84,4 +84,47 @@ def scene_from_conventional(
         model, params, target, alpha=config.fit.start_alpha, steps=SCENE_PREFIT_STEPS,
         batch=SCENE_PREFIT_BATCH, lr=config.fit.lr_scene, seed=config.fit.seed,
     )
+    return params
+
+
+@jax.jit
+def _render_rows(forward, scene: jax.Array, shots: jax.Array) -> jax.Array:
+    return forward.render(jnp.broadcast_to(scene, (shots.shape[0], *scene.shape)), shots)
+
+
+def _render_static(problem: WindowProblem, scene: np.ndarray) -> np.ndarray:
+    """``scene`` ``(C, *scene_shape)`` rendered through every row's forward model with no motion:
+    ``(K, *measurement_shape)``."""
+    return np.asarray(_render_rows(problem.forward, jnp.asarray(scene, jnp.float32), jnp.asarray(problem.data.shots)))
+
+
+@functools.lru_cache(maxsize=16)
+def _template_fn(model: NSTMModel):
+    """:meth:`NSTMModel.template` at full granularity, compiled once per model."""
+    return jax.jit(lambda params, coords: model.template(params, 1.0, coords))
+
+
+def warm_start_params(model: NSTMModel, problem: WindowProblem, config: NSTMConfig, params: Params) -> Params:
+    """A warm start ``params`` (the previous window's networks) with the motion network pre-fitted
+    to where this window's shots lie relative to the previous window's scene, as
+    ``fit.warm_motion_start`` asks (``"previous"``: ``params`` unchanged).
+
+    The previous scene (its template, the scene with no motion) is rendered through every shot's
+    forward model and each shot's frame registered against its rendering
+    (:func:`~nstm_acquire.recon.registration.motion_against_rendering`); the motion network is
+    then fitted to those translations at full granularity (a warm fit runs at full resolution).
+    When a shot does not register, ``params`` is returned unchanged. Either way
+    ``problem.info["warm_motion_start"]`` says what was done.
+    """
+    if config.fit.warm_motion_start != "registration":
+        return params
+    template = np.asarray(_template_fn(model)(params, jnp.asarray(model.output_coords)))
+    motion, info = motion_against_rendering(problem, _render_static(problem, template))
+    if motion is None:
+        problem.info["warm_motion_start"] = {**info, "prefit": False}
+        return params
+    times = problem.data.times_s
+    tn = np.asarray(TimeMap.for_times(times).normalise(times.mean(axis=1)))
+    params, fit_info = prefit_motion(model, params, tn, motion, start_alpha=1.0)
+    problem.info["warm_motion_start"] = {**info, "prefit": True, **{k: round(v, 4) for k, v in fit_info.items()}}
     return params
