@@ -58,19 +58,25 @@ def _corr(win, result) -> float:
 def _start_config(start: str):
     """The 2D SIM defaults (``"default"``); the cold start from random networks with the
     schedule that went with it before the Wiener start (``"random"``: ramp 75, at most 300
-    steps); or the defaults as they were before issue 13's step and warm-start changes
-    (``"previous"``: the scene MLP with two hidden layers, the warm motion at the scene's
-    learning rate, the motion from zero)."""
+    steps); the defaults before the warm registration start (``"previous"``: evaluated every 25
+    steps, patience 2 and, warm, 1 evaluations, no learning-rate warm-up, a warm fit's motion
+    where the previous window's ended at 3x the scene's learning rate); or those defaults with
+    the scene MLP of two hidden layers (``"two-layer"``, the step before issue 13's MLP change)."""
     from nstm_acquire.nstm.config import default_config
 
     config = default_config("sim2d")
     if start == "random":
         return config.with_fit(scene_start="random", start_alpha=0.0, max_steps=300, coarse_to_fine_steps=75)
-    if start == "previous":
-        config = config.with_fit(warm_motion_lr_factor=1.0, motion_start="zero")
-        return config.model_copy(update={"scene": config.scene.model_copy(update={"layers": 2})})
+    if start in ("previous", "two-layer"):
+        config = config.with_fit(
+            eval_every=25, patience=2, warm_patience=1, lr_warmup_steps=0, warm_motion_start="previous",
+            warm_motion_lr_factor=3.0,
+        )
+        if start == "two-layer":
+            config = config.model_copy(update={"scene": config.scene.model_copy(update={"layers": 2})})
+        return config
     if start != "default":
-        raise ValueError(f"start={start!r}; give 'default', 'random' or 'previous'")
+        raise ValueError(f"start={start!r}; give 'default', 'random', 'previous' or 'two-layer'")
     return config
 
 
@@ -140,8 +146,9 @@ def _step_cost(problem, config) -> dict[str, float]:
 
 
 def measure_2d_steps(n: int) -> dict:
-    """Seconds per step of the previous 2D defaults (the scene MLP with two hidden layers) and of
-    today's (one), in one process, alternating twice; the lower of each pair's two runs."""
+    """Seconds per step of the 2D defaults with the scene MLP of two hidden layers (``"previous"``
+    here: the step before issue 13's MLP change) and of today's (one), in one process,
+    alternating twice; the lower of each pair's two runs."""
     from benchmarks.sim_common import sim_window
     from nstm_acquire.nstm.config import default_config
     from nstm_acquire.recon.problem import ProblemBuilder
@@ -149,7 +156,7 @@ def measure_2d_steps(n: int) -> dict:
     win = sim_window("sim2d", n, "beads", VIBRATION)
     out: dict = {}
     for _ in range(2):
-        for name, config in (("previous", _start_config("previous")), ("today", default_config("sim2d"))):
+        for name, config in (("previous", _start_config("two-layer")), ("today", default_config("sim2d"))):
             builder = ProblemBuilder(win.optics, win.illumination, win.raw.shape[-2:], 1, config)
             problem = builder.problem_from_arrays(win.raw, win.timestamps_s, win.exposure_s)
             cost = _step_cost(problem, config)
@@ -265,25 +272,26 @@ def run(quick: bool = False, only_2d: bool = False) -> dict:
             "8 x 256 x 256 cold <= 10 min, warm <= 3 min, peak <= 8 GiB.",
             "",
             "**2D** (9 shots), defaults `default_config(\"sim2d\")`: *settings* the defaults before this",
-            "change (scene MLP 2 x 32, warm motion at the scene's learning rate, motion from zero) or",
-            "today's (one hidden layer, warm motion 3x, registration start; docs/model.md, \"2D SIM:",
-            "a one-layer scene MLP\"), each in its own process, the previous",
-            "first; both start the scene from the Wiener result; *prep*",
+            "change (a warm fit's motion where the last window's ended, at 3x the scene's learning rate;",
+            "no learning-rate warm-up; evaluated every 25 steps) or today's (a warm fit's motion",
+            "pre-fitted to a registration against the last window's scene, learning rates ramped up over",
+            "10 steps, evaluated every 10; docs/model.md, \"2D SIM: warm motion from a registration\"), each in its",
+            "own process, the previous first; both start the scene from the Wiener result; *prep*",
             "pattern estimation, Wiener and forward model; *pre-fit* the scene pre-fit (and rendering",
-            "the window); *compile* the first chunk less its steps; *s/step previous* the step with",
-            "the previous settings and *s/step* today's, over steps 25-75, alternated twice in one process,",
+            "the window); *compile* the first chunk less its steps; *s/step 2 x 32* the step with",
+            "the scene MLP of two hidden layers (before issue 13's MLP change) and *s/step* today's,",
+            "over steps 25-75, alternated twice in one process,",
             "the faster of each pair (wall seconds, and the process's CPU",
             "seconds, which other processes sharing the cores disturb less; ratio of the CPU ones); *cold* the",
             "whole first window (prep, compilation, fit, rendering); *warm (s)* the next window (the",
             "vibration one window period later) started from the first one's networks with its held-out",
             "loss as the reference, whole; *corr.* the mean correlation with the band-limited truth at",
             "every shot (sim_quality's score). The 2D rows were measured on a quiet machine (load under",
-            "2; an earlier pair at load 3 falling to 0.7 gave cold 57 -> 37 s, warm 30 -> 15 s); even CPU",
-            "seconds move by about 15 % between runs, so compare rows only with their own baseline;",
-            "docs/model.md (\"2D SIM speed\" and \"2D SIM: a one-layer scene MLP\") has the per-piece",
-            "measurements.",
+            "2, nothing else running); even CPU seconds move by about 15 % between runs, so compare rows",
+            "only with their own baseline; docs/model.md (\"2D SIM speed\", \"2D SIM: a one-layer scene",
+            "MLP\" and \"2D SIM: warm motion from a registration\") has the per-piece measurements.",
             "",
-            "| size | settings | prep (s) | pre-fit (s) | compile (s) | s/step previous (wall / CPU) "
+            "| size | settings | prep (s) | pre-fit (s) | compile (s) | s/step 2 x 32 (wall / CPU) "
             "| s/step (wall / CPU, CPU ratio) "
             "| cold steps (kept) | cold s (wall / CPU) | cold corr. | warm steps (stop) | warm s (wall / CPU) "
             "| warm corr. | peak GiB |",
