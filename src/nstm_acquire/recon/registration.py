@@ -423,6 +423,21 @@ def _sim2d_shots(problem: WindowProblem, fwd: Any) -> tuple[np.ndarray, np.ndarr
     return y, np.broadcast_to(band, y.shape), shots, float(u)
 
 
+def _shared_content(problem: WindowProblem, asked: str, fix: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """What a window's shots share, by modality (:func:`_dpc_shots`, :func:`_sim2d_shots`); other
+    forward models raise, naming the setting that ``asked`` for a registration and the ``fix``."""
+    fwd = problem.forward
+    h_phi = getattr(fwd, "h_phi", None)
+    if h_phi is not None and len(problem.scene_shape) == 2:
+        return _dpc_shots(problem, h_phi)
+    if getattr(fwd, "patterns", None) is not None and len(problem.scene_shape) == 2:
+        return _sim2d_shots(problem, fwd)
+    raise ValueError(
+        f"{asked} is implemented for DPC and 2D SIM windows only (this window's forward model is "
+        f"{type(fwd).__name__}); set {fix}"
+    )
+
+
 def window_motion(problem: WindowProblem) -> tuple[np.ndarray | None, dict[str, Any]]:
     """The registered motion of a window's shots on its output grid, ``(K, D, *scene_shape)``
     output pixels, or None when the shots do not register; and what was found (for the
@@ -438,17 +453,7 @@ def window_motion(problem: WindowProblem) -> tuple[np.ndarray | None, dict[str, 
     swirl patch they did started the fit worse (0.905 against 0.915 from zero). Other
     modalities raise.
     """
-    fwd = problem.forward
-    h_phi = getattr(fwd, "h_phi", None)
-    if h_phi is not None and len(problem.scene_shape) == 2:
-        y, transfer, shots, scale = _dpc_shots(problem, h_phi)
-    elif getattr(fwd, "patterns", None) is not None and len(problem.scene_shape) == 2:
-        y, transfer, shots, scale = _sim2d_shots(problem, fwd)
-    else:
-        raise ValueError(
-            f"fit.motion_start='registration' is implemented for DPC and 2D SIM windows only (this window's "
-            f"forward model is {type(fwd).__name__}); set fit.motion_start='zero'"
-        )
+    y, transfer, shots, scale = _shared_content(problem, "fit.motion_start='registration'", "fit.motion_start='zero'")
     # one frame per shot: with row-exact timing (a rolling-shutter camera) every shot's frame is
     # in the data once per block of rows (recon.row_timing), each at its block's time
     unique, first, row_shot = np.unique(shots, return_index=True, return_inverse=True)
@@ -481,17 +486,9 @@ def motion_against_rendering(problem: WindowProblem, rendered: np.ndarray) -> tu
     pull every shot to no shift). A shot below :data:`MIN_SIGNIFICANCE` makes the whole window
     unregistered (``None``).
     """
-    fwd = problem.forward
-    h_phi = getattr(fwd, "h_phi", None)
-    if h_phi is not None and len(problem.scene_shape) == 2:
-        y, transfer, shots, scale = _dpc_shots(problem, h_phi)
-    elif getattr(fwd, "patterns", None) is not None and len(problem.scene_shape) == 2:
-        y, transfer, shots, scale = _sim2d_shots(problem, fwd)
-    else:
-        raise ValueError(
-            f"fit.warm_motion_start='registration' is implemented for DPC and 2D SIM windows only (this "
-            f"window's forward model is {type(fwd).__name__}); set fit.warm_motion_start='previous'"
-        )
+    y, transfer, shots, scale = _shared_content(
+        problem, "fit.warm_motion_start='registration'", "fit.warm_motion_start='previous'"
+    )
     rendered = np.asarray(rendered, np.float64)
     if rendered.shape != y.shape:
         raise ValueError(f"rendered has shape {rendered.shape}, the window's measurements {y.shape}")
