@@ -1,4 +1,4 @@
-"""Where a cold fit starts: networks pre-fitted to what the window's data already say.
+"""Where a fit starts: networks pre-fitted to what the window's data already say.
 
 A cold fit from random networks spends most of its steps discovering the scene and the motion.
 :func:`start_params` builds the parameters a cold fit starts from instead
@@ -9,6 +9,10 @@ A cold fit from random networks spends most of its steps discovering the scene a
   :func:`~nstm_acquire.recon.registration.motion_from_registration`), after the scene pre-fit.
 
 None (the default configuration asks for neither) means random networks, as published.
+
+:func:`warm_start_params` does the same for a warm fit's motion (2D SIM's default): the previous
+window's motion network pre-fitted to a registration of this window's shots against the previous
+window's scene (``fit.warm_motion_start``).
 """
 
 from __future__ import annotations
