@@ -54,6 +54,7 @@ __all__ = [
     "PREFIT_MIN_PX",
     "pair_shift",
     "pattern_frequency",
+    "prefit_registered_motion",
     "shot_translations",
     "SIM_LOW_BAND",
     "sim_low_band",
@@ -492,7 +493,7 @@ def motion_against_rendering(problem: WindowProblem, rendered: np.ndarray) -> tu
     rendered = np.asarray(rendered, np.float64)
     if rendered.shape != y.shape:
         raise ValueError(f"rendered has shape {rendered.shape}, the window's measurements {y.shape}")
-    unique, first, row_shot = np.unique(shots, return_index=True, return_inverse=True)
+    _, first, row_shot = np.unique(shots, return_index=True, return_inverse=True)
     shifts, sig = [], []
     for i in first:
         s, z = pair_shift(rendered[i], y[i], transfer[i], transfer[i])
@@ -542,9 +543,21 @@ def motion_from_registration(
         return params
     if params is None:
         params = model.init(jax.random.PRNGKey(config.fit.seed))
+    # the cold fit starts its ramp at fit.start_alpha whenever it is given start parameters
+    params, fit_info = prefit_registered_motion(model, problem, params, motion, config.fit.start_alpha)
+    problem.info["motion_start"] = {**info, **fit_info}
+    return params
+
+
+def prefit_registered_motion(
+    model: NSTMModel, problem: WindowProblem, params: Params, motion: np.ndarray, start_alpha: float
+) -> tuple[Params, dict[str, Any]]:
+    """``params`` with the motion network pre-fitted to a registered ``motion`` ``(K, D,
+    *scene_shape)`` at the window's shot times (each row's exposure samples averaged, on the
+    fit's normalised time axis), from granularity ``start_alpha`` on
+    (:func:`~nstm_acquire.nstm.prefit_motion.prefit_motion`); and what the pre-fit reached, for
+    the window's attributes (``prefit`` True and the rounded errors)."""
     times = problem.data.times_s
     tn = np.asarray(TimeMap.for_times(times).normalise(times.mean(axis=1)))
-    # the cold fit starts its ramp at fit.start_alpha whenever it is given start parameters
-    params, fit_info = prefit_motion(model, params, tn, motion, start_alpha=config.fit.start_alpha)
-    problem.info["motion_start"] = {**info, "prefit": True, **{k: round(v, 4) for k, v in fit_info.items()}}
-    return params
+    params, fit_info = prefit_motion(model, params, tn, motion, start_alpha=start_alpha)
+    return params, {"prefit": True, **{k: round(v, 4) for k, v in fit_info.items()}}

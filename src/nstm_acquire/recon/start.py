@@ -24,11 +24,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from nstm_acquire.nstm.config import NSTMConfig
-from nstm_acquire.nstm.model import NSTMModel, Params, TimeMap
+from nstm_acquire.nstm.model import NSTMModel, Params
 from nstm_acquire.nstm.prefit import prefit_scene
-from nstm_acquire.nstm.prefit_motion import prefit_motion
 from nstm_acquire.recon.problem import WindowProblem
-from nstm_acquire.recon.registration import motion_against_rendering, motion_from_registration
+from nstm_acquire.recon.registration import (
+    motion_against_rendering,
+    motion_from_registration,
+    prefit_registered_motion,
+)
 
 __all__ = ["start_params", "warm_start_params"]
 
@@ -127,8 +130,6 @@ def warm_start_params(model: NSTMModel, problem: WindowProblem, config: NSTMConf
     if motion is None:
         problem.info["warm_motion_start"] = {**info, "prefit": False}
         return params
-    times = problem.data.times_s
-    tn = np.asarray(TimeMap.for_times(times).normalise(times.mean(axis=1)))
-    params, fit_info = prefit_motion(model, params, tn, motion, start_alpha=1.0)
-    problem.info["warm_motion_start"] = {**info, "prefit": True, **{k: round(v, 4) for k, v in fit_info.items()}}
+    params, fit_info = prefit_registered_motion(model, problem, params, motion, start_alpha=1.0)
+    problem.info["warm_motion_start"] = {**info, **fit_info}
     return params

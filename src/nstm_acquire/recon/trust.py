@@ -296,13 +296,12 @@ def verdict(numbers: dict[str, Any], thresholds: TrustThresholds | None = None) 
         limit = th.residual_untrusted if lvl == 2 else th.residual_doubtful
         flag(lvl, f"held-out residual is {r:.2f}x the predicted noise (limit {limit:g}x): "
                   "the model does not explain data it did not fit")  # fmt: skip
-    f = num("folded_signal_fraction")
-    where = "under" if f is not None else "on"
-    what = "of the sample's signal" if f is not None else "of the field"
-    f = f if f is not None else num("folded_fraction")
+    f, share = num("folded_signal_fraction"), "under {:.2g}% of the sample's signal"
+    if f is None:  # no signal weight: the share of the field
+        f, share = num("folded_fraction"), "on {:.2g}% of the field"
     if f is not None and f > th.folded_doubtful:
         lvl = 2 if f > th.folded_untrusted else 1
-        flag(lvl, f"the motion folds (Jacobian <= 0) {where} {100 * f:.2g}% {what}: "
+        flag(lvl, f"the motion folds (Jacobian <= 0) {share.format(100 * f)}: "
                   "no physical deformation does that")  # fmt: skip
     d = num("max_displacement_fraction")
     if d is not None and d > th.displacement_doubtful:
