@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sim_data import OPTICS, illumination, simulate_moving_2d, simulate_moving_3d, unknown
+from sim_data import OPTICS, illumination, simulate_moving_2d, unknown
 
 from nstm_acquire.evaluation.metrics import correlation, pair_dip, resolved_pairs, spurious_peaks
 from nstm_acquire.hardware.simulated.motion import Vibration
@@ -18,7 +18,6 @@ from nstm_acquire.hardware.simulated.phantoms import BeadPhantom, FilamentPhanto
 from nstm_acquire.hardware.simulated.sample import MovingSample
 from nstm_acquire.nstm.config import default_config
 from nstm_acquire.physics.sim.otf import lateral_cutoff_per_um
-from nstm_acquire.physics.sim.wiener import sim_support_per_um
 from nstm_acquire.recon.arrays import reconstruct_sim
 
 N = 64
@@ -124,35 +123,6 @@ def test_nstm_sim2d_matches_wiener_on_static_filaments():
     assert nstm > wiener - 0.02, (nstm, wiener)  # measured 0.933
 
 
-def test_nstm_sim3d_follows_a_moving_bead_volume():
-    ill = illumination(True)
-    n, nz, dz = 32, 4, 0.15
-    optics = OPTICS.model_copy(update={"z_step_um": dz})
-    phantom = BeadPhantom((3.2, 3.2), n_beads=25, diameter_um=0.1, seed=3, z_range_um=(-0.2, 0.2), n_pairs_each=0)
-    raw, times, sample = simulate_moving_3d(ill, phantom, "translation:vx=0.6,vy=0.3", nz, dz, n=n)
-    # the calibrated pattern: on 3.2 µm of moving beads the estimate is (rightly) implausible
-    # a volume per (orientation, phase) stack (bins of nz frames, 5 ms apart): this window is
-    # taken stack by stack, so that is close to per-frame rendering, at a quarter of the volumes
-    # of the default 2-frame bins (those: the plane-order test below)
-    result = reconstruct_sim(raw, times, 1e-4, optics, ill, config=config(200), time_bin_s=(nz - 0.5) * 0.005)
-    assert result.info["sim_parameters"]["source"]["k_per_um"] == ["configured"] * 3
-    assert result.info["time_bins"] == 15
-    assert result.scene.shape == (15, 1, nz, 2 * n, 2 * n)
-    lateral, axial = sim_support_per_um(optics, ill, dz)
-    planes = (np.arange(nz) - nz // 2) * dz
-    qz = np.fft.fftfreq(nz, dz)[:, None, None]
-    q = np.hypot(*np.meshgrid(np.fft.fftfreq(2 * n, FINE_PX), np.fft.fftfreq(2 * n, FINE_PX)))[None]
-    keep = (q < lateral) & (np.abs(qz) < axial)
-    m = 6
-    nstm, wiener = [], []
-    for s, t in enumerate(result.times_s):
-        truth = np.fft.ifftn(np.fft.fftn(sample.on_grid(t, (n, n), 0.1, upsample=2, z_um=planes)) * keep).real
-        truth = truth[:, m:-m, m:-m]
-        nstm.append(correlation(result.scene[s, 0][:, m:-m, m:-m], truth))
-        wiener.append(correlation(result.conventional[0][:, m:-m, m:-m], truth))
-    assert np.mean(nstm) > np.mean(wiener) + 0.1, (np.mean(nstm), np.mean(wiener))  # measured 0.82 vs 0.58
-
-
 def test_cli_stops_with_one_line_when_the_pattern_estimate_is_implausible(tmp_path, capsys):
     from nstm_acquire.cli import main
 
@@ -183,15 +153,16 @@ def test_problem_builder_takes_physics_objects_and_checks_them():
 
 @pytest.mark.parametrize("plane_order", ["plane_major", "pattern_major"])
 def test_nstm_sim3d_renders_every_plane_at_its_own_time_in_either_plane_order(plane_order):
-    """Beads drifting 6 x 3 camera px over a 4-plane window (60 frames, 4 ms apart), taken plane by
+    """Beads drifting 6 x 3 camera px over a 2-plane window (30 frames, 4 ms apart), taken plane by
     plane (the default order: each (orientation, phase) stack spans the window) or stack by
     stack: the NSTM, each frame predicted at its own time (2-frame time bins), follows them in
-    both orders; the Wiener, a static model, smears them."""
+    both orders; the Wiener, a static model, smears them. (Two planes keep the test short; the
+    4-plane window gave in band 0.986 / 0.976, as fitted 0.89 / 0.86.)"""
     from nstm_acquire.evaluation.metrics import sim_truth
     from nstm_acquire.hardware.simulated.windows import simulate_sim_window
 
     ill = illumination(True)
-    n, nz, dz, frame_s = 32, 4, 0.15, 0.004
+    n, nz, dz, frame_s = 32, 2, 0.15, 0.004
     optics = OPTICS.model_copy(update={"z_step_um": dz})
     phantom = BeadPhantom((3.2, 3.2), n_beads=25, diameter_um=0.1, seed=3, z_range_um=(-0.25, 0.25), n_pairs_each=0)
     window_s = ill.n_shots * nz * frame_s
@@ -202,7 +173,7 @@ def test_nstm_sim3d_renders_every_plane_at_its_own_time_in_either_plane_order(pl
     first = np.unravel_index(np.argsort(w.timestamps_s, axis=None)[:2], w.timestamps_s.shape)
     assert plane_order == "pattern_major" or list(zip(*first, strict=True)) == [(0, 0), (1, 0)]
     result = reconstruct_sim(w.raw, w.timestamps_s, w.exposure_s, optics, ill, config=config(300))
-    assert result.info["time_bins"] == 30 and result.scene.shape == (15, 1, nz, 2 * n, 2 * n)
+    assert result.info["time_bins"] == 15 and result.scene.shape == (15, 1, nz, 2 * n, 2 * n)
     m = 6
     nstm, in_band, wiener = [], [], []
     for s, t in enumerate(result.times_s):
@@ -213,8 +184,8 @@ def test_nstm_sim3d_renders_every_plane_at_its_own_time_in_either_plane_order(pl
         band = sim_truth(result.scene[s, 0], FINE_PX, optics, ill, dz)[:, m:-m, m:-m]
         in_band.append(correlation(band, truth))
         wiener.append(correlation(result.conventional[0][:, m:-m, m:-m], truth))
-    # measured in band: plane_major 0.988, pattern_major 0.973; as fitted 0.87 in both; Wiener
-    # 0.44 / 0.31 (150 steps: 0.4, unconverged)
+    # measured in band: plane_major 0.991, pattern_major 0.989; as fitted 0.94 / 0.86; Wiener
+    # 0.47 / 0.32 (4 planes at 200 steps: 0.78 / 0.75 in band, unconverged)
     assert np.mean(in_band) > 0.95, (np.mean(in_band), np.mean(wiener))
     assert np.mean(nstm) > 0.8, (np.mean(nstm), np.mean(wiener))
     assert np.mean(nstm) > np.mean(wiener) + 0.3, (np.mean(nstm), np.mean(wiener))
