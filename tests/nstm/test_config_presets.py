@@ -1,15 +1,19 @@
-"""The per-modality defaults: 2D SIM gets its measured schedule, DPC its registration start, 3D SIM the base."""
+"""The per-modality defaults: 2D SIM gets its measured schedule, DPC its registration start and a
+finer motion grid, 3D SIM the base."""
 
 import pytest
 
 from nstm_acquire.nstm.config import default_config, sim2d_schedule
+from nstm_acquire.nstm.fit import build_model
 
 
 def test_sim2d_defaults_change_only_the_schedule_the_motion_stride_and_the_scene_depth():
     base, sim2d = default_config(), default_config("sim2d")
     assert default_config("sim3d") == base
-    # DPC: the motion of a cold fit starts from a registration of the shots (large motion)
-    assert default_config("dpc") == base.with_fit(motion_start="registration")
+    # DPC: the motion of a cold fit starts from a registration of the shots (large motion), on a
+    # motion grid of at least 4 cells (the next test)
+    dpc_motion = base.motion.model_copy(update={"spatial_min_cells": 4.0})
+    assert default_config("dpc") == base.model_copy(update={"motion": dpc_motion}).with_fit(motion_start="registration")
     # 2D SIM too (a drift of many pattern periods); the base and 3D SIM start from zero motion
     assert base.fit.motion_start == "zero" and sim2d.fit.motion_start == "registration"
     assert sim2d == sim2d_schedule(base).with_fit(motion_start="registration")
@@ -34,3 +38,19 @@ def test_sim2d_defaults_change_only_the_schedule_the_motion_stride_and_the_scene
 def test_an_unknown_modality_is_refused_in_one_line():
     with pytest.raises(ValueError, match="modality='sim4d'"):
         default_config("sim4d")
+
+
+@pytest.mark.parametrize(
+    ("field_px", "base_cells", "dpc_cells"),
+    [(64, 2, 4), (128, 2, 4), (256, 3, 4), (512, 6, 6)],  # round(0.012 x field), at least 2 / at least 4
+)
+def test_the_motion_grid_has_0_012_cells_per_pixel_and_dpc_at_least_four(field_px, base_cells, dpc_cells):
+    """The finest spatial level of the motion grid: the published 0.012 x the field in cells, which
+    DPC raises to 4 where that is fewer (a swirl needs more than 2 cells across the field); the
+    temporal resolution is untouched."""
+    for modality, cells in ((None, base_cells), ("dpc", dpc_cells)):
+        model = build_model(default_config(modality), (field_px, field_px), 2, n_shots=4)
+        t_base, *lateral_base = model.motion_encoding.base_resolution
+        t_fine, *lateral_fine = model.motion_encoding.finest_resolution
+        assert lateral_fine == [cells, cells] and lateral_base == [1.0, 1.0]
+        assert (t_base, t_fine) == (1.0, 2.0)

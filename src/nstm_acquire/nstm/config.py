@@ -78,7 +78,10 @@ class MotionNetConfig(_Frozen):
     log2_table_size: int = Field(default=16, ge=8, le=24)
     spatial_base_cells: float = Field(default=1.0, gt=0)
     spatial_finest_cells: float | None = Field(
-        default=None, gt=0, description="None: 0.012 x the field size in pixels, at least 2"
+        default=None, gt=0, description="None: 0.012 x the field size in pixels, at least spatial_min_cells"
+    )
+    spatial_min_cells: float = Field(
+        default=2.0, gt=0, description="the fewest finest spatial cells the 0.012 x field rule may give"
     )
     temporal_base_cells: float = Field(default=1.0, gt=0)
     temporal_finest_cells: float = Field(default=2.0, gt=0)
@@ -229,8 +232,9 @@ def default_config(modality: str | None = None) -> NSTMConfig:
     (:func:`sim2d_schedule`); ``"dpc"``: the settings below with a cold fit's motion network
     pre-fitted to a registration of the shots where they moved 12 px or more
     (``fit.motion_start="registration"``; docs/model.md, "Large motion"; 2D SIM too, where the
-    shots drifted 12 output pixels or more); None or ``"sim3d"``:
-    the settings below.
+    shots drifted 12 output pixels or more) and a motion grid of at least 4 finest cells across
+    the field (``motion.spatial_min_cells``: 2 cells across 128 px cannot hold a swirl; docs/model.md,
+    "DPC swirls"); None or ``"sim3d"``: the settings below.
 
     Same hash grids as published (the motion's temporal one at least one cell per two shots:
     the published 2 for DPC's 4, 4.5 for a 9-shot SIM window); a 2 x 32 scene MLP evaluated
@@ -266,8 +270,10 @@ def default_config(modality: str | None = None) -> NSTMConfig:
             warm_refit_factor=2.0,
         ),
     )
-    if modality == "dpc":  # large motion within a window: the motion starts from a registration
-        return base.with_fit(motion_start="registration")
+    if modality == "dpc":  # large motion within a window: the motion starts from a registration,
+        # on a motion grid of at least 4 cells across the field (docs/model.md, "DPC swirls")
+        motion = base.motion.model_copy(update={"spatial_min_cells": 4.0})
+        return base.model_copy(update={"motion": motion}).with_fit(motion_start="registration")
     if modality == "sim2d":  # and a drift of many pattern periods (docs/model.md, "Large motion")
         return sim2d_schedule(base).with_fit(motion_start="registration")
     return base

@@ -174,7 +174,7 @@ class NSTMModel:
         )
         # ---- motion grid: (t, [z,] y, x)
         field_px = max(lateral)
-        finest = mc.spatial_finest_cells or max(2.0, round(0.012 * field_px))
+        finest = mc.spatial_finest_cells or max(mc.spatial_min_cells, round(0.012 * field_px))
         m_lo = [-1.0] + ([-0.5] if self.ndim == 3 else []) + [-0.5, -0.5]
         m_hi = [1.0] + ([self.scene_shape[0] - 0.5] if self.ndim == 3 else []) + [
             lateral[0] - 0.5,
