@@ -117,6 +117,24 @@ def run_nstm(
     }
 
 
+def registered_start(config: NSTMConfig, win: SimulatedWindow) -> tuple[Any, dict | None]:
+    """Where the reconstructor starts a cold fit of ``win`` (:func:`nstm_acquire.recon.start.start_params`:
+    with ``fit.motion_start = "registration"`` the motion network pre-fitted to a registration of
+    the shots), and what the registration found (``None``: nothing was tried)."""
+    from nstm_acquire.recon.problem import WindowProblem
+    from nstm_acquire.recon.start import start_params
+
+    fwd, data, conv = problem(win)
+    n = win.raw.shape[-1]
+    prob = WindowProblem(
+        forward=fwd, data=data, scene_shape=(n, n), channels=2, channel_names=["absorption", "phase_rad"],
+        motion_dims=2, render_times_s=win.midpoints_s, conventional=conv[:, None],
+        pixel_size_um=win.optics.pixel_size_um, z_step_um=None, info={},
+    )
+    start = start_params(build_model(config, (n, n), 2), prob, config)
+    return start, prob.info.get("motion_start")
+
+
 def public(result: dict[str, Any]) -> dict[str, Any]:
     """The JSON-able part of a :func:`run_nstm` result."""
     return {k: v for k, v in result.items() if not k.startswith("_")}

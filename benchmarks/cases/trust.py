@@ -1,9 +1,9 @@
 """Trust report calibration: does the per-window verdict separate bad DPC windows from good ones?
 
-The DPC quality cases (small motions, and the 24-px translation / 14-px swirl that today's fit
-does not recover), plus two deliberately broken fits of the translation window (motion network
-frozen; scene networks scrambled after the fit). Each fitted window gets the trust report the
-chain stores (:func:`nstm_acquire.recon.trust.assess_window`), scored against the truth as in
+The DPC quality cases (small motions, and a 24-px translation / 14-px swirl), plus deliberately
+broken fits (motion network frozen at zero; scene networks scrambled after the fit). Each window
+is fitted as the reconstructor fits it (``default_config("dpc")``, the motion started from a
+registration of the shots where they moved 12 px or more) and gets the trust report the chain stores (:func:`nstm_acquire.recon.trust.assess_window`), scored against the truth as in
 ``dpc_quality``: a window is *bad* when its NSTM phase correlation is below the conventional
 one or below 0.9.
 """
@@ -16,15 +16,17 @@ import time
 import jax
 import numpy as np
 
-from benchmarks.cases.dpc_quality import LARGE
 from benchmarks.common import save_result
-from benchmarks.dpc_common import MOTIONS, Scorer, problem, window
+from benchmarks.dpc_common import MOTIONS, Scorer, problem, registered_start, window
 from nstm_acquire.hardware.simulated.setup import simulated_config
 from nstm_acquire.nstm.config import default_config
 from nstm_acquire.nstm.fit import build_model, fit, render_scenes
 from nstm_acquire.recon.trust import TrustThresholds, assess_window
 
 BAD_CORR = 0.9  # a window is "far from the truth" below this phase correlation
+# the large motions of the first calibration (dpc_quality's sweep has them as "translation 24 px"
+# and between "swirl 8 px" and "swirl 16 px")
+LARGE = {"large translation": "translation:vx=250,vy=100", "large swirl": "swirl:omega=15,radius=16"}
 
 
 def _scrambled(result, seed: int = 0):
@@ -42,7 +44,8 @@ def _case(name: str, motion: str, n: int, config, broken: str | None = None, see
     fwd, data, conv = problem(win)
     model = build_model(config, (n, n), 2)
     t0 = time.perf_counter()
-    res = fit(model, fwd, data)
+    start, _ = registered_start(config, win)
+    res = fit(model, fwd, data, start_params=start)
     if broken == "scrambled":
         res = _scrambled(res)
     sc, mo = render_scenes(res, win.midpoints_s)
@@ -72,8 +75,8 @@ def _case(name: str, motion: str, n: int, config, broken: str | None = None, see
 
 def run(quick: bool = False) -> dict:
     n = 64 if quick else 128
-    config = default_config()
-    frozen = config.with_fit(lr_motion=1e-12)
+    config = default_config("dpc")
+    frozen = config.with_fit(lr_motion=1e-12, motion_start="zero")  # no motion at all: a failed fit
     cases = [(name, m, config, None) for name, m in MOTIONS.items()]
     cases += [(name, m, config, None) for name, m in LARGE.items()]
     cases += [
@@ -119,8 +122,8 @@ def run(quick: bool = False) -> dict:
         [
             "## Trust report (per-window verdict against the truth)",
             "",
-            f"`python -m benchmarks.run trust`. The DPC quality windows ({n} x {n}, defaults), and three",
-            "deliberately broken fits (motion network frozen; scene networks replaced by noise after the fit).",
+            f"`python -m benchmarks.run trust`. The DPC quality windows ({n} x {n}, `default_config(\"dpc\")`),",
+            "and deliberately broken fits (motion network frozen at zero; scene networks replaced by noise after the fit).",
             f"*Bad*: NSTM phase correlation below the conventional one or below {BAD_CORR}. *Residual*: held-out",
             "RMS residual / Poisson-Gaussian sigma of the camera model (1 = down to the noise). *Folded*: % of",
             "(time, pixel) samples with Jacobian <= 0. *Disp.*: largest displacement about the window mean (px).",
