@@ -157,6 +157,8 @@ def test_registered_motion_recovers_a_24px_travel_and_trust_flags_a_static_fit(t
     assert _phase_correlation(win, registered.scene) >= 0.9
     report, _ = window_trust(problem, registered, raw, cutoff, gain, read)
     assert report["verdict"] == "ok", report["reasons"]
+    # the shots span ~24 px: the conventional result is smeared in the low band, not a reference
+    assert report["lowfreq_motion_periods"] > 1 and "smeared" in report["not_judged"][-1]
     # the same window as if every shot were taken at one instant: the motion network (same
     # structure and compiled step) cannot move the sample between shots, so the fit fails
     data = problem.data

@@ -130,6 +130,13 @@ def test_verdict_levels_and_reasons():
     assert label == "ok"
     label, reasons = verdict(good, TrustThresholds(lowfreq_doubtful=0.99))
     assert label == "doubtful" and "conventional" in reasons[0]
+    # motion spanning 3.2 periods of the band's top frequency (a recovered 27 px translation on
+    # DPC's 0.5 µm pixels, band top 0.24 /µm): the conventional result is smeared in the band,
+    # so its disagreement is not judged; the same disagreement under 1 period is
+    moving = {**good, "lowfreq_correlation": 0.4, "lowfreq_motion_periods": 3.2}
+    assert verdict(moving) == ("ok", [])
+    label, reasons = verdict({**moving, "lowfreq_motion_periods": 0.9})
+    assert label == "doubtful" and "conventional" in reasons[0]
 
 
 @pytest.fixture(scope="module")

@@ -72,6 +72,11 @@ class TrustThresholds:
     lowfreq_doubtful, lowfreq_untrusted
         Correlation of the window-mean NSTM scene with the conventional result in the shared
         low-frequency band.
+    lowfreq_max_motion_periods
+        The low-frequency agreement is judged only where the motion within the window
+        (``max_displacement_px``) spans at most this many periods of the band's highest
+        frequency (``lowfreq_motion_periods``): beyond that the conventional result, a static
+        model's answer, is itself smeared in that band, and a right NSTM answer disagrees with it.
     """
 
     residual_doubtful: float = 1.3
@@ -81,6 +86,7 @@ class TrustThresholds:
     displacement_doubtful: float = 0.25
     lowfreq_doubtful: float = 0.6
     lowfreq_untrusted: float = 0.3
+    lowfreq_max_motion_periods: float = 1.0
 
 
 # ------------------------------------------------------------------ noise and residual
@@ -277,7 +283,9 @@ def verdict(numbers: dict[str, Any], thresholds: TrustThresholds | None = None) 
     """``("ok" | "doubtful" | "untrusted", reasons)`` from the numbers of :func:`assess_window`
     (``heldout_noise_ratio``, ``folded_signal_fraction`` or else ``folded_fraction``,
     ``max_displacement_fraction``,
-    ``lowfreq_correlation``; a missing or NaN number is not judged). One sentence per reason."""
+    ``lowfreq_correlation``, judged only where ``lowfreq_motion_periods`` is at most
+    ``lowfreq_max_motion_periods`` or missing; a missing or NaN number is not judged). One
+    sentence per reason."""
     th = thresholds or TrustThresholds()
     level, reasons = 0, []
 
@@ -308,11 +316,20 @@ def verdict(numbers: dict[str, Any], thresholds: TrustThresholds | None = None) 
         flag(1, f"motion within the window reaches {100 * d:.0f}% of the field "
                 f"(limit {100 * th.displacement_doubtful:.0f}%): large motion is often not recovered")  # fmt: skip
     c = num("lowfreq_correlation")
+    if not _lowfreq_judged(numbers, th):
+        c = None
     if c is not None and c < th.lowfreq_doubtful:
         lvl = 2 if c < th.lowfreq_untrusted else 1
         flag(lvl, f"low frequencies correlate {c:.2f} with the conventional result "
                   f"(limit {th.lowfreq_untrusted if lvl == 2 else th.lowfreq_doubtful:g}): they should agree")  # fmt: skip
     return VERDICTS[level], reasons
+
+
+def _lowfreq_judged(numbers: dict[str, Any], th: TrustThresholds) -> bool:
+    """Whether the motion within the window is small enough for the conventional result to be a
+    reference in the low band (a report stored before ``lowfreq_motion_periods`` existed: yes)."""
+    periods = numbers.get("lowfreq_motion_periods")
+    return periods is None or not math.isfinite(float(periods)) or float(periods) <= th.lowfreq_max_motion_periods
 
 
 # ------------------------------------------------------------------ one window
@@ -408,6 +425,8 @@ def assess_window(
         **motion,
         "lowfreq_correlation": corr,
         "lowfreq_band_per_um": [float(band_per_um[0]), float(band_per_um[1])],
+        # how many periods of the band's highest frequency the motion within the window spans
+        "lowfreq_motion_periods": float(motion["max_displacement_px"]) * pixel_size_um * float(band_per_um[1]),
         "lowfreq_channel": int(channel),
         "residual_map_block_px": int(block),
     }
@@ -415,6 +434,12 @@ def assess_window(
     not_judged = (
         [] if numbers["heldout_pixels"] else ["held-out residual: no held-out pixels (fit.validation_fraction is 0)"]
     )
+    if not _lowfreq_judged(numbers, th):
+        not_judged.append(
+            f"low-frequency agreement: the motion within the window spans {numbers['lowfreq_motion_periods']:.1f} "
+            f"periods of the band's highest frequency (limit {th.lowfreq_max_motion_periods:g}), so the "
+            "conventional result is smeared there"
+        )
     report = {
         "verdict": label,
         "reasons": reasons,
