@@ -5,12 +5,14 @@ A 128 x 128 (64 µm) simulated cell culture moves during one four-shot window (3
 (frequencies DPC cannot see, below 0.1 NA/λ, removed; 8-pixel border left out), and the mean
 end-point error of the motion where the sample has structure.
 
-Every case is fitted twice in the same run: with today's defaults (the motion network starts
-from zero, ``fit.motion_start = "zero"``) and with the motion network pre-fitted to a
-registration of the shots (``"registration"``, :mod:`nstm_acquire.recon.registration`). The
-small motions also run the ablation without coarse-to-fine. The sweep moves the sample 8, 16,
-24 and 32 px (largest deviation from the window's mean position, as ``true motion``) by
-translation, swirl and shear.
+Every case is fitted twice in the same run, both as the reconstructor fits a DPC window
+(``default_config("dpc")``: the motion network pre-fitted to a registration of the shots where
+they moved 12 px or more, :mod:`nstm_acquire.recon.start`): *before*, with the motion grid of
+the published rule (0.012 x the field in cells, at least 2: ``motion.spatial_min_cells = 2``),
+and *now*, with today's DPC default of at least 4 cells. The small motions also run today's
+default without coarse-to-fine. The sweep moves the sample 8, 16, 24 and 32 px (largest
+deviation from the window's mean position, as ``true motion``) by translation, swirl and
+shear, at 128 x 128 and 256 x 256.
 """
 
 from __future__ import annotations
@@ -21,16 +23,13 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import FIGURES, save_result
-from benchmarks.dpc_common import MOTIONS, public, run_nstm, window
-from benchmarks.dpc_common import problem as dpc_problem
+from benchmarks.dpc_common import MOTIONS, public, registered_start, run_nstm, window
 from nstm_acquire.evaluation.figures import comparison_figure
 from nstm_acquire.evaluation.metrics import highpass
 from nstm_acquire.hardware.simulated.windows import SimulatedWindow
 from nstm_acquire.nstm.config import NSTMConfig, default_config
 from nstm_acquire.nstm.fit import build_model
 from nstm_acquire.physics.dpc.forward import dpc_normalise
-from nstm_acquire.recon.problem import WindowProblem
-from nstm_acquire.recon.start import start_params
 
 
 def _figure(name: str, win, res, spec: str) -> str:
@@ -74,51 +73,43 @@ SWEEP = {
     "shear 24 px": "shear:rate=7.7",
     "shear 32 px": "shear:rate=10.2",
 }
-# at 256 x 256 only the translations (the registration finds no deformation this large at 128)
-SWEEP_256 = {"translation 24 px": SWEEP["translation 24 px"], "translation 32 px": SWEEP["translation 32 px"]}
+# at 256 x 256 (a field twice as wide) a shear of the same rate moves the edges twice as far;
+# translations and swirls (about a centre, radius 16 µm) move the same pixels as at 128
+SWEEP_256 = {
+    name: (f"shear:rate={float(spec.split('=')[1]) / 2:g}" if name.startswith("shear") else spec)
+    for name, spec in SWEEP.items()
+}
 QUICK_SWEEP = {"translation 8 px": "translation:vx=41,vy=16", "translation 16 px": "translation:vx=82,vy=33"}
 
 
-def _problem(win: SimulatedWindow) -> WindowProblem:
-    fwd, data, conv = dpc_problem(win)
-    n = win.raw.shape[-1]
-    return WindowProblem(
-        forward=fwd, data=data, scene_shape=(n, n), channels=2, channel_names=["absorption", "phase_rad"],
-        motion_dims=2, render_times_s=win.midpoints_s, conventional=conv[:, None],
-        pixel_size_um=win.optics.pixel_size_um, z_step_um=None, info={},
-    )
-
-
 def run_registered(config: NSTMConfig, win: SimulatedWindow) -> dict[str, Any]:
-    """One fit started from :func:`~nstm_acquire.recon.start.start_params` (as the reconstructor
-    does), scored; ``start_s`` is the registration and pre-fit, ``registration`` what it found."""
-    n = win.raw.shape[-1]
-    prob = _problem(win)
-    model = build_model(config, (n, n), 2)
+    """One fit started as the reconstructor starts it (:func:`~benchmarks.dpc_common.registered_start`),
+    scored; ``start_s`` is the registration and pre-fit, ``registration`` what it found."""
     t0 = time.perf_counter()
-    start = start_params(model, prob, config)
+    start, found = registered_start(config, win)
     start_s = time.perf_counter() - t0
     res = run_nstm(config, win, start_params=start)
     res["start_s"] = start_s
-    res["registration"] = prob.info.get("motion_start")
+    res["registration"] = found
     return res
 
 
-def _row(name: str, zero: dict, reg: dict, abl: dict | None) -> str:
+def _row(name: str, before: dict, now: dict, abl: dict | None) -> str:
     no_c2f = f" {abl['corr']:.3f} |" if abl is not None else " |"
-    best = max(zero["corr"], reg["corr"])
-    fmt = lambda v: f"**{v:.3f}**" if v == best else f"{v:.3f}"  # noqa: E731
+    best = max(before["corr"], now["corr"])
+    fmt = lambda r: f"**{r['corr']:.3f}**" if r["corr"] == best else f"{r['corr']:.3f}"  # noqa: E731
     return (
-        f"| {name} | {zero['true_motion_px']:.1f} | {zero['conventional']:.3f} | {fmt(zero['corr'])} "
-        f"({min(zero['corr_per_shot']):.3f}) | {fmt(reg['corr'])} ({min(reg['corr_per_shot']):.3f}) | "
-        f"{zero['epe_px']:.2f} / {reg['epe_px']:.2f} |{no_c2f} {zero['steps']} ({zero['best_step']}) / "
-        f"{reg['steps']} ({reg['best_step']}) | {zero['wall_s']:.1f} / {reg['wall_s']:.1f} + {reg['start_s']:.1f} |"
+        f"| {name} | {now['true_motion_px']:.1f} | {now['conventional']:.3f} | {before['motion_cells']:g}: "
+        f"{fmt(before)} ({min(before['corr_per_shot']):.3f}) | {now['motion_cells']:g}: {fmt(now)} "
+        f"({min(now['corr_per_shot']):.3f}) | {before['epe_px']:.2f} / {now['epe_px']:.2f} |{no_c2f} "
+        f"{before['steps']} ({before['best_step']}) / {now['steps']} ({now['best_step']}) | "
+        f"{before['wall_s'] + before['start_s']:.1f} / {now['wall_s'] + now['start_s']:.1f} |"
     )
 
 
 HEADER = [
-    "| motion | true motion (px) | conventional | NSTM, motion from zero (today) | NSTM, motion from registration "
-    "| EPE (px) zero / reg. | no c2f | steps zero / reg. | wall (s) zero / reg. + start |",
+    "| motion | true motion (px) | conventional | NSTM before: cells, phase corr. | NSTM now: cells, phase corr. "
+    "| EPE (px) before / now | no c2f | steps before / now | wall (s) before / now |",
     "|---|---|---|---|---|---|---|---|---|",
 ]
 
@@ -130,20 +121,17 @@ def _figure_name(name: str) -> str:
 def markdown(numbers: dict) -> str:
     """The report section from a run's numbers (so it can be rebuilt from the saved JSON)."""
     n = numbers["size"]
-    rows = [
-        _row(name, c["default"], c["registration"], c["no_coarse_to_fine"]) for name, c in numbers["cases"].items()
-    ]
-    sweep_rows = [_row(name, c["default"], c["registration"], None) for name, c in numbers["sweep"].items()]
+    rows = [_row(name, c["before"], c["now"], c["no_coarse_to_fine"]) for name, c in numbers["cases"].items()]
+    sweep_rows = [_row(name, c["before"], c["now"], None) for name, c in numbers["sweep"].items()]
     sweep_rows += [
-        _row(f"{name}, 256 x 256", c["default"], c["registration"], None)
-        for name, c in numbers.get("sweep_256", {}).items()
+        _row(f"{name}, 256 x 256", c["before"], c["now"], None) for name, c in numbers.get("sweep_256", {}).items()
     ]
     fig_rows = [f"![{name}](figures/{_figure_name(name)})" for name in numbers["cases"]]
     for name in numbers.get("figures", []):
         fig_rows.append(f"![{name}](figures/{_figure_name(name)})")
     return "\n".join(
         [
-            "## DPC quality against ground truth (NSTM vs conventional; motion from zero or from registration)",
+            "## DPC quality against ground truth (NSTM vs conventional; the motion grid before and now)",
             "",
             f"`python -m benchmarks.run dpc_quality`. {n} x {n} pixels (0.5 µm), simulated cells moving",
             "during one four-shot window (30 ms exposures). *Phase corr.*: correlation with the true",
@@ -151,12 +139,14 @@ def markdown(numbers: dict) -> str:
             "border excluded; mean over the 4 shots (worst shot in brackets). *True motion*: the",
             "largest deviation from the window's mean position (the sample travels about twice this",
             "across the window). *EPE*: mean end-point error of the motion (pixels) where the sample",
-            "has structure, relative to the window mean. Each window fitted in the same run with",
-            "today's defaults (motion network from zero) and with `fit.motion_start = \"registration\"`",
-            "(motion network pre-fitted to a registration of the shots, docs/model.md \"Large motion\");",
-            "*start*: the registration and pre-fit (the first includes compiling the pre-fit). *No c2f*:",
-            "the default fit with every hash level on from the first step. Steps: run (kept, by",
-            "held-out loss). Wall: whole fit including compilation.",
+            "has structure, relative to the window mean. Each window fitted in the same run as the",
+            "reconstructor fits a DPC window (`default_config(\"dpc\")`: the motion network pre-fitted to a",
+            "registration of the shots where they moved 12 px or more, docs/model.md \"Large motion\"),",
+            "*before* with the motion grid of the published rule (finest level 0.012 x the field in",
+            "cells, at least 2) and *now* with at least 4 cells (`motion.spatial_min_cells`, docs/model.md",
+            "\"DPC swirls\"); *cells*: the motion grid's finest cells across the field. *No c2f*: today's",
+            "default with every hash level on from the first step. Steps: run (kept, by held-out loss).",
+            "Wall: registration, pre-fit and fit, including compilation.",
             "",
             *HEADER,
             *rows,
@@ -166,12 +156,11 @@ def markdown(numbers: dict) -> str:
             "the fit locks onto a wrong alignment), as the published paper reports; for motions of a",
             "few pixels it makes no difference here.",
             "",
-            f"Large motion within one window ({n} x {n}; 8, 16, 24, 32 px by translation, swirl and shear;",
-            "the former \"large swirl\", omega 15 rad/s, 13.8 px, lies between `swirl 8 px` and `swirl 16 px`).",
-            "Where the shots register as no common translation (the swirls, the 32 px shear) or as one",
-            "below 12 px (`recon.registration.PREFIT_MIN_PX`: the small motions, the other shears),",
-            "nothing is pre-fitted and the fit is the same as from zero (same numbers; wall times",
-            "differ by the machine's load):",
+            f"Large motion within one window ({n} x {n} and 256 x 256; 8, 16, 24, 32 px by translation,",
+            "swirl and shear; the former \"large swirl\", omega 15 rad/s, 13.8 px, lies between `swirl 8 px`",
+            "and `swirl 16 px`). Where the shots register as no common translation (the swirls, the 32 px",
+            "shear) or as one below 12 px (`recon.registration.PREFIT_MIN_PX`: the small motions, the",
+            "other shears), nothing is pre-fitted and the motion starts from zero:",
             "",
             *HEADER,
             *sweep_rows,
@@ -187,53 +176,61 @@ def markdown(numbers: dict) -> str:
     )
 
 
-def run(quick: bool = False) -> dict:
-    n = 64 if quick else 128
-    config = default_config()
-    registered = config.with_fit(motion_start="registration")
-    ablation = config.with_fit(coarse_to_fine_steps=1)
-    numbers: dict = {"size": n, "config": config.model_dump(mode="json"), "cases": {}, "sweep": {}, "figures": []}
-    for name, motion in MOTIONS.items():
+def configs() -> tuple[NSTMConfig, NSTMConfig]:
+    """(before, now): DPC's defaults with the motion grid of the published rule, and as they are."""
+    now = default_config("dpc")
+    before = now.model_copy(update={"motion": now.motion.model_copy(update={"spatial_min_cells": 2.0})})
+    return before, now
+
+
+def _fitted(config: NSTMConfig, win: SimulatedWindow) -> dict[str, Any]:
+    res = run_registered(config, win)
+    res["motion_cells"] = build_model(config, win.raw.shape[-2:], 2).motion_encoding.finest_resolution[-1]
+    return res
+
+
+def _compare(numbers: dict, section: str, cases: dict[str, str], n: int, figures: bool = False) -> None:
+    before_config, now_config = configs()
+    numbers[section] = {}
+    for name, motion in cases.items():
         win = window(n, motion)
-        res = run_nstm(config, win)
-        reg = run_registered(registered, win)
-        abl = run_nstm(ablation, win)
-        numbers["cases"][name] = {"default": public(res), "registration": public(reg), "no_coarse_to_fine": public(abl)}
-        _figure(name, win, res, motion)
-        print(f"[dpc_quality] {name}: zero {res['corr']:.3f}, registration {reg['corr']:.3f}", flush=True)
-    for name, motion in (QUICK_SWEEP if quick else SWEEP).items():
-        win = window(n, motion)
-        res = run_nstm(config, win)
-        reg = run_registered(registered, win)
-        numbers["sweep"][name] = {"default": public(res), "registration": public(reg)}
-        if name.endswith("32 px") or (quick and name.endswith("16 px")):
-            for label, r in ((f"{name} zero", res), (f"{name} registration", reg)):
+        before, now = _fitted(before_config, win), _fitted(now_config, win)
+        numbers[section][name] = {"before": public(before), "now": public(now)}
+        if section == "cases":
+            numbers[section][name]["no_coarse_to_fine"] = public(
+                run_registered(now_config.with_fit(coarse_to_fine_steps=1), win)
+            )
+            _figure(name, win, now, motion)
+        elif figures and name.endswith("32 px"):
+            for label, r in ((f"{name} {n} before", before), (f"{name} {n} now", now)):
                 _figure(label, win, r, motion)
                 numbers["figures"].append(label)
-        print(f"[dpc_quality] {name}: zero {res['corr']:.3f}, registration {reg['corr']:.3f}", flush=True)
+        print(f"[dpc_quality] {name}, {n}: before {before['corr']:.3f}, now {now['corr']:.3f}", flush=True)
+
+
+def run(quick: bool = False) -> dict:
+    n = 64 if quick else 128
+    numbers: dict = {"size": n, "config": configs()[1].model_dump(mode="json"), "figures": []}
+    _compare(numbers, "cases", MOTIONS, n)
+    _compare(numbers, "sweep", QUICK_SWEEP if quick else SWEEP, n, figures=True)
     if not quick:
-        _sweep_256(numbers, config, registered)
+        _compare(numbers, "sweep_256", SWEEP_256, 256, figures=True)
     save_result("dpc_quality", numbers, markdown(numbers), order=20)
     return numbers
 
 
-def _sweep_256(numbers: dict, config: NSTMConfig, registered: NSTMConfig) -> None:
-    numbers["sweep_256"] = {}
-    for name, motion in SWEEP_256.items():
-        win = window(256, motion)
-        res = run_nstm(config, win)
-        reg = run_registered(registered, win)
-        numbers["sweep_256"][name] = {"default": public(res), "registration": public(reg)}
-        print(f"[dpc_quality] {name}, 256: zero {res['corr']:.3f}, registration {reg['corr']:.3f}", flush=True)
-
-
-def add_256() -> None:
-    """Run only the 256 x 256 rows and add them to the saved result (the 128 rows are kept)."""
+def refresh(section: str, names: list[str]) -> None:
+    """Re-run some rows of the saved result (``section`` "cases", "sweep" or "sweep_256") and
+    rebuild its report section; the other rows are kept as they were."""
     import json
 
     from benchmarks.common import RESULTS
 
     numbers = json.loads((RESULTS / "dpc_quality.json").read_text())["numbers"]
-    config = default_config()
-    _sweep_256(numbers, config, config.with_fit(motion_start="registration"))
+    table = {"cases": MOTIONS, "sweep": SWEEP, "sweep_256": SWEEP_256}[section]
+    n = 256 if section == "sweep_256" else numbers["size"]
+    fresh: dict = {"figures": []}
+    _compare(fresh, section, {name: table[name] for name in names}, n, figures=True)
+    numbers[section].update(fresh[section])
+    numbers["figures"] = [f for f in numbers["figures"] if f not in fresh["figures"]] + fresh["figures"]
     save_result("dpc_quality", numbers, markdown(numbers), order=20)
