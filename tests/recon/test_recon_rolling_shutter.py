@@ -192,3 +192,25 @@ def test_reconstruct_opens_the_store_once(reconstructed_store, monkeypatch, caps
     assert main(["reconstruct", str(reconstructed_store), "--steps", "300"]) == 0
     assert "already reconstructed" in capsys.readouterr().out
     assert len(opened) == 1, opened
+
+
+def test_back_to_back_frames_render_at_sorted_times(reconstructed_store):
+    """Frames taken back to back share their boundary time (one frame's last closing is the next
+    one's first opening); frame starts rounded a hair early used to put the rendered times out of
+    order, so the window could not be written (the store wants them sorted)."""
+    from nstm_acquire.recon.problem import ProblemBuilder
+    from nstm_acquire.recon.rolling_shutter import rolling_shutter_config
+    from nstm_acquire.store import StoreReader
+
+    reader = StoreReader(reconstructed_store)
+    builder = ProblemBuilder.for_store(reader, rolling_shutter_config(5))
+    window = reader.window(0)
+    starts = window.timestamps_s.copy()
+    span = builder._rs_timing(float(window.exposure_s.mean())).frame_span_s
+    frames = len(np.unique(starts))
+    first = np.unique(starts)[0]
+    for k, start in enumerate(np.unique(starts)):  # each frame starts 1e-15 s before the last closes
+        starts[starts == start] = first + k * span - (1e-15 if k else 0.0)
+    problem = builder.problem_from_arrays(window.raw, starts, window.exposure_s)
+    assert frames > 1 and np.any(np.diff(problem.data.times_s.mean(axis=1)) < 0)  # the data's own order
+    assert np.all(np.diff(problem.render_times_s) >= 0)

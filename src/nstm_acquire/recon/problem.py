@@ -406,7 +406,10 @@ class ProblemBuilder:
             channels=shots.n_channels,
             channel_names=list(shots.channels),
             motion_dims=2,
-            render_times_s=times,
+            # sorted: back-to-back frames share their boundary time (one frame's last closing is the
+            # next one's first opening), and the starts' rounding can put it a hair out of order;
+            # overlapped exposures interleave for real. The store wants each window's times sorted
+            render_times_s=np.sort(times),
             conventional=np.asarray(conv, np.float32),
             pixel_size_um=self.optics.pixel_size_um,
             z_step_um=None,
