@@ -38,13 +38,15 @@ DIRECTION = np.array([1.0, 2.0]) / np.sqrt(5.0)  # (y, x)
 VIBRATION = "vibration:ay=0.1,ax=0.2,f=5"  # the SIM quality benchmark's vibrating beads
 
 
-def _period_um() -> float:
+def pattern_period_um() -> float:
+    """The simulated microscope's 2D SIM pattern period, µm (the first orientation's)."""
     cfg = simulated_config().sim2d
     ill = sim_illumination_from_config(cfg, False)
     return float(1.0 / np.hypot(*np.asarray(ill.k_per_um)[0]))
 
 
-def _motion_spec(periods: float, period_um: float, span_s: float) -> str:
+def drift_spec(periods: float, period_um: float, span_s: float) -> str:
+    """A translation along :data:`DIRECTION` of ``periods`` pattern periods over ``span_s`` seconds."""
     v = DIRECTION * periods * period_um / span_s
     return f"translation:vx={v[1]:.3f},vy={v[0]:.3f}"
 
@@ -102,11 +104,11 @@ def _figure(name: str, win: Any, results: dict[str, WindowResult]) -> str:
 
 def run(quick: bool = False) -> dict:
     n = 64 if quick else SIZE
-    period = _period_um()
+    period = pattern_period_um()
     span_s = 8 * 0.012  # first to last shot midpoint (sim_common.sim_window: 12 ms apart)
     cases: list[tuple[str, str, np.ndarray | None, float | None]] = [("vibrating beads", VIBRATION, None, None)]
     for p in DRIFT_PERIODS[:2] + DRIFT_PERIODS[-1:] if quick else DRIFT_PERIODS:
-        spec = _motion_spec(p, period, span_s)
+        spec = drift_spec(p, period, span_s)
         cases.append((f"drift {p} periods", spec, DIRECTION * p * period / span_s, p * period))
     numbers: dict[str, Any] = {"size": n, "period_um": period, "commit": machine().get("git"), "cases": {}}
     hardest = None

@@ -133,10 +133,10 @@ def _print(row: dict) -> None:
 # 2D SIM (sim_quality's and sim_drift's windows, 2x finer output pixels): good fits, the drifts the
 # fit from zero loses (sim_drift: 12 and 16 pattern periods), and a fit with its motion frozen
 def _sim_cases() -> list[tuple[str, str, str, str]]:
-    from benchmarks.cases.sim_drift import _motion_spec, _period_um
+    from benchmarks.cases.sim_drift import drift_spec, pattern_period_um
 
-    period, span_s = _period_um(), 8 * 0.012
-    drift = {p: _motion_spec(p, period, span_s) for p in (4, 12, 16)}
+    period, span_s = pattern_period_um(), 8 * 0.012
+    drift = {p: drift_spec(p, period, span_s) for p in (4, 12, 16)}
     return [
         ("static beads", "beads", "static", "registration"),
         ("vibrating beads", "beads", "vibration:ay=0.1,ax=0.2,f=5", "registration"),
