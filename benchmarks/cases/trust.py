@@ -66,15 +66,22 @@ def _case(name: str, motion: str, n: int, config, broken: str | None = None, see
         pixel_size_um=win.optics.pixel_size_um,
         band_per_um=(0.1 * win.optics.cutoff_per_um, 0.5 * win.optics.cutoff_per_um),
     )  # fmt: skip
-    bad = corr < conv_corr - WORSE_BY or corr < BAD_CORR
+    true_px = float(np.abs(win.truth_displacement_px - win.truth_displacement_px.mean(0)).max())
     return {
-        "case": name, "motion": motion, "broken": broken, "seed": seed, "corr": corr, "conventional": conv_corr,
-        "bad": bad, "verdict": report["verdict"], "reasons": report["reasons"],
+        "case": name, "motion": motion, "broken": broken, "seed": seed,
+        **_scored(corr, conv_corr, report, rmap, time.perf_counter() - t0, true_px),
+    }
+
+
+def _scored(corr: float, conv_corr: float, report: dict, rmap: np.ndarray, wall_s: float, true_px: float) -> dict:
+    """A benchmark row's scores: the truth's judgement (``bad``) beside the trust report's numbers."""
+    return {
+        "corr": corr, "conventional": conv_corr, "bad": corr < conv_corr - WORSE_BY or corr < BAD_CORR,
+        "verdict": report["verdict"], "reasons": report["reasons"],
         "heldout_noise_ratio": report["heldout_noise_ratio"], "folded_fraction": report["folded_fraction"],
         "max_displacement_px": report["max_displacement_px"], "lowfreq_correlation": report["lowfreq_correlation"],
         "lowfreq_motion_periods": report["lowfreq_motion_periods"],
-        "residual_map_max": float(np.nanmax(rmap)), "wall_s": time.perf_counter() - t0,
-        "true_motion_px": float(np.abs(win.truth_displacement_px - win.truth_displacement_px.mean(0)).max()),
+        "residual_map_max": float(np.nanmax(rmap)), "wall_s": wall_s, "true_motion_px": true_px,
     }  # fmt: skip
 
 
@@ -196,15 +203,10 @@ def _sim_case(name: str, kind: str, motion: str, start: str, n: int) -> dict:
     mids = (win.timestamps_s + 0.5 * win.exposure_s)[:, 0]
     where = np.stack([win.sample.positions_at(float(t), grid) for t in mids])
     true_px = float(np.abs(where - where.mean(0)).max() / (win.optics.pixel_size_um / 2))
-    corr, conv_corr = float(sc["nstm_corr"]), float(sc["wiener_corr"])
     return {
-        "case": name, "motion": motion, "start": start, "corr": corr, "conventional": conv_corr,
-        "bad": corr < conv_corr - WORSE_BY or corr < BAD_CORR, "verdict": report["verdict"], "reasons": report["reasons"],
-        "heldout_noise_ratio": report["heldout_noise_ratio"], "folded_fraction": report["folded_fraction"],
-        "max_displacement_px": report["max_displacement_px"], "lowfreq_correlation": report["lowfreq_correlation"],
-        "lowfreq_motion_periods": report["lowfreq_motion_periods"],
-        "residual_map_max": float(np.nanmax(rmap)), "wall_s": time.perf_counter() - t0, "true_motion_px": true_px,
-    }  # fmt: skip
+        "case": name, "motion": motion, "start": start,
+        **_scored(float(sc["nstm_corr"]), float(sc["wiener_corr"]), report, rmap, time.perf_counter() - t0, true_px),
+    }
 
 
 def _rows_md(rows_out: list[dict], th: TrustThresholds) -> list[str]:
