@@ -185,3 +185,45 @@ def test_sim2d_band_limited_path_equals_the_folded_one_and_is_chosen_only_when_e
         np.testing.assert_allclose(a, b, atol=1e-5 * np.abs(b).max())
     wide = np.ones((64, 64), np.float32)  # passes everything: aliases to fold, the general path
     assert not transfer_within_camera_band(wide, 2) and not Sim2DForward.create(patterns[:, :64, :64], wide, 2).band_limited
+
+
+def test_sim3d_band_limited_path_equals_the_folded_one_for_stacks_and_time_bins():
+    # NA 1.2 and 100 nm pixels: the 3D transfers vanish beyond the camera's Nyquist frequency, so
+    # every lateral spectrum is cut to the camera's band before the axial products; the result
+    # is the fine-grid path's (aliases folded), for even and odd camera sizes and both renderers
+    from nstm_acquire.physics.sim.forward import Sim3DFramesForward, frame_time_bins
+
+    for n in (16, 15):
+        nz = 4
+        cut, n_shots = _three_beam_forward(n, nz, 0.15)
+        assert cut.band_limited and cut.transfer.shape[-2:] == (n, n // 2 + 1)
+        full = _three_beam_forward_folded(n, nz, 0.15)
+        assert not full.band_limited and full.transfer.shape[-2:] == (2 * n, n + 1)
+        rho = jnp.asarray(np.random.default_rng(5).random((n_shots, 1, nz, 2 * n, 2 * n)), jnp.float32)
+        shots = jnp.arange(n_shots)
+        a, b = np.asarray(cut.render(rho, shots)), np.asarray(full.render(rho, shots))
+        assert a.shape == b.shape == (n_shots, nz, n, n)
+        np.testing.assert_allclose(a, b, atol=2e-6 * np.abs(b).max())
+        bins = frame_time_bins(_frame_starts(n_shots, nz, "plane_major"), 1.5)
+        frames_cut, frames_full = Sim3DFramesForward.create(cut, bins), Sim3DFramesForward.create(full, bins)
+        assert frames_cut.band_limited and not frames_full.band_limited
+        first = jnp.arange(n_shots)  # the first 15 of the 30 two-frame bins, a volume each
+        np.testing.assert_allclose(
+            np.asarray(frames_cut.render(rho, first)), np.asarray(frames_full.render(rho, first)), atol=2e-6 * np.abs(b).max()
+        )
+
+
+def _three_beam_forward_folded(n: int, nz: int, dz: float):
+    """:func:`_three_beam_forward` made to take the general path (aliases folded on the fine grid):
+    a transfer equal to it plus an out-of-band value of round-off size."""
+    from nstm_acquire.physics.sim.forward import Sim3DForward, lateral_order_fields
+    from nstm_acquire.physics.sim.otf import three_beam_order_otfs
+
+    optics = Optics(wavelength_um=0.52, na_detection=1.2, pixel_size_um=0.1, immersion_index=1.33)
+    ill = default_sim_illumination(optics, 0.488, three_beam=True, modulation=0.9)
+    fine, fine_px = (2 * n, 2 * n), optics.pixel_size_um / 2
+    kz = ill.axial_k_for_orientation(0, optics.immersion_index)
+    otfs = np.array(three_beam_order_otfs((2 * nz, *fine), fine_px, dz, optics, kz, camera_pixel_um=optics.pixel_size_um))
+    otfs[:2, 0, n, n] += 1e-30  # at the camera's Nyquist frequency: not band-limited, no effect
+    fields = lateral_order_fields(ill, fine, fine_px, optics.immersion_index)
+    return Sim3DForward.create(fields, otfs[:2], 2, nz)

@@ -108,6 +108,35 @@ def _camera_pixels(half_spectra: jax.Array, upsample: int, fine_width: int) -> j
     return fine_x[..., ::u] * (u * u)
 
 
+def _camera_band(half_spectra: jax.Array, shape: tuple[int, int]) -> jax.Array:
+    """The camera's half spectrum ``(..., Y, X // 2 + 1)`` cut from a fine-grid ``rfft2`` half
+    spectrum ``(..., Yf, Xf // 2 + 1)``: its rows and columns of frequencies below the camera's
+    Nyquist (FFT order). Where the transfer vanishes beyond that, nothing else reaches the camera."""
+    ny, nx = shape
+    yf = half_spectra.shape[-2]
+    pos, neg = (ny + 1) // 2, ny // 2  # camera rows of frequencies >= 0 and < 0
+    rows = jnp.concatenate([half_spectra[..., :pos, :], half_spectra[..., yf - neg :, :]], axis=-2)
+    return rows[..., : nx // 2 + 1]
+
+
+def _lateral_spectra(emission: jax.Array, upsample: int, band_limited: bool) -> jax.Array:
+    """``rfft2`` of fine-grid images ``(..., Yf, Xf)``; cut to the camera's band
+    ``(..., Y, X // 2 + 1)`` when the transfer is ``band_limited``."""
+    half = jnp.fft.rfft2(emission)
+    if not band_limited:
+        return half
+    yf, xf = emission.shape[-2:]
+    return _camera_band(half, (yf // upsample, xf // upsample))
+
+
+def _frames(planes: jax.Array, upsample: int, fine_width: int, band_limited: bool) -> jax.Array:
+    """Camera frames ``(K, N, Y, X)`` from half spectra ``(K, N, ., .)`` on
+    :func:`_lateral_spectra`'s grid."""
+    if band_limited:
+        return jnp.fft.irfft2(planes, s=(planes.shape[-2], fine_width // upsample))
+    return _camera_pixels(planes, upsample, fine_width)
+
+
 def axial_dft_matrices(n_planes: int, z_pad: int) -> tuple[np.ndarray, np.ndarray]:
     """DFT over a stack of ``n_planes`` zero-padded by ``z_pad`` planes each side, as matrices.
 
@@ -183,13 +212,10 @@ class Sim2DForward:
         u = self.upsample
         if self.band_limited:
             yf, xf = emission.shape[-2:]
-            ny, nx = yf // u, xf // u
-            half = jnp.fft.rfft2(emission)  # (..., Yf, Xf // 2 + 1)
-            pos, neg = (ny + 1) // 2, ny // 2  # camera rows of frequencies >= 0 and < 0
-            rows = jnp.concatenate([half[..., :pos, :], half[..., yf - neg :, :]], axis=-2)
-            t = jnp.concatenate([self.transfer[:pos], self.transfer[yf - neg :]], axis=0)
-            cropped = rows[..., : nx // 2 + 1] * t[:, : nx // 2 + 1]
-            return jnp.fft.irfft2(cropped, s=(ny, nx))
+            camera = (yf // u, xf // u)
+            # the transfer's first X // 2 + 1 columns are its half spectrum's
+            cropped = _lateral_spectra(emission, u, True) * _camera_band(self.transfer, camera)
+            return jnp.fft.irfft2(cropped, s=camera)
         spectrum = jnp.fft.fft2(emission) * self.transfer
         folded = fold_spectrum(spectrum, u) * (u**2)
         return jnp.real(jnp.fft.ifft2(folded))
@@ -198,7 +224,7 @@ class Sim2DForward:
 @functools.partial(
     jax.tree_util.register_dataclass,
     data_fields=["fields", "transfer", "z_forward", "z_inverse"],
-    meta_fields=["upsample"],
+    meta_fields=["upsample", "band_limited"],
 )
 @dataclasses.dataclass(frozen=True)
 class Sim3DForward:
@@ -209,6 +235,12 @@ class Sim3DForward:
     transfers (real from the optics, complex from a measured PSF) on the z-padded stack (``P = Z + 2 z_pad`` planes; axial frequency first, FFT
     order, lateral half spectrum of ``rfft2``; camera pixel transfer included);
     ``z_forward``/``z_inverse``: :func:`axial_dft_matrices`. Build with :meth:`create`.
+
+    ``band_limited`` (set by :meth:`create` when it holds): the transfers vanish at and beyond
+    the camera's Nyquist frequency, so ``transfer`` is kept on the camera's half spectrum only
+    ``(2, P, Y, X // 2 + 1)``; every lateral spectrum is cut to it right after its ``rfft2``
+    (:func:`_camera_band`) and the axial products and the inverse transforms run at camera
+    size, a quarter of the fine grid's (exact, as :class:`Sim2DForward` ``band_limited``).
 
     The stack is padded with empty planes before the axial transform and cropped after, so
     light from one end of the stack does not wrap round to the other: with ``z_pad >= Z / 2``
@@ -223,6 +255,7 @@ class Sim3DForward:
     z_forward: jax.Array
     z_inverse: jax.Array
     upsample: int
+    band_limited: bool = False
 
     channels = 1
     channel_names = ("density",)
@@ -237,24 +270,28 @@ class Sim3DForward:
         if pad2 < 0 or pad2 % 2:
             raise ValueError(f"otf has {otf.shape[1]} planes; need n_planes={n_planes} plus an even padding")
         forward, inverse = axial_dft_matrices(int(n_planes), pad2 // 2)
+        u = int(upsample)
+        band_limited = transfer_within_camera_band(otf, u)
         half = otf[..., : otf.shape[-1] // 2 + 1]
+        if band_limited:
+            half = np.asarray(_camera_band(jnp.asarray(half), (otf.shape[-2] // u, otf.shape[-1] // u)))
         return cls(
             jnp.asarray(fields, jnp.float32),
             jnp.asarray(half, jnp.complex64 if np.iscomplexobj(half) else jnp.float32),
             jnp.asarray(forward),
             jnp.asarray(inverse),
-            int(upsample),
+            u,
+            band_limited,
         )
 
     def render(self, scenes: jax.Array, shots: jax.Array) -> jax.Array:
         rho = scenes[:, 0]  # (K, Z, Yf, Xf)
-        u = self.upsample
         emission = rho[:, None] * self.fields[shots][:, :, None]  # (K, 2, Z, Yf, Xf) real
-        lateral = jnp.fft.rfft2(emission)  # (K, 2, Z, Yf, Xh)
+        lateral = _lateral_spectra(emission, self.upsample, self.band_limited)  # (K, 2, Z, Yf or Y, Xh)
         spectrum = jnp.einsum("pz,kgzyx->kgpyx", self.z_forward, lateral)  # padded stack's axial DFT
         total = jnp.sum(spectrum * self.transfer[None], axis=1)  # (K, P, Yf, Xh)
         planes = jnp.einsum("zp,kpyx->kzyx", self.z_inverse, total)  # (K, Z, Yf, Xh): inverse, cropped
-        return _camera_pixels(planes, u, self.fields.shape[-1])
+        return _frames(planes, self.upsample, self.fields.shape[-1], self.band_limited)
 
 
 def frame_time_bins(midpoints_s: np.ndarray, max_spread_s: float) -> list[list[tuple[int, int]]]:
@@ -282,7 +319,7 @@ def frame_time_bins(midpoints_s: np.ndarray, max_spread_s: float) -> list[list[t
 @functools.partial(
     jax.tree_util.register_dataclass,
     data_fields=["axial", "basis", "coef", "planes"],
-    meta_fields=["upsample"],
+    meta_fields=["upsample", "band_limited"],
 )
 @dataclasses.dataclass(frozen=True)
 class Sim3DFramesForward:
@@ -298,7 +335,8 @@ class Sim3DFramesForward:
     frequency (``axial``, the padded DFT, transfer and cropped inverse in one), and only each
     frame's own row of it is used. Exact (linear): with every frame
     in its own bin this is per-frame rendering, and with a bin per (orientation, phase) stack
-    it equals :class:`Sim3DForward`. Build with :meth:`create`.
+    it equals :class:`Sim3DForward`. Build with :meth:`create`. ``band_limited``: as
+    :class:`Sim3DForward`'s (the lateral spectra cut to the camera's band, ``axial`` on it).
     """
 
     axial: jax.Array  # (Z, 2, Z, Yf, Xh): [z, g, z'] from sample plane z' to stack plane z, group g
@@ -306,6 +344,7 @@ class Sim3DFramesForward:
     coef: jax.Array  # (B, M, 2, J) float32
     planes: jax.Array  # (B, M) int32
     upsample: int
+    band_limited: bool = False
 
     channels = 1
     channel_names = ("density",)
@@ -340,13 +379,16 @@ class Sim3DFramesForward:
         # the axial transfer as a Z x Z matrix per lateral frequency and group (padded DFT,
         # transfer, cropped inverse DFT): A_g[z, z'] = Σ_p inverse[z, p] T_g[p] forward[p, z']
         axial = jnp.einsum("zp,gpyx,pw->zgwyx", stack.z_inverse, stack.transfer.astype(jnp.complex64), stack.z_forward)
-        return cls(axial, jnp.asarray(basis), jnp.asarray(coef), jnp.asarray(planes), stack.upsample)
+        return cls(
+            axial, jnp.asarray(basis), jnp.asarray(coef), jnp.asarray(planes), stack.upsample, stack.band_limited
+        )
 
     def render(self, scenes: jax.Array, shots: jax.Array) -> jax.Array:
         """Frames ``(K, M, Y, X)`` of bins ``shots`` ``(K,)`` from volumes ``(K, 1, Z, Yf, Xf)``."""
         u = self.upsample
         rho = scenes[:, 0]  # (K, Z, Yf, Xf)
-        lateral = jnp.fft.rfft2(rho[:, None] * self.basis[shots][:, :, None])  # (K, J, Z, Yf, Xh)
+        emission = rho[:, None] * self.basis[shots][:, :, None]
+        lateral = _lateral_spectra(emission, u, self.band_limited)  # (K, J, Z, Yf or Y, Xh)
         k, j, z, yf, xh = lateral.shape
         coef = self.coef[shots]  # (K, M, 2, J)
         m = coef.shape[1]
@@ -355,4 +397,4 @@ class Sim3DFramesForward:
         grouped = jnp.matmul(coef.reshape(k, m * 2, j).astype(lateral.dtype), lateral.reshape(k, j, -1))
         grouped = grouped.reshape(k, m, 2, z, yf, xh)
         planes = jnp.sum(grouped * self.axial[self.planes[shots]], axis=(2, 3))  # (K, M, Yf, Xh)
-        return _camera_pixels(planes, u, self.basis.shape[-1])
+        return _frames(planes, u, self.basis.shape[-1], self.band_limited)
