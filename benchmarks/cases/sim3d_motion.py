@@ -100,7 +100,7 @@ def _figure(name: str, win: SimulatedSimWindow, result: WindowResult, band: Wind
 def run(quick: bool = False, only: list[str] | None = None) -> dict:
     """Every (motion, plane order) case, or those named in ``only`` (others' results kept)."""
     n, nz = (32, 4) if quick else (64, 6)
-    config = default_config()  # quick too: 300 steps leave the vibration cases unconverged (docs/model.md)
+    config = default_config("sim3d")  # as the reconstructor fits 3D SIM (docs/model.md, "3D SIM speed")
     sim = simulated_config().sim3d
     assert sim is not None
     window_s = 15 * nz * FRAME_S
@@ -181,7 +181,8 @@ def run(quick: bool = False, only: list[str] | None = None) -> dict:
             + f" at the end of the cases on {os.cpu_count()} cores (other jobs running"
             + ("; ?: not recorded, the first runs had 14-16" if any(
                 numbers["cases"][k].get("load_average_1min") is None for k in names if k in numbers["cases"]) else "")
-            + "). Default fit settings.",
+            + "). 3D SIM defaults (`default_config(\"sim3d\")`: the scene started from the Wiener volume, at"
+            " most 450 steps; docs/model.md, *3D SIM speed*).",
             "",
             "| case | size | motion | Wiener corr. | NSTM corr., in SIM band | NSTM corr., as fitted | resolved pairs "
             "| pattern | bins | steps (best) | wall (s) |",

@@ -1,15 +1,14 @@
-"""The per-modality defaults: 2D SIM gets its measured schedule, DPC its registration start and a
-finer motion grid, 3D SIM the base."""
+"""The per-modality defaults: 2D and 3D SIM get their measured schedules, DPC its registration start
+and a finer motion grid."""
 
 import pytest
 
-from nstm_acquire.nstm.config import default_config, sim2d_schedule
+from nstm_acquire.nstm.config import default_config, sim2d_schedule, sim3d_schedule
 from nstm_acquire.nstm.fit import build_model
 
 
 def test_sim2d_defaults_change_only_the_schedule_the_motion_stride_and_the_scene_depth():
     base, sim2d = default_config(), default_config("sim2d")
-    assert default_config("sim3d") == base
     # DPC: the motion of a cold fit starts from a registration of the shots (large motion), on a
     # motion grid of at least 4 cells (the next test)
     dpc_motion = base.motion.model_copy(update={"spatial_min_cells": 4.0})
@@ -33,6 +32,23 @@ def test_sim2d_defaults_change_only_the_schedule_the_motion_stride_and_the_scene
     assert base.scene.layers == 2 and sim2d.scene == base.scene.model_copy(update={"layers": 1})
     same_fit = {k: v for k, v in sim2d.fit.model_dump().items() if k not in (*schedule, "motion_start")}
     assert same_fit == {k: v for k, v in base.fit.model_dump().items() if k in same_fit}
+
+
+def test_sim3d_defaults_are_the_sim_schedule_with_a_longer_ramp_and_no_warm_registration():
+    base, sim2d, sim3d = default_config(), default_config("sim2d"), default_config("sim3d")
+    assert sim3d == sim3d_schedule(base) and sim3d.name == "default-sim3d"
+    # 450 steps over a 110-step ramp, decayed over 450 (fewer lost bead pairs on the vibrating 3D
+    # beads); the warm motion where the last window ended (no 3D registration); cold motion from zero
+    assert (sim3d.fit.max_steps, sim3d.fit.coarse_to_fine_steps, sim3d.fit.lr_decay_steps) == (450, 110, 450)
+    assert sim3d.fit.max_steps < base.fit.max_steps
+    assert sim3d.fit.warm_motion_start == "previous" and sim3d.fit.motion_start == "zero"
+    # everything else as 2D SIM's: Wiener start, one hidden layer, motion every 32 px, warm-up, evaluation
+    differ = {"max_steps", "coarse_to_fine_steps", "lr_decay_steps", "warm_motion_start", "motion_start"}
+    assert {k: v for k, v in sim3d.fit.model_dump().items() if k not in differ} == {
+        k: v for k, v in sim2d.fit.model_dump().items() if k not in differ
+    }
+    assert sim3d.scene == sim2d.scene and sim3d.motion == sim2d.motion
+    assert sim3d.fit.scene_start == "conventional" and sim3d.scene.layers == 1 and sim3d.motion.stride_px == 32
 
 
 def test_an_unknown_modality_is_refused_in_one_line():
