@@ -15,8 +15,8 @@ Each measurement runs in its own process (peak memory is that run's alone).
   prep + compile + steps x seconds per step with the steps the 3D quality benchmark's vibrating
   windows took (``sim3d_motion``; the schedule's cap when it has not run with those settings).
 
-``python -m benchmarks.cases.sim_speed run-2d`` / ``run-3d``: re-run the 2D / 3D rows only (the
-others kept).
+``python -m benchmarks.cases.sim_speed run-2d`` / ``run-3d [base|default]``: re-run the 2D / 3D
+rows only (the others kept).
 """
 
 from __future__ import annotations
@@ -248,7 +248,9 @@ def _later_session(n: int) -> dict:
         return _subprocess("2d", str(n), "default", "cached", env=env)
 
 
-def run(quick: bool = False, only_2d: bool = False, only_3d: bool = False) -> dict:
+def run(
+    quick: bool = False, only_2d: bool = False, only_3d: bool = False, only_3d_settings: tuple[str, ...] = ()
+) -> dict:
     sizes = QUICK if quick else SIZES
     numbers: dict = {}
     saved = RESULTS / "sim_speed.json"
@@ -274,7 +276,16 @@ def run(quick: bool = False, only_2d: bool = False, only_3d: bool = False) -> di
         else:
             m = {}
             for settings in ("base", "default"):  # each in its own process, the base first
-                r = _subprocess("3d", str(n), str(nz), "15", settings)
+                if only_3d_settings and settings not in only_3d_settings and settings in numbers.get(label, {}):
+                    m[settings] = numbers[label][settings]  # kept from the saved run
+                    continue
+                try:
+                    r = _subprocess("3d", str(n), str(nz), "15", settings)
+                except subprocess.CalledProcessError as exc:  # killed for memory: -9
+                    m[settings] = {"failed": f"exit status {exc.returncode}" + (
+                        " (killed: out of memory)" if exc.returncode == -9 else "")}
+                    print(f"  {label} {settings}: {m[settings]['failed']}", flush=True)
+                    continue
                 r["typical_steps"] = _typical_steps_3d(settings)
                 r["window_s"] = r["prep_s"] + r["compile_s"] + r["typical_steps"] * r["s_per_step"]
                 m[settings] = r
@@ -303,6 +314,9 @@ def run(quick: bool = False, only_2d: bool = False, only_3d: bool = False) -> di
         elif label.startswith("3D") and "default" in m:
             for settings, name in (("base", "before (`default_config()`)"), ("default", "today (`default_config(\"sim3d\")`)")):
                 v = m[settings]
+                if "failed" in v:
+                    rows_3d.append(f"| {label} | {name} | did not run: {v['failed']} |||||||| ")
+                    continue
                 rows_3d.append(
                     f"| {label} | {name} | {v['estimate_s']:.1f} | {v['wiener_s']:.1f} | {v['prep_s']:.1f} "
                     f"| {v['compile_s']:.0f} | {v['s_per_step']:.2f} | {v['typical_steps']} "
@@ -384,7 +398,7 @@ if __name__ == "__main__":
     elif what == "run-3d":  # the 3D rows only (the saved 2D rows kept), then the report
         from benchmarks.common import build_report
 
-        run(only_3d=True)
+        run(only_3d=True, only_3d_settings=tuple(sys.argv[2:]))  # e.g. run-3d default: that row only
         build_report()
     elif what == "run-2d":  # the 2D rows only, then the report
         from benchmarks.common import build_report

@@ -41,9 +41,16 @@ def test_sim3d_defaults_are_the_sim_schedule_with_a_longer_ramp_and_no_warm_regi
     # beads); the warm motion where the last window ended (no 3D registration); cold motion from zero
     assert (sim3d.fit.max_steps, sim3d.fit.coarse_to_fine_steps, sim3d.fit.lr_decay_steps) == (450, 110, 450)
     assert sim3d.fit.max_steps < base.fit.max_steps
+    # it stops after 100 steps without improvement, as the base (2D SIM: 50)
+    assert sim3d.fit.patience * sim3d.fit.eval_every == base.fit.patience * base.fit.eval_every == 100
     assert sim3d.fit.warm_motion_start == "previous" and sim3d.fit.motion_start == "zero"
     # everything else as 2D SIM's: Wiener start, one hidden layer, motion every 32 px, warm-up, evaluation
-    differ = {"max_steps", "coarse_to_fine_steps", "lr_decay_steps", "warm_motion_start", "motion_start"}
+    # its time-bin volumes rendered four at a time (memory); 2D SIM renders its 9 shots at once
+    assert sim3d.fit.render_chunk == 4 and sim2d.fit.render_chunk == base.fit.render_chunk == 0
+    differ = {
+        "max_steps", "coarse_to_fine_steps", "lr_decay_steps", "patience", "warm_motion_start", "motion_start",
+        "render_chunk",
+    }
     assert {k: v for k, v in sim3d.fit.model_dump().items() if k not in differ} == {
         k: v for k, v in sim2d.fit.model_dump().items() if k not in differ
     }

@@ -126,6 +126,11 @@ class FitConfig(_Frozen):
     exposure_subsamples: int = Field(
         default=1, ge=1, le=16, description="render each shot at this many times within its exposure"
     )
+    render_chunk: int = Field(
+        default=0, ge=0,
+        description="grid sampling: render and score this many rows (shots; 3D SIM time bins) at a time, "
+        "recomputing each chunk's intermediates in the backward pass (bounds a step's memory; 0: all at once)",
+    )
     validation_fraction: float = Field(
         default=0.0, ge=0, lt=0.5, description="held-out pixels for early stopping (0: off)"
     )
@@ -313,11 +318,18 @@ def sim3d_schedule(config: NSTMConfig) -> NSTMConfig:
     motion every 32 output pixels, learning rates ramped up over 10 steps, evaluated every 10
     steps) with a 110-step ramp and at most 450 steps, the learning rates decayed as over 450
     (the vibrating 6 x 64 x 64 beads of the quality benchmark were still improving at 300 steps
-    and resolved 37 of 45 pairs there, 45 at 450; 600 steps before), and a warm fit's motion
-    where the previous window's ended (``warm_motion_start="previous"``: the registration
-    against the previous scene is 2D only).
+    and resolved 37 of 45 pairs there, 45 at 450; 600 steps before), stopping after 100 steps
+    without improvement as the base does (after 50, a static window stopped at 150 steps with
+    half its bead pairs unresolved), and a warm fit's motion where the previous window's ended
+    (``warm_motion_start="previous"``: the registration against the previous scene is 2D only).
+    The 60 time-bin volumes of a window are rendered four at a time (``fit.render_chunk``).
     """
-    return _sim_schedule(config, "sim3d", max_steps=450, coarse_to_fine_steps=110, lr_decay_steps=450)
+    fit = _sim_schedule(
+        config, "sim3d", max_steps=450, coarse_to_fine_steps=110, lr_decay_steps=450, patience=10
+    )
+    # four time-bin volumes rendered at a time, recomputed in the backward pass: 8 x 256 x 256,
+    # one step 34 -> 20 s and 18 -> 4.7 GiB (docs/model.md, "3D SIM speed")
+    return fit.with_fit(render_chunk=4)
 
 
 def _sim_schedule(config: NSTMConfig, name: str, **fit_changes: object) -> NSTMConfig:

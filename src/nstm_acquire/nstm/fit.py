@@ -215,6 +215,9 @@ def _loss_terms(
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     k = y.shape[0]
     n_sub = tn.shape[0] // k
+    chunk = model.config.fit.render_chunk
+    if 0 < chunk < k and model.config.fit.scene_sampling == "grid":
+        return _chunked_loss_terms(model, forward, params, alpha, tn, shots, y, train_mask, val_mask, plan)
     scenes, _ = model.scenes(params, tn, alpha, plan)
     scenes = scenes.reshape(k, n_sub, *scenes.shape[1:]).mean(axis=1)  # exposure integration
     pred = forward.render(scenes, shots)
@@ -222,6 +225,63 @@ def _loss_terms(
     data = jnp.sum(resid2 * train_mask) / jnp.maximum(jnp.sum(train_mask), 1.0) * k
     reg = model.config.fit.reg_scene * jnp.mean(jnp.sum(scenes**2, axis=1)) * 1.0
     val = jnp.sum(resid2 * val_mask) / jnp.maximum(jnp.sum(val_mask), 1.0) * k
+    return data + reg, {"loss": data + reg, "data": data, "val": val}
+
+
+def _chunked_loss_terms(
+    model: NSTMModel,
+    forward: ForwardModel,
+    params: Params,
+    alpha: jax.Array,
+    tn: jax.Array,
+    shots: jax.Array,
+    y: jax.Array,
+    train_mask: jax.Array,
+    val_mask: jax.Array,
+    plan: Any,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """:func:`_loss_terms` with the rows rendered ``fit.render_chunk`` at a time.
+
+    The scene network runs once on its padded grid; the warps, the forward model and the
+    residuals of one chunk of rows after another run in a scan whose body is rematerialised in
+    the backward pass (``jax.checkpoint``), so a step holds one chunk's intermediates instead of
+    every row's (3D SIM: 60 time-bin volumes). The same loss to round-off; rows added to fill the
+    last chunk repeat the last row with zero weight.
+    """
+    k = y.shape[0]
+    n_sub = tn.shape[0] // k
+    chunk = model.config.fit.render_chunk
+    n_chunks = -(-k // chunk)
+    pad = n_chunks * chunk - k
+    w_s, w_m = model.level_weights(alpha)
+    grid = model.scene_on_padded_grid(params, w_s, plan)
+
+    def padded(a: jax.Array, fill_edge: bool) -> jax.Array:
+        if pad == 0:
+            return a.reshape(n_chunks, chunk, *a.shape[1:])
+        extra = jnp.repeat(a[-1:], pad, axis=0) if fill_edge else jnp.zeros((pad, *a.shape[1:]), a.dtype)
+        return jnp.concatenate([a, extra]).reshape(n_chunks, chunk, *a.shape[1:])
+
+    rows_valid = padded(jnp.ones((k,), jnp.float32), False)
+    xs = (
+        padded(tn.reshape(k, n_sub), True), padded(shots, True), padded(y, True),
+        padded(train_mask, False), padded(val_mask, False), rows_valid,
+    )
+
+    @jax.checkpoint
+    def one_chunk(sums: jax.Array, x: tuple[jax.Array, ...]) -> tuple[jax.Array, None]:
+        tn_c, shots_c, y_c, train_c, val_c, valid_c = x
+        scenes, _ = model.warp_grid(params, grid, tn_c.reshape(-1), w_m)
+        scenes = scenes.reshape(chunk, n_sub, *scenes.shape[1:]).mean(axis=1)
+        resid2 = (forward.render(scenes, shots_c) - y_c) ** 2
+        power = jnp.mean(jnp.sum(scenes**2, axis=1).reshape(chunk, -1), axis=1)  # per row
+        terms = jnp.stack([jnp.sum(resid2 * train_c), jnp.sum(resid2 * val_c), jnp.sum(power * valid_c)])
+        return sums + terms, None
+
+    sums, _ = jax.lax.scan(one_chunk, jnp.zeros((3,), jnp.float32), xs)
+    data = sums[0] / jnp.maximum(jnp.sum(train_mask), 1.0) * k
+    val = sums[1] / jnp.maximum(jnp.sum(val_mask), 1.0) * k
+    reg = model.config.fit.reg_scene * sums[2] / k
     return data + reg, {"loss": data + reg, "data": data, "val": val}
 
 

@@ -319,24 +319,36 @@ class NSTMModel:
     ) -> tuple[jax.Array, jax.Array]:
         """Scenes at normalised times ``tn`` (K,): ``((K, C, *scene_shape), motion (K, D, *scene_shape))``."""
         w_s, w_m = self.level_weights(alpha)
-        disp = self.motion(params, tn, w_m)
+        if self.config.fit.scene_sampling == "grid":
+            grid = self.scene_on_padded_grid(params, w_s, plan if plan is not None else self.scene_plan())
+            return self.warp_grid(params, grid, tn, w_m)
+        warped, disp = self._warped_coords(params, tn, w_m)
+        k = tn.shape[0]
+        coords = jnp.moveaxis(warped, 1, -1).reshape(-1, self.ndim)
+        vals = self.scene_at_coords(params, coords, w_s)
+        return jnp.moveaxis(vals.reshape(k, *self.scene_shape, self.channels), -1, 1), disp
+
+    def warp_grid(
+        self, params: Params, grid: jax.Array, tn: jax.Array, weights: jax.Array
+    ) -> tuple[jax.Array, jax.Array]:
+        """The padded-grid scene ``grid`` (:meth:`scene_on_padded_grid`) warped to normalised times
+        ``tn`` (K,) with the motion at level weights ``weights``: ``(scenes, motion)`` as :meth:`scenes`."""
+        warped, disp = self._warped_coords(params, tn, weights)
+        origin = jnp.asarray(self.padded_origin, jnp.float32).reshape(1, self.ndim, *([1] * self.ndim))
+        # every shot's coordinates in one resampling: (C, K, *scene_shape) -> (K, C, ...)
+        return jnp.moveaxis(resample_linear(grid, jnp.moveaxis(warped - origin, 1, 0)), 1, 0), disp
+
+    def _warped_coords(self, params: Params, tn: jax.Array, weights: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Where every output pixel samples the template at times ``tn``: ``(K, ndim, *scene_shape)``
+        output-grid coordinates, and the motion ``(K, D, *scene_shape)``."""
+        disp = self.motion(params, tn, weights)
         k = tn.shape[0]
         base = jnp.stack(jnp.meshgrid(*[jnp.asarray(a) for a in self._grid_axes], indexing="ij"))
         if self.motion_dims < self.ndim:  # lateral motion only in a volume
             disp_full = jnp.concatenate([jnp.zeros((k, 1, *self.scene_shape)), disp], axis=1)
         else:
             disp_full = disp
-        warped = base[None] + disp_full  # (K, ndim, *scene_shape)
-        if self.config.fit.scene_sampling == "grid":
-            grid = self.scene_on_padded_grid(params, w_s, plan if plan is not None else self.scene_plan())
-            origin = jnp.asarray(self.padded_origin, jnp.float32).reshape(1, self.ndim, *([1] * self.ndim))
-            # every shot's coordinates in one resampling: (C, K, *scene_shape) -> (K, C, ...)
-            out = jnp.moveaxis(resample_linear(grid, jnp.moveaxis(warped - origin, 1, 0)), 1, 0)
-        else:
-            coords = jnp.moveaxis(warped, 1, -1).reshape(-1, self.ndim)
-            vals = self.scene_at_coords(params, coords, w_s)
-            out = jnp.moveaxis(vals.reshape(k, *self.scene_shape, self.channels), -1, 1)
-        return out, disp
+        return base[None] + disp_full, disp
 
 
 @functools.lru_cache(maxsize=16)
