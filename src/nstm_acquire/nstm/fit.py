@@ -217,7 +217,7 @@ def _loss_terms(
     n_sub = tn.shape[0] // k
     chunk = model.config.fit.render_chunk
     if 0 < chunk < k and model.config.fit.scene_sampling == "grid":
-        return _chunked_loss_terms(model, forward, params, alpha, tn, shots, y, train_mask, val_mask, plan)
+        return _chunked_loss_terms(model, forward, params, alpha, (tn, shots, y, train_mask, val_mask), plan)
     scenes, _ = model.scenes(params, tn, alpha, plan)
     scenes = scenes.reshape(k, n_sub, *scenes.shape[1:]).mean(axis=1)  # exposure integration
     pred = forward.render(scenes, shots)
@@ -229,18 +229,10 @@ def _loss_terms(
 
 
 def _chunked_loss_terms(
-    model: NSTMModel,
-    forward: ForwardModel,
-    params: Params,
-    alpha: jax.Array,
-    tn: jax.Array,
-    shots: jax.Array,
-    y: jax.Array,
-    train_mask: jax.Array,
-    val_mask: jax.Array,
-    plan: Any,
+    model: NSTMModel, forward: ForwardModel, params: Params, alpha: jax.Array, rows: tuple[jax.Array, ...], plan: Any
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """:func:`_loss_terms` with the rows rendered ``fit.render_chunk`` at a time.
+    """:func:`_loss_terms` with the rows rendered ``fit.render_chunk`` at a time; ``rows`` is its
+    ``(tn, shots, y, train_mask, val_mask)``.
 
     The scene network runs once on its padded grid; the warps, the forward model and the
     residuals of one chunk of rows after another run in a scan whose body is rematerialised in
@@ -248,6 +240,7 @@ def _chunked_loss_terms(
     every row's (3D SIM: 60 time-bin volumes). The same loss to round-off; rows added to fill the
     last chunk repeat the last row with zero weight.
     """
+    tn, shots, y, train_mask, val_mask = rows
     k = y.shape[0]
     n_sub = tn.shape[0] // k
     chunk = model.config.fit.render_chunk
