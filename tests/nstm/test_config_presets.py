@@ -37,9 +37,9 @@ def test_sim2d_defaults_change_only_the_schedule_the_motion_stride_and_the_scene
 def test_sim3d_defaults_are_the_sim_schedule_with_a_longer_ramp_and_no_warm_registration():
     base, sim2d, sim3d = default_config(), default_config("sim2d"), default_config("sim3d")
     assert sim3d == sim3d_schedule(base) and sim3d.name == "default-sim3d"
-    # 450 steps over a 110-step ramp, decayed over 450 (fewer lost bead pairs on the vibrating 3D
+    # 450 steps over a 75-step ramp, decayed over 450 (no lost bead pairs on the vibrating 3D
     # beads); the warm motion where the last window ended (no 3D registration); cold motion from zero
-    assert (sim3d.fit.max_steps, sim3d.fit.coarse_to_fine_steps, sim3d.fit.lr_decay_steps) == (450, 110, 450)
+    assert (sim3d.fit.max_steps, sim3d.fit.coarse_to_fine_steps, sim3d.fit.lr_decay_steps) == (450, 75, 450)
     assert sim3d.fit.max_steps < base.fit.max_steps
     # it stops after 100 steps without improvement, as the base (2D SIM: 50)
     assert sim3d.fit.patience * sim3d.fit.eval_every == base.fit.patience * base.fit.eval_every == 100

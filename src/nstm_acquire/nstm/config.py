@@ -316,16 +316,16 @@ def sim3d_schedule(config: NSTMConfig) -> NSTMConfig:
     """``config`` with the 3D SIM schedule (docs/model.md, "3D SIM speed"): as
     :func:`sim2d_schedule` (the scene pre-fitted to the Wiener volume, one hidden layer, the
     motion every 32 output pixels, learning rates ramped up over 10 steps, evaluated every 10
-    steps) with a 110-step ramp and at most 450 steps, the learning rates decayed as over 450
+    steps) with a 75-step ramp and at most 450 steps, the learning rates decayed as over 450
     (the vibrating 6 x 64 x 64 beads of the quality benchmark were still improving at 300 steps
-    and resolved 37 of 45 pairs there, 45 at 450; 600 steps before), stopping after 100 steps
-    without improvement as the base does (after 50, a static window stopped at 150 steps with
-    half its bead pairs unresolved), and a warm fit's motion where the previous window's ended
+    and resolved 37 of 45 pairs there, 44 at 450 as with 600 steps before; a 110-step ramp left a
+    small static window with half its bead pairs unresolved), stopping after 100 steps without
+    improvement as the base does, and a warm fit's motion where the previous window's ended
     (``warm_motion_start="previous"``: the registration against the previous scene is 2D only).
     The 60 time-bin volumes of a window are rendered four at a time (``fit.render_chunk``).
     """
     fit = _sim_schedule(
-        config, "sim3d", max_steps=450, coarse_to_fine_steps=110, lr_decay_steps=450, patience=10
+        config, "sim3d", max_steps=450, coarse_to_fine_steps=75, lr_decay_steps=450, patience=10
     )
     # four time-bin volumes rendered at a time, recomputed in the backward pass: 8 x 256 x 256,
     # one step 34 -> 20 s and 18 -> 4.7 GiB (docs/model.md, "3D SIM speed")
