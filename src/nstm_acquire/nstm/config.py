@@ -324,12 +324,11 @@ def sim3d_schedule(config: NSTMConfig) -> NSTMConfig:
     (``warm_motion_start="previous"``: the registration against the previous scene is 2D only).
     The 60 time-bin volumes of a window are rendered four at a time (``fit.render_chunk``).
     """
-    fit = _sim_schedule(
-        config, "sim3d", max_steps=450, coarse_to_fine_steps=75, lr_decay_steps=450, patience=10
+    # render_chunk: four time-bin volumes rendered at a time, recomputed in the backward pass:
+    # 8 x 256 x 256, one step 34 -> 20 s and 18 -> 4.7 GiB (docs/model.md, "3D SIM speed")
+    return _sim_schedule(
+        config, "sim3d", max_steps=450, coarse_to_fine_steps=75, lr_decay_steps=450, patience=10, render_chunk=4
     )
-    # four time-bin volumes rendered at a time, recomputed in the backward pass: 8 x 256 x 256,
-    # one step 34 -> 20 s and 18 -> 4.7 GiB (docs/model.md, "3D SIM speed")
-    return fit.with_fit(render_chunk=4)
 
 
 def _sim_schedule(config: NSTMConfig, name: str, **fit_changes: object) -> NSTMConfig:
