@@ -212,3 +212,41 @@ def test_fit_failure_judges_explosions_against_the_first_evaluation_and_a_flat_p
     assert fit_failure(result(9.0, 100.0), y) is None  # an unconverged fit a little above flat is kept
     assert "diverged" in fit_failure(result(1.0, 3.0, stop="diverged"), y)
     assert "non-finite" in fit_failure(result(float("nan"), 3.0), y)
+
+
+def test_a_chain_renders_its_warm_windows_across_the_exposure_as_its_cold_fit_chose(fast_sim, open_scope, tmp_path):
+    """The cold fit decides how many times per exposure a shot is rendered (recon.start.exposure_sampled,
+    forced to 2 here); the warm windows after it are fitted, and judged by the trust report, on
+    data sampled alike, and say so in their attributes."""
+    from nstm_acquire.acquire.controller import AcquisitionController
+    from nstm_acquire.acquire.sequences import AcquisitionPlan
+    from nstm_acquire.recon import chain
+    from nstm_acquire.store import ReconReader
+
+    scope = open_scope(fast_sim(frame_shape=(24, 24)))
+    store = tmp_path / "run.zarr"
+    AcquisitionController(scope, AcquisitionPlan(modality="dpc", n_windows=3), store).run()
+    config = default_config().with_fit(max_steps=40, coarse_to_fine_steps=20, warm_max_steps=20, eval_every=10)
+    asked, fitted = [], []
+    real_sampled, real_fit = chain.exposure_sampled, chain.reconstruct_window
+
+    def sampled(problem, cfg, samples=None):
+        asked.append(samples)
+        return real_sampled(problem, cfg, 2 if samples is None else samples)
+
+    def reconstruct(problem, *args, **kwargs):
+        fitted.append(problem.data.times_s.shape)
+        return real_fit(problem, *args, **kwargs)
+
+    chain.exposure_sampled, chain.reconstruct_window = sampled, reconstruct
+    try:
+        results = chain.StoreReconstructor(store, config).run()
+    finally:
+        chain.exposure_sampled, chain.reconstruct_window = real_sampled, real_fit
+    assert [r.fit.warm_start for r in results] == [False, True, True]
+    assert asked == [None, 2, 2]
+    assert fitted == [(4, 2)] * 3
+    recon = ReconReader(store)
+    for w in range(3):
+        assert recon.windows_info()[w]["exposure_samples"]["samples"] == 2
+        assert results[w].info["trust"]["verdict"] != "unavailable"

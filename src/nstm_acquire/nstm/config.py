@@ -126,6 +126,14 @@ class FitConfig(_Frozen):
     exposure_subsamples: int = Field(
         default=1, ge=1, le=16, description="render each shot at this many times within its exposure"
     )
+    exposure_blur_px: float | None = Field(
+        default=None,
+        gt=0,
+        description="a cold fit started from a registration (motion_start) that finds the sample moving "
+        "more than this many output pixels within one exposure renders each shot at ceil(blur / this) "
+        "times across its exposure (at most 4; the warm fits after it in a chain keep that number); "
+        "None: exposure_subsamples always (recon.start.exposure_sampled; docs/model.md)",
+    )
     render_chunk: int = Field(
         default=0, ge=0,
         description="grid sampling: render and score this many rows (shots; 3D SIM time bins) at a time, "
@@ -231,6 +239,10 @@ def published_config() -> NSTMConfig:
     return NSTMConfig(name="published")
 
 
+#: DPC's ``fit.exposure_blur_px`` (docs/model.md, "Large motion: the blur within an exposure")
+DPC_EXPOSURE_BLUR_PX = 6.0
+
+
 def default_config(modality: str | None = None) -> NSTMConfig:
     """nstm-acquire's defaults (see docs/model.md for why each differs from the published).
 
@@ -240,7 +252,9 @@ def default_config(modality: str | None = None) -> NSTMConfig:
     (``fit.motion_start="registration"``; docs/model.md, "Large motion"; 2D SIM too, where the
     shots drifted 12 output pixels or more) and a motion grid of at least 4 finest cells across
     the field (``motion.spatial_min_cells``: 2 cells across 128 px cannot hold a swirl; docs/model.md,
-    "DPC swirls"); ``"sim3d"``: the schedule of :func:`sim3d_schedule` (the scene started from the
+    "DPC swirls"), and every shot rendered at several times across its exposure when the
+    registration finds the sample moving more than 6 px within one (``fit.exposure_blur_px``);
+    ``"sim3d"``: the schedule of :func:`sim3d_schedule` (the scene started from the
     Wiener volume, at most 450 steps); None: the settings below.
 
     Same hash grids as published (the motion's temporal one at least one cell per two shots:
@@ -280,7 +294,11 @@ def default_config(modality: str | None = None) -> NSTMConfig:
     if modality == "dpc":  # large motion within a window: the motion starts from a registration,
         # on a motion grid of at least 4 cells across the field (docs/model.md, "DPC swirls")
         motion = base.motion.model_copy(update={"spatial_min_cells": 4.0})
-        return base.model_copy(update={"motion": motion}).with_fit(motion_start="registration")
+        # and a fast sample is rendered at several times across each exposure (docs/model.md,
+        # "Large motion: the blur within an exposure")
+        return base.model_copy(update={"motion": motion}).with_fit(
+            motion_start="registration", exposure_blur_px=DPC_EXPOSURE_BLUR_PX
+        )
     if modality == "sim2d":  # and a drift of many pattern periods (docs/model.md, "Large motion")
         return sim2d_schedule(base).with_fit(motion_start="registration")
     if modality == "sim3d":

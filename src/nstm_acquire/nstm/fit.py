@@ -72,12 +72,26 @@ class FitData:
     weights
         None, or ``(K, ...)`` float: the weight of each measurement in the loss, broadcast over
         the measurement's trailing axes (0: padding, not a measurement).
+    exposure_s
+        None, or ``(K,)``: each row's exposure, s, centred on the mean of its ``times_s``; lets
+        :meth:`sampled_in_exposure` render a row at several times across it.
     """
 
     measurements: np.ndarray
     times_s: np.ndarray
     shots: np.ndarray
     weights: np.ndarray | None = None
+    exposure_s: np.ndarray | None = None
+
+    def sampled_in_exposure(self, n_sub: int) -> FitData:
+        """The same rows, each rendered at the midpoints of ``n_sub`` equal parts of its exposure."""
+        if self.exposure_s is None:
+            raise ValueError("these fit data carry no exposure_s: give each row's exposure to sample within it")
+        if n_sub < 1:
+            raise ValueError(f"n_sub={n_sub} must be at least 1")
+        mid = self.times_s.mean(axis=1)
+        parts = (np.arange(n_sub) + 0.5) / n_sub - 0.5
+        return dataclasses.replace(self, times_s=mid[:, None] + parts[None, :] * self.exposure_s[:, None])
 
     def __post_init__(self) -> None:
         self.measurements = np.asarray(self.measurements, np.float32)
@@ -102,6 +116,11 @@ class FitData:
                     f"weights {w.shape} must match the leading axes of measurements {self.measurements.shape}"
                 )
             self.weights = w
+        if self.exposure_s is not None:
+            e = np.asarray(self.exposure_s, np.float64).reshape(-1)
+            if e.shape != (k,) or not np.all(np.isfinite(e) & (e >= 0)):
+                raise ValueError(f"exposure_s {e.shape} must hold one finite exposure >= 0 s per measurement ({k})")
+            self.exposure_s = e
 
 
 @dataclasses.dataclass

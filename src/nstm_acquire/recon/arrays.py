@@ -27,7 +27,7 @@ from nstm_acquire.physics.sim.illumination import SimIllumination
 from nstm_acquire.physics.sim.otf import MeasuredPsf
 from nstm_acquire.recon.problem import ProblemBuilder, WindowProblem, modality_of
 from nstm_acquire.recon.row_timing import DEFAULT_ROW_BLOCKS, RowBlockTiming
-from nstm_acquire.recon.start import start_params, warm_start_params
+from nstm_acquire.recon.start import exposure_sampled, start_params, warm_start_params
 
 __all__ = [
     "WindowResult",
@@ -82,8 +82,13 @@ def reconstruct_window(
     """Fit the NSTM to one window and render it at the problem's render times.
 
     ``init_params`` and ``reference_val_loss`` (the previous window's held-out loss) warm-start
-    it (:func:`~nstm_acquire.nstm.fit.fit`)."""
+    it (:func:`~nstm_acquire.nstm.fit.fit`). A cold fit renders each shot at several times
+    across its exposure where its registration finds fast motion (``fit.exposure_blur_px``,
+    :func:`~nstm_acquire.recon.start.exposure_sampled`, a no-op on data sampled so already; a
+    chain samples its warm fits' data as its cold fit's)."""
     config = config or default_config()
+    if init_params is None:
+        problem = exposure_sampled(problem, config)
     model = build_model(
         config,
         problem.scene_shape,

@@ -60,6 +60,7 @@ from nstm_acquire.physics.sim.otf import MeasuredPsf, load_psf
 from nstm_acquire.recon.arrays import WindowResult, model_description, reconstruct_window
 from nstm_acquire.recon.problem import ProblemBuilder, WindowProblem, modality_of
 from nstm_acquire.recon.rolling_shutter import rolling_shutter_config
+from nstm_acquire.recon.start import exposure_sampled
 from nstm_acquire.recon.trust import window_trust
 from nstm_acquire.store import ReconWriter, StoreError, StoreReader
 
@@ -389,6 +390,7 @@ class StoreReconstructor:
         self._model_written = False
         self._params: Params | None = None
         self._val_loss: float | None = None
+        self._exposure_samples = 1  # the chain's last cold fit's samples per exposure
         self._last_window: int | None = None
         self._ratios: list[float] = []  # loss / flat loss of the accepted windows so far
         self._pending_failures: dict[int, tuple[str, dict[str, Any]]] = {}  # before the writer opened
@@ -522,6 +524,9 @@ class StoreReconstructor:
         if on_preview is not None:
             on_preview(w, problem.conventional)
         warm = self.warm_start and self._params is not None
+        # a fast sample rendered across each exposure (cold: as its registration asks; warm: as
+        # the chain's cold fit was), here so that the trust report predicts the same data
+        problem = exposure_sampled(problem, self.config, self._exposure_samples if warm else None)
         try:
             result = reconstruct_window(
                 problem,
@@ -565,6 +570,7 @@ class StoreReconstructor:
             # a cold fit (the first window, or one whose warm start was rejected) is the chain's
             # reference; warm windows are not, so the tolerance cannot compound over a chain
             self._val_loss = result.fit.final_val_loss
+            self._exposure_samples = int(result.info.get("exposure_samples", {}).get("samples", 1))
         self._last_window = w
         return result
 

@@ -122,6 +122,8 @@ class WindowProblem:
     pixel_size_um: float
     z_step_um: float | None
     info: dict[str, Any]
+    #: the shots' registration once made (recon.registration.window_motion): (motion, found)
+    registration: tuple[Any, dict[str, Any]] | None = dataclasses.field(default=None, repr=False, compare=False)
 
 
 def exposure_sample_times(timestamps_s: np.ndarray, exposure_s: np.ndarray, n_sub: int) -> np.ndarray:
@@ -481,7 +483,7 @@ class ProblemBuilder:
         rows: dict[str, Any] = {}  # rolling shutter (recon/row_timing.py)
         if self.modality == "sim2d":
             times = exposure_sample_times(ts[:, 0], exp[:, 0], self.config.fit.exposure_subsamples)
-            data = FitData(y[:, 0], times, np.arange(raw.shape[0]))
+            data = FitData(y[:, 0], times, np.arange(raw.shape[0]), exposure_s=exp[:, 0])
             conv = wiener_sim_2d(raw[:, 0], self.optics, ill, upsample=u, psf=self.psf)[None, None]
             scene_shape: tuple[int, ...] = (self.frame_shape[0] * u, self.frame_shape[1] * u)
             render, z_step, motion_dims = mid[:, 0], None, 2
@@ -614,7 +616,7 @@ class ProblemBuilder:
         ts, exp = timestamps_s[:, 0], exposure_s[:, 0]
         times = exposure_sample_times(ts, exp, self.config.fit.exposure_subsamples)
         rows: dict[str, Any] = {}
-        data, render = FitData(y, times, np.arange(raw.shape[0])), ts + 0.5 * exp
+        data, render = FitData(y, times, np.arange(raw.shape[0]), exposure_s=exp), ts + 0.5 * exp
         if self.row_timing is not None:  # rolling shutter: every block of rows at its own time
             data, render, rows = self.row_timing.frame_data(y, ts, exp, self.config)
         conv = np.asarray(self.forward.conventional(jnp.asarray(y), self.tikhonov_reg))

@@ -135,8 +135,11 @@ def _whitened_cross(
     transfer_b: np.ndarray | None,
     taper: float,
     band: float,
+    whitening: float = 1.0,
 ) -> np.ndarray:
-    """The whitened, transfer-corrected cross-spectrum of :func:`pair_shift` (FFT order)."""
+    """The whitened, transfer-corrected cross-spectrum of :func:`pair_shift` (FFT order):
+    divided by its magnitude to the power ``whitening`` (1: phase correlation; less keeps some
+    weight on the frequencies the shots share most strongly)."""
     if a.shape != b.shape or a.ndim != 2:
         raise ValueError(f"a {a.shape} and b {b.shape} must be (Y, X) images of the same shape")
     win = tukey_window(a.shape, taper)
@@ -153,7 +156,9 @@ def _whitened_cross(
     norm = np.abs(cross)
     # whitened; frequencies at round-off level (1e-4 of the strongest) are left out, not amplified
     floor = 1e-4 * float(norm[mask].max()) if mask.any() else 0.0
-    cross = np.where(mask & (norm > floor), cross / np.maximum(norm, 1e-30), 0)
+    cross = np.where(mask & (norm > floor), cross / np.maximum(norm, 1e-30) ** whitening, 0)
+    if whitening != 1.0 and mask.any():  # back to unit RMS over the kept frequencies
+        cross = cross / max(float(np.sqrt(np.mean(np.abs(cross[mask]) ** 2))), 1e-30)
     return cross
 
 
@@ -225,6 +230,13 @@ def _connected(n: int, pairs: list[tuple[int, int]], used: np.ndarray) -> bool:
 # measured at 128 x 128; clear matches 7-40)
 MIN_SIGNIFICANCE = 6.0
 
+#: the whitening of a second try when a window's shots do not register (:func:`window_motion`):
+#: a sample that moves 20 px within a 30 ms exposure blurs the shots' high frequencies away
+#: along its path, and phase correlation weighs that noise as much as the sharp content (a 32 px
+#: DPC translation at 128 x 128: vote 4.5 standard deviations, 8.3 with 0.75; the swirls
+#: stay unregistered, 3.4-4.2; docs/model.md, "Large motion: the blur within an exposure")
+BLURRED_WHITENING = 0.75
+
 
 def _register(
     shots: np.ndarray,
@@ -256,6 +268,7 @@ def shot_translations(
     transfer: np.ndarray | None = None,
     min_significance: float = MIN_SIGNIFICANCE,
     times_s: np.ndarray | None = None,
+    whitening: float = 1.0,
 ) -> tuple[np.ndarray | None, np.ndarray]:
     """Global content shift of every shot relative to the window's mean position.
 
@@ -273,6 +286,9 @@ def shot_translations(
         ``(K,)`` shot times (s), or None. Given, the pairs first vote for a constant velocity
         (:func:`_register_by_velocity`), so weak pairs help instead of being left out; the
         shots may still deviate from it by a few pixels.
+    whitening
+        With ``times_s``: the power of the cross-spectra's magnitude they are divided by (1:
+        phase correlation; :data:`BLURRED_WHITENING` for shots blurred by their own motion).
 
     Returns
     -------
@@ -292,7 +308,7 @@ def shot_translations(
     pairs = _pairs(shots.shape[0], None)
     if times_s is None:
         return _register(shots, transfer, pairs, min_significance)
-    return _register_by_velocity(shots, transfer, pairs, np.asarray(times_s, np.float64), min_significance)
+    return _register_by_velocity(shots, transfer, pairs, np.asarray(times_s, np.float64), min_significance, whitening=whitening)
 
 
 def _register_by_velocity(
@@ -302,6 +318,7 @@ def _register_by_velocity(
     times_s: np.ndarray,
     min_significance: float,
     upsample: int = 20,
+    whitening: float = 1.0,
 ) -> tuple[np.ndarray | None, np.ndarray]:
     """:func:`shot_translations` with a constant-velocity vote first.
 
@@ -317,7 +334,7 @@ def _register_by_velocity(
     crosses = [
         _whitened_cross(
             shots[i], shots[j], None if transfer is None else transfer[i], None if transfer is None else transfer[j],
-            0.25, 0.05,
+            0.25, 0.05, whitening,
         )
         for i, j in pairs
     ]
@@ -454,6 +471,13 @@ def window_motion(problem: WindowProblem) -> tuple[np.ndarray | None, dict[str, 
     swirl patch they did started the fit worse (0.905 against 0.915 from zero). Other
     modalities raise.
     """
+    if problem.registration is None:
+        problem.registration = _window_motion(problem)
+    motion, info = problem.registration
+    return motion, dict(info)
+
+
+def _window_motion(problem: WindowProblem) -> tuple[np.ndarray | None, dict[str, Any]]:
     y, transfer, shots, scale = _shared_content(problem, "fit.motion_start='registration'", "fit.motion_start='zero'")
     # one frame per shot: with row-exact timing (a rolling-shutter camera) every shot's frame is
     # in the data once per block of rows (recon.row_timing), each at its block's time
@@ -465,6 +489,10 @@ def window_motion(problem: WindowProblem) -> tuple[np.ndarray | None, dict[str, 
         "registered": glob is not None,
         "pair_significance": [round(float(v), 2) for v in sig],
     }
+    if glob is None:  # blurred by a fast motion? weigh the frequencies the shots share most
+        glob, sig_blurred = shot_translations(y[first], transfer[first], times_s=shot_times, whitening=BLURRED_WHITENING)
+        if glob is not None:
+            info.update(registered=True, whitening=BLURRED_WHITENING, pair_significance=[round(float(v), 2) for v in sig_blurred])
     if glob is None:
         return None, info
     info["shot_shift_px"] = [[round(float(v), 2) for v in row] for row in glob]
@@ -520,6 +548,21 @@ def motion_against_rendering(problem: WindowProblem, rendered: np.ndarray) -> tu
 # (docs/model.md, "SIM 2D: registration of the shots' low band"), and the same gate leaves
 # today's vibrating beads (registered 3 px) exactly as they were
 PREFIT_MIN_PX = 12.0
+
+
+def exposure_blur_px(problem: WindowProblem, motion: np.ndarray) -> float:
+    """How far (output pixels) the registered ``motion`` ``(K, D, *scene_shape)`` carries the
+    sample within the longest exposure: the window's mean velocity (a straight line fitted to
+    the rows' mean shifts against their times: steadier than row-to-row differences of shifts
+    registered to within a pixel) times that exposure; 0 without exposures or distinct times."""
+    data = problem.data
+    times = data.times_s.mean(axis=1)
+    if data.exposure_s is None or np.ptp(times) <= 0:
+        return 0.0
+    shift = motion.reshape(motion.shape[0], motion.shape[1], -1).mean(axis=2)  # (K, D)
+    t = times - times.mean()
+    velocity = (t @ (shift - shift.mean(axis=0))) / (t @ t)  # (D,) px / s
+    return float(np.linalg.norm(velocity) * np.max(data.exposure_s))
 
 
 def motion_from_registration(

@@ -8,6 +8,10 @@ A cold fit from random networks spends most of its steps discovering the scene a
 * the motion network pre-fitted to a registration of the window's shots (DPC and 2D SIM;
   :func:`~nstm_acquire.recon.registration.motion_from_registration`), after the scene pre-fit.
 
+:func:`exposure_sampled` prepares a cold fit's data first: where that registration finds the
+sample moving far within one exposure (``fit.exposure_blur_px``), every shot is rendered at
+several times across its exposure, as the camera integrated it.
+
 None (the default configuration asks for neither) means random networks, as published.
 
 :func:`warm_start_params` does the same for a warm fit's motion (2D SIM's default): the previous
@@ -17,7 +21,9 @@ window's scene (``fit.warm_motion_start``).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -28,12 +34,18 @@ from nstm_acquire.nstm.model import NSTMModel, Params
 from nstm_acquire.nstm.prefit import prefit_scene
 from nstm_acquire.recon.problem import WindowProblem
 from nstm_acquire.recon.registration import (
+    PREFIT_MIN_PX,
+    exposure_blur_px,
     motion_against_rendering,
     motion_from_registration,
     prefit_registered_motion,
+    window_motion,
 )
 
-__all__ = ["start_params", "warm_start_params"]
+__all__ = ["EXPOSURE_SAMPLES_MAX", "exposure_sampled", "start_params", "warm_start_params"]
+
+#: the most times :func:`exposure_sampled` renders a shot within its exposure
+EXPOSURE_SAMPLES_MAX = 4
 
 
 def start_params(model: NSTMModel, problem: WindowProblem, config: NSTMConfig) -> Params | None:
@@ -44,6 +56,34 @@ def start_params(model: NSTMModel, problem: WindowProblem, config: NSTMConfig) -
     if config.fit.motion_start == "registration":
         params = motion_from_registration(model, problem, config, params)
     return params
+
+
+def exposure_sampled(problem: WindowProblem, config: NSTMConfig, samples: int | None = None) -> WindowProblem:
+    """``problem`` with every shot rendered at several times across its exposure, or unchanged.
+
+    ``samples`` None (a cold fit): as many as ``fit.exposure_blur_px`` asks for the motion the
+    shots' registration finds (:func:`~nstm_acquire.recon.registration.exposure_blur_px`; only
+    where that motion is large enough to be pre-fitted, ``recon.registration.PREFIT_MIN_PX``, so
+    the windows of small motion start exactly as before). An int (a warm fit in a chain): that
+    many, the chain's cold fit's choice. Only for fit data with one time per row and their
+    exposures (not with row-exact timing); ``problem.info["exposure_samples"]`` says what was done.
+    """
+    data, cfg = problem.data, config.fit
+    if data.exposure_s is None or data.times_s.shape[1] != 1:
+        return problem
+    blur = None
+    if samples is None:
+        if cfg.exposure_blur_px is None or cfg.motion_start != "registration":
+            return problem
+        motion, _ = window_motion(problem)
+        if motion is None or np.max(np.abs(motion - motion.mean(axis=0))) < PREFIT_MIN_PX:
+            return problem
+        blur = exposure_blur_px(problem, motion)
+        samples = min(EXPOSURE_SAMPLES_MAX, max(1, math.ceil(blur / cfg.exposure_blur_px)))
+    if samples <= 1:
+        return problem
+    info = {**problem.info, "exposure_samples": {"samples": int(samples), **({"blur_px": round(blur, 2)} if blur is not None else {})}}
+    return dataclasses.replace(problem, data=data.sampled_in_exposure(int(samples)), info=info)
 
 
 # steps and pixels per step of the scene pre-fit (docs/model.md, "SIM: starting from the Wiener result")
