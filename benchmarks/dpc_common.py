@@ -26,11 +26,15 @@ MOTIONS = {
 }
 
 
-def window(n: int, motion: str, seed: int = 0, t_start_s: float = 0.0, noise_seed: int | None = None) -> SimulatedWindow:
-    """A four-shot window of the simulated microscope (30 ms exposures) at ``n`` x ``n`` pixels."""
+def window(
+    n: int, motion: str, seed: int = 0, t_start_s: float = 0.0, noise_seed: int | None = None, exposure_instants: int = 3
+) -> SimulatedWindow:
+    """A four-shot window of the simulated microscope (30 ms exposures) at ``n`` x ``n`` pixels,
+    each frame the mean of the sample at ``exposure_instants`` times across its exposure."""
     cfg = simulated_config(frame_shape=(n, n))
     return simulate_dpc_window(
-        cfg, shape=(n, n), motion=motion, exposure_s=0.03, seed=seed, t_start_s=t_start_s, noise_seed=noise_seed
+        cfg, shape=(n, n), motion=motion, exposure_s=0.03, seed=seed, t_start_s=t_start_s, noise_seed=noise_seed,
+        exposure_subsamples=exposure_instants,
     )
 
 
@@ -55,12 +59,14 @@ class Scorer:
 
 
 def problem(win: SimulatedWindow) -> tuple[DpcForward, FitData, np.ndarray]:
-    """Forward model, fit data (exposure midpoints) and the Tikhonov reconstruction."""
+    """Forward model, fit data (exposure midpoints, and the exposures where every row shares its
+    frame's) and the Tikhonov reconstruction."""
     n = win.raw.shape[-1]
     y = dpc_normalise(win.raw, win.background)
     fwd = DpcForward.for_illumination((n, n), win.optics, win.illumination)
     conv = np.asarray(fwd.conventional(jnp.asarray(y)))
-    return fwd, FitData(y, win.midpoints_s, np.arange(len(y))), conv
+    exposure = np.asarray(win.exposure_s, np.float64) if win.row_time_s is None else None
+    return fwd, FitData(y, win.midpoints_s, np.arange(len(y)), exposure_s=exposure), conv
 
 
 def run_nstm(
@@ -70,13 +76,16 @@ def run_nstm(
     init_params: Any = None,
     reference_val_loss: float | None = None,
     start_params: Any = None,
+    data: FitData | None = None,
 ) -> dict[str, Any]:
     """One fit, scored; with ``monitor_every`` the quality at every evaluation is recorded.
 
     ``init_params`` and ``reference_val_loss`` (the previous fit's ``val_loss``) warm-start it;
-    ``start_params`` is where a cold fit starts (``recon.start.start_params``)."""
+    ``start_params`` is where a cold fit starts (``recon.start.start_params``), ``data`` the fit
+    data it was made for (None: :func:`problem`'s)."""
     n = win.raw.shape[-1]
-    fwd, data, conv = problem(win)
+    fwd, own_data, conv = problem(win)
+    data = own_data if data is None else data
     score = Scorer(win)
     model = build_model(config, (n, n), 2)
 
@@ -117,12 +126,14 @@ def run_nstm(
     }
 
 
-def registered_start(config: NSTMConfig, win: SimulatedWindow) -> tuple[Any, dict | None]:
+def registered_start(config: NSTMConfig, win: SimulatedWindow) -> tuple[Any, dict | None, FitData]:
     """Where the reconstructor starts a cold fit of ``win`` (:func:`nstm_acquire.recon.start.start_params`:
     with ``fit.motion_start = "registration"`` the motion network pre-fitted to a registration of
-    the shots), and what the registration found (``None``: nothing was tried)."""
+    the shots), what the registration found (``None``: nothing was tried; with the samples per
+    exposure where ``fit.exposure_blur_px`` asked for more than one), and the fit data it is for
+    (:func:`nstm_acquire.recon.start.exposure_sampled`)."""
     from nstm_acquire.recon.problem import WindowProblem
-    from nstm_acquire.recon.start import start_params
+    from nstm_acquire.recon.start import exposure_sampled, start_params
 
     fwd, data, conv = problem(win)
     n = win.raw.shape[-1]
@@ -131,8 +142,12 @@ def registered_start(config: NSTMConfig, win: SimulatedWindow) -> tuple[Any, dic
         motion_dims=2, render_times_s=win.midpoints_s, conventional=conv[:, None],
         pixel_size_um=win.optics.pixel_size_um, z_step_um=None, info={},
     )
+    prob = exposure_sampled(prob, config)
     start = start_params(build_model(config, (n, n), 2), prob, config)
-    return start, prob.info.get("motion_start")
+    found = prob.info.get("motion_start")
+    if found is not None and "exposure_samples" in prob.info:
+        found = {**found, "exposure_samples": prob.info["exposure_samples"]}
+    return start, found, prob.data
 
 
 def public(result: dict[str, Any]) -> dict[str, Any]:

@@ -48,7 +48,7 @@ def _case(name: str, motion: str, n: int, config, broken: str | None = None, see
     fwd, data, conv = problem(win)
     model = build_model(config, (n, n), 2)
     t0 = time.perf_counter()
-    start, _ = registered_start(config, win)
+    start, _, data = registered_start(config, win)
     res = fit(model, fwd, data, start_params=start)
     if broken == "scrambled":
         res = _scrambled(res)
