@@ -19,8 +19,11 @@ from nstm_acquire.recon.arrays import WindowResult, reconstruct_sim
 MARGIN = 8  # output pixels left out of every score
 
 
-def sim_window(modality: str, n: int, phantom_kind: str, motion: Any, n_planes: int = 1, seed: int = 1) -> SimulatedSimWindow:
-    """A window of the simulated microscope's ``sim2d``/``sim3d`` optics and pattern (true values)."""
+def sim_window(
+    modality: str, n: int, phantom_kind: str, motion: Any, n_planes: int = 1, seed: int = 1, exposure_instants: int = 3
+) -> SimulatedSimWindow:
+    """A window of the simulated microscope's ``sim2d``/``sim3d`` optics and pattern (true values),
+    each frame the mean of the sample at ``exposure_instants`` times across its exposure."""
     cfg = simulated_config()
     sim = cfg.sim3d if modality == "sim3d" else cfg.sim2d
     ill = sim_illumination_from_config(sim, modality == "sim3d")
@@ -40,9 +43,12 @@ def sim_window(modality: str, n: int, phantom_kind: str, motion: Any, n_planes: 
     if modality == "sim3d":
         return simulate_sim_window(
             optics, ill, phantom, motion, (n, n), n_planes=n_planes, z_step_um=optics.z_step_um,
-            frame_interval_s=0.004, exposure_s=0.003, photons=400.0, seed=seed,
+            frame_interval_s=0.004, exposure_s=0.003, photons=400.0, seed=seed, exposure_subsamples=exposure_instants,
         )
-    return simulate_sim_window(optics, ill, phantom, motion, (n, n), frame_interval_s=0.012, exposure_s=0.01, seed=seed)
+    return simulate_sim_window(
+        optics, ill, phantom, motion, (n, n), frame_interval_s=0.012, exposure_s=0.01, seed=seed,
+        exposure_subsamples=exposure_instants,
+    )
 
 
 def band_limited_truth(win: SimulatedSimWindow, t_s: float) -> np.ndarray:

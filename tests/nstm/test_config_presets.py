@@ -10,12 +10,16 @@ from nstm_acquire.nstm.fit import build_model
 def test_sim2d_defaults_change_only_the_schedule_the_motion_stride_and_the_scene_depth():
     base, sim2d = default_config(), default_config("sim2d")
     # DPC: the motion of a cold fit starts from a registration of the shots (large motion), on a
-    # motion grid of at least 4 cells (the next test)
+    # motion grid of at least 4 cells (the next test), and a fast sample is rendered at several
+    # times across each exposure (6 px of blur or more)
     dpc_motion = base.motion.model_copy(update={"spatial_min_cells": 4.0})
-    assert default_config("dpc") == base.model_copy(update={"motion": dpc_motion}).with_fit(motion_start="registration")
+    large = {"motion_start": "registration", "exposure_blur_px": 6.0}
+    assert default_config("dpc") == base.model_copy(update={"motion": dpc_motion}).with_fit(**large)
     # 2D SIM too (a drift of many pattern periods); the base and 3D SIM start from zero motion
+    # and render every shot at its exposure midpoint
     assert base.fit.motion_start == "zero" and sim2d.fit.motion_start == "registration"
-    assert sim2d == sim2d_schedule(base).with_fit(motion_start="registration")
+    assert base.fit.exposure_blur_px is None and default_config("sim3d").fit.exposure_blur_px is None
+    assert sim2d == sim2d_schedule(base).with_fit(**large)
     schedule = (
         "max_steps", "lr_decay_steps", "coarse_to_fine_steps", "eval_every", "patience", "scene_start",
         "start_alpha", "warm_patience", "warm_motion_start", "lr_warmup_steps",
@@ -30,7 +34,7 @@ def test_sim2d_defaults_change_only_the_schedule_the_motion_stride_and_the_scene
     assert sim2d.fit.max_steps < base.fit.max_steps and sim2d.motion.stride_px == 32
     # the same scene network, with one hidden layer instead of two (the MLP over the grid was the step's cost)
     assert base.scene.layers == 2 and sim2d.scene == base.scene.model_copy(update={"layers": 1})
-    same_fit = {k: v for k, v in sim2d.fit.model_dump().items() if k not in (*schedule, "motion_start")}
+    same_fit = {k: v for k, v in sim2d.fit.model_dump().items() if k not in (*schedule, *large)}
     assert same_fit == {k: v for k, v in base.fit.model_dump().items() if k in same_fit}
 
 
@@ -49,7 +53,7 @@ def test_sim3d_defaults_are_the_sim_schedule_with_a_longer_ramp_and_no_warm_regi
     assert sim3d.fit.render_chunk == 4 and sim2d.fit.render_chunk == base.fit.render_chunk == 0
     differ = {
         "max_steps", "coarse_to_fine_steps", "lr_decay_steps", "patience", "warm_motion_start", "motion_start",
-        "render_chunk",
+        "render_chunk", "exposure_blur_px",  # no registration in 3D, so nothing to sample the exposure by
     }
     assert {k: v for k, v in sim3d.fit.model_dump().items() if k not in differ} == {
         k: v for k, v in sim2d.fit.model_dump().items() if k not in differ

@@ -244,3 +244,26 @@ def test_trust_report_and_map_round_trip_through_the_store(tmp_path):
     assert lines[1].strip() == "window 0: a reason."
     image = ReconImage(window=0, kind="nstm", scene=scene, times_s=None, motion=None, pixel_size_um=0.5, trust=stored)
     assert trust_text(image) == "trust: doubtful – a reason."
+
+
+def test_volumes_agree_in_the_low_band_through_their_axial_projections():
+    """Two volumes of the same lateral content whose planes weigh it differently (as a 3D Wiener
+    result's missing cone and axial blur do against the NSTM's) agree fully through their axial
+    projections though not plane by plane; different content does not; a single plane is
+    compared as it is."""
+    from nstm_acquire.recon.trust import lowfreq_correlation, projected_lowfreq_correlation
+
+    rng = np.random.default_rng(0)
+    k2 = np.fft.fftfreq(64)[:, None] ** 2 + np.fft.fftfreq(64)[None, :] ** 2
+    smooth = lambda: np.real(np.fft.ifft2(np.fft.fft2(rng.standard_normal((64, 64))) * np.exp(-k2 / 0.05**2)))  # noqa: E731
+    lateral, other = smooth(), smooth()
+    nstm = np.stack([w * lateral for w in (1.0, 1.0, 1.0, 1.0)])
+    wiener = np.stack([w * lateral for w in (2.0, -0.5, 1.5, 0.2)]) + 0.2 * np.stack([other, -other, other, -other])
+    band = (0.05, 0.5)  # cycles/µm with 1 µm pixels
+    assert lowfreq_correlation(nstm, wiener, 1.0, band) < 0.9
+    assert projected_lowfreq_correlation(nstm, wiener, 1.0, band) == pytest.approx(1.0, abs=1e-6)
+    assert abs(projected_lowfreq_correlation(nstm, np.stack([other] * 4), 1.0, band)) < 0.3
+    plane = projected_lowfreq_correlation(nstm[:1], wiener[:1], 1.0, band)
+    assert plane == pytest.approx(lowfreq_correlation(nstm[0], wiener[0], 1.0, band))
+    with pytest.raises(ValueError, match="volumes"):
+        projected_lowfreq_correlation(lateral, lateral, 1.0, band)

@@ -239,8 +239,9 @@ def published_config() -> NSTMConfig:
     return NSTMConfig(name="published")
 
 
-#: DPC's ``fit.exposure_blur_px`` (docs/model.md, "Large motion: the blur within an exposure")
-DPC_EXPOSURE_BLUR_PX = 6.0
+#: DPC's and 2D SIM's ``fit.exposure_blur_px``, output pixels (docs/model.md, "Large motion: the
+#: blur within an exposure")
+EXPOSURE_BLUR_PX = 6.0
 
 
 def default_config(modality: str | None = None) -> NSTMConfig:
@@ -252,9 +253,9 @@ def default_config(modality: str | None = None) -> NSTMConfig:
     (``fit.motion_start="registration"``; docs/model.md, "Large motion"; 2D SIM too, where the
     shots drifted 12 output pixels or more) and a motion grid of at least 4 finest cells across
     the field (``motion.spatial_min_cells``: 2 cells across 128 px cannot hold a swirl; docs/model.md,
-    "DPC swirls"), and every shot rendered at several times across its exposure when the
-    registration finds the sample moving more than 6 px within one (``fit.exposure_blur_px``);
-    ``"sim3d"``: the schedule of :func:`sim3d_schedule` (the scene started from the
+    "DPC swirls"), and (DPC and 2D SIM) every shot rendered at several times across its exposure
+    when the registration finds the sample moving more than 6 output pixels within one
+    (``fit.exposure_blur_px``); ``"sim3d"``: the schedule of :func:`sim3d_schedule` (the scene started from the
     Wiener volume, at most 450 steps); None: the settings below.
 
     Same hash grids as published (the motion's temporal one at least one cell per two shots:
@@ -297,10 +298,10 @@ def default_config(modality: str | None = None) -> NSTMConfig:
         # and a fast sample is rendered at several times across each exposure (docs/model.md,
         # "Large motion: the blur within an exposure")
         return base.model_copy(update={"motion": motion}).with_fit(
-            motion_start="registration", exposure_blur_px=DPC_EXPOSURE_BLUR_PX
+            motion_start="registration", exposure_blur_px=EXPOSURE_BLUR_PX
         )
     if modality == "sim2d":  # and a drift of many pattern periods (docs/model.md, "Large motion")
-        return sim2d_schedule(base).with_fit(motion_start="registration")
+        return sim2d_schedule(base).with_fit(motion_start="registration", exposure_blur_px=EXPOSURE_BLUR_PX)
     if modality == "sim3d":
         return sim3d_schedule(base)
     return base
