@@ -368,16 +368,7 @@ def _sim3d_md(rows: list[dict], th: TrustThresholds) -> list[str]:
 
 def refresh_sim3d() -> None:
     """Run only the 3D SIM rows and rebuild the report section; the other rows are kept."""
-    import json
-
-    from benchmarks.common import RESULTS
-
-    numbers = json.loads((RESULTS / "trust.json").read_text())["numbers"]
-    numbers["sim3d_cases"] = _sim3d_rows(False)
-    numbers["separated"] = all(
-        (r["verdict"] != "ok") == r["bad"] for r in numbers["cases"] + numbers["sim_cases"] + numbers["sim3d_cases"]
-    )
-    save_result("trust", numbers, markdown(numbers), order=25)
+    _refresh(lambda numbers: numbers.__setitem__("sim3d_cases", _sim3d_rows(False)))
 
 
 def _sim_md(n: int, sim: list[dict], th: TrustThresholds, separated: bool) -> list[str]:
@@ -398,12 +389,21 @@ def _sim_md(n: int, sim: list[dict], th: TrustThresholds, separated: bool) -> li
 
 def refresh_sim() -> None:
     """Re-run only the 2D SIM rows of the saved result and rebuild its report section."""
+
+    def rerun(numbers: dict) -> None:
+        numbers["sim_size"], numbers["sim_cases"] = _sim_rows(False)
+
+    _refresh(rerun)
+
+
+def _refresh(rerun) -> None:
+    """Load the saved result, let ``rerun`` replace some of its rows, and save it with its report."""
     import json
 
     from benchmarks.common import RESULTS
 
     numbers = json.loads((RESULTS / "trust.json").read_text())["numbers"]
-    numbers["sim_size"], numbers["sim_cases"] = _sim_rows(False)
+    rerun(numbers)
     numbers["separated"] = all(
         (r["verdict"] != "ok") == r["bad"]
         for r in numbers["cases"] + numbers["sim_cases"] + numbers.get("sim3d_cases", [])
