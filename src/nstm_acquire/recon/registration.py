@@ -233,8 +233,9 @@ MIN_SIGNIFICANCE = 6.0
 #: the whitening of a second try when a window's shots do not register (:func:`window_motion`):
 #: a sample that moves 20 px within a 30 ms exposure blurs the shots' high frequencies away
 #: along its path, and phase correlation weighs that noise as much as the sharp content (a 32 px
-#: DPC translation at 128 x 128: vote 4.5 standard deviations, 8.3 with 0.75; the swirls
-#: stay unregistered, 3.4-4.2; docs/model.md, "Large motion: the blur within an exposure")
+#: DPC translation at 128 x 128: its strongest shot pair 4.5 standard deviations, unregistered;
+#: 8.3 with 0.75, registered; the swirls stay unregistered, 3.4-4.2; docs/model.md, "Large
+#: motion: the blur within an exposure")
 BLURRED_WHITENING = 0.75
 
 
