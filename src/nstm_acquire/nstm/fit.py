@@ -35,9 +35,17 @@ __all__ = [
     "FitResult",
     "ForwardModel",
     "build_model",
+    "exposure_sample_times",
     "fit",
     "render_scenes",
 ]
+
+
+def exposure_sample_times(timestamps_s: np.ndarray, exposure_s: np.ndarray, n_sub: int) -> np.ndarray:
+    """``(K, n_sub)`` times (s) at the midpoints of ``n_sub`` equal parts of each exposure."""
+    t = np.asarray(timestamps_s, np.float64).reshape(-1)
+    e = np.asarray(exposure_s, np.float64).reshape(-1)
+    return t[:, None] + (np.arange(n_sub)[None, :] + 0.5) / n_sub * e[:, None]
 
 
 class ForwardModel(Protocol):
@@ -89,9 +97,8 @@ class FitData:
             raise ValueError("these fit data carry no exposure_s: give each row's exposure to sample within it")
         if n_sub < 1:
             raise ValueError(f"n_sub={n_sub} must be at least 1")
-        mid = self.times_s.mean(axis=1)
-        parts = (np.arange(n_sub) + 0.5) / n_sub - 0.5
-        return dataclasses.replace(self, times_s=mid[:, None] + parts[None, :] * self.exposure_s[:, None])
+        start = self.times_s.mean(axis=1) - 0.5 * self.exposure_s
+        return dataclasses.replace(self, times_s=exposure_sample_times(start, self.exposure_s, n_sub))
 
     def __post_init__(self) -> None:
         self.measurements = np.asarray(self.measurements, np.float32)
@@ -241,9 +248,26 @@ def _loss_terms(
     scenes = scenes.reshape(k, n_sub, *scenes.shape[1:]).mean(axis=1)  # exposure integration
     pred = forward.render(scenes, shots)
     resid2 = (pred - y) ** 2
-    data = jnp.sum(resid2 * train_mask) / jnp.maximum(jnp.sum(train_mask), 1.0) * k
-    reg = model.config.fit.reg_scene * jnp.mean(jnp.sum(scenes**2, axis=1)) * 1.0
-    val = jnp.sum(resid2 * val_mask) / jnp.maximum(jnp.sum(val_mask), 1.0) * k
+    return _loss_from_sums(
+        model, k, jnp.sum(resid2 * train_mask), jnp.sum(resid2 * val_mask), jnp.mean(jnp.sum(scenes**2, axis=1)),
+        train_mask, val_mask,
+    )  # fmt: skip
+
+
+def _loss_from_sums(
+    model: NSTMModel,
+    k: int,
+    train_sum: jax.Array,
+    val_sum: jax.Array,
+    mean_power: jax.Array,
+    train_mask: jax.Array,
+    val_mask: jax.Array,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The loss and its terms from the summed squared residuals of the ``k`` rows' training and
+    held-out pixels and the scene's mean power (per pixel, summed over channels)."""
+    data = train_sum / jnp.maximum(jnp.sum(train_mask), 1.0) * k
+    reg = model.config.fit.reg_scene * mean_power
+    val = val_sum / jnp.maximum(jnp.sum(val_mask), 1.0) * k
     return data + reg, {"loss": data + reg, "data": data, "val": val}
 
 
@@ -291,10 +315,7 @@ def _chunked_loss_terms(
         return sums + terms, None
 
     sums, _ = jax.lax.scan(one_chunk, jnp.zeros((3,), jnp.float32), xs)
-    data = sums[0] / jnp.maximum(jnp.sum(train_mask), 1.0) * k
-    val = sums[1] / jnp.maximum(jnp.sum(val_mask), 1.0) * k
-    reg = model.config.fit.reg_scene * sums[2] / k
-    return data + reg, {"loss": data + reg, "data": data, "val": val}
+    return _loss_from_sums(model, k, sums[0], sums[1], sums[2] / k, train_mask, val_mask)
 
 
 @functools.lru_cache(maxsize=32)

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nstm_acquire.nstm.config import NSTMConfig
-from nstm_acquire.nstm.fit import FitData
+from nstm_acquire.nstm.fit import FitData, exposure_sample_times
 from nstm_acquire.physics.dpc.forward import DpcForward, dpc_normalise, row_block_masks
 from nstm_acquire.physics.dpc.illumination import DpcIllumination
 from nstm_acquire.physics.optics import Optics
@@ -124,13 +124,6 @@ class WindowProblem:
     info: dict[str, Any]
     #: the shots' registration once made (recon.registration.window_motion): (motion, found)
     registration: tuple[Any, dict[str, Any]] | None = dataclasses.field(default=None, repr=False, compare=False)
-
-
-def exposure_sample_times(timestamps_s: np.ndarray, exposure_s: np.ndarray, n_sub: int) -> np.ndarray:
-    """``(K, n_sub)`` times (s) at the midpoints of ``n_sub`` equal parts of each exposure."""
-    t = np.asarray(timestamps_s, np.float64).reshape(-1)
-    e = np.asarray(exposure_s, np.float64).reshape(-1)
-    return t[:, None] + (np.arange(n_sub)[None, :] + 0.5) / n_sub * e[:, None]
 
 
 def default_time_points_per_frame(n_rows: int) -> int:

@@ -48,6 +48,8 @@ from nstm_acquire.nstm.prefit_motion import prefit_motion
 from nstm_acquire.recon.problem import WindowProblem
 
 __all__ = [
+    "exposure_blur_px",
+    "largest_deviation_px",
     "motion_against_rendering",
     "motion_fields",
     "motion_from_registration",
@@ -551,6 +553,12 @@ def motion_against_rendering(problem: WindowProblem, rendered: np.ndarray) -> tu
 PREFIT_MIN_PX = 12.0
 
 
+def largest_deviation_px(motion: np.ndarray) -> float:
+    """The largest distance (output pixels) of any shot's registered ``motion`` ``(K, D, ...)``
+    from the window's mean, along one axis: what :data:`PREFIT_MIN_PX` gates."""
+    return float(np.max(np.abs(motion - motion.mean(axis=0))))
+
+
 def exposure_blur_px(problem: WindowProblem, motion: np.ndarray) -> float:
     """How far (output pixels) the registered ``motion`` ``(K, D, *scene_shape)`` carries the
     sample within the longest exposure: the window's mean velocity (a straight line fitted to
@@ -581,7 +589,7 @@ def motion_from_registration(
     if motion is None:
         problem.info["motion_start"] = {**info, "prefit": False}
         return params
-    largest = float(np.max(np.abs(motion - motion.mean(axis=0))))
+    largest = largest_deviation_px(motion)
     if largest < PREFIT_MIN_PX:  # the fit finds this by itself: start as without registration
         problem.info["motion_start"] = {**info, "prefit": False, "largest_px": round(largest, 2)}
         return params

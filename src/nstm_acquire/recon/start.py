@@ -36,6 +36,7 @@ from nstm_acquire.recon.problem import WindowProblem
 from nstm_acquire.recon.registration import (
     PREFIT_MIN_PX,
     exposure_blur_px,
+    largest_deviation_px,
     motion_against_rendering,
     motion_from_registration,
     prefit_registered_motion,
@@ -76,7 +77,7 @@ def exposure_sampled(problem: WindowProblem, config: NSTMConfig, samples: int | 
         if cfg.exposure_blur_px is None or cfg.motion_start != "registration":
             return problem
         motion, _ = window_motion(problem)
-        if motion is None or np.max(np.abs(motion - motion.mean(axis=0))) < PREFIT_MIN_PX:
+        if motion is None or largest_deviation_px(motion) < PREFIT_MIN_PX:
             return problem
         blur = exposure_blur_px(problem, motion)
         samples = min(EXPOSURE_SAMPLES_MAX, max(1, math.ceil(blur / cfg.exposure_blur_px)))
