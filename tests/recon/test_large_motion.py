@@ -83,19 +83,13 @@ def travelling_window():
     """A 64 x 64 DPC window whose cells travel 24 x 10 px across its four shots (30 ms
     exposures), its problem, and the phase scorer."""
     from nstm_acquire.hardware.simulated.setup import simulated_config
-    from nstm_acquire.hardware.simulated.windows import simulate_dpc_window
-    from nstm_acquire.recon.problem import ProblemBuilder
-    from nstm_acquire.store import WindowData
 
     n = 64
     cfg = simulated_config(frame_shape=(n, n))
     # 0.5 µm pixels, 97.5 ms between the first and last midpoints: 125 µm/s is 24.4 px
-    win = simulate_dpc_window(cfg, shape=(n, n), motion="translation:vx=125,vy=50", exposure_s=0.03, seed=0)
-    config = CONFIG
-    builder = ProblemBuilder(win.optics, win.illumination, (n, n), 1, config, background=win.background[:, None])
-    problem = builder.problem(WindowData(0, win.raw[:, None], win.timestamps_s[:, None], win.exposure_s[:, None]))
+    win, problem = _dpc_problem(n, "translation:vx=125,vy=50", 3, CONFIG)
     camera = (cfg.camera.gain_e_per_adu or 0.5, cfg.camera.read_noise_e if cfg.camera.read_noise_e is not None else 1.5)
-    return win, problem, config, camera
+    return win, problem, CONFIG, camera
 
 
 def _phase_correlation(win, scene: np.ndarray) -> float:
@@ -187,9 +181,6 @@ def test_a_fast_window_is_rendered_across_its_exposures_a_slow_one_is_not(travel
     ``exposure_blur_px = 6`` every shot is rendered at two times across its exposure; a window
     that moves 2 px is left as it was (below the registration gate), as is a fast one when the
     option is off."""
-    from nstm_acquire.hardware.simulated.setup import simulated_config
-    from nstm_acquire.hardware.simulated.windows import simulate_dpc_window
-    from nstm_acquire.recon.problem import ProblemBuilder
     from nstm_acquire.recon.start import exposure_sampled
 
     win, problem, _, _ = travelling_window
@@ -204,22 +195,22 @@ def test_a_fast_window_is_rendered_across_its_exposures_a_slow_one_is_not(travel
     assert exposure_sampled(problem, config.with_fit(exposure_blur_px=None)) is problem
     assert exposure_sampled(problem, config, samples=3).data.times_s.shape == (4, 3)  # a warm fit's
 
-    n = 64
-    slow_win = simulate_dpc_window(simulated_config(frame_shape=(n, n)), shape=(n, n), motion="translation:vx=10,vy=4", exposure_s=0.03, seed=0)
-    builder = ProblemBuilder(slow_win.optics, slow_win.illumination, (n, n), 1, config, background=slow_win.background[:, None])
-    slow = builder.problem_from_arrays(slow_win.raw[:, None], slow_win.timestamps_s[:, None], slow_win.exposure_s[:, None])
+    _, slow = _dpc_problem(64, "translation:vx=10,vy=4", 3, config)
     assert exposure_sampled(slow, config) is slow
 
 
-def _dpc_problem(n: int, motion: str, instants: int):
+def _dpc_problem(n: int, motion: str, instants: int, config=None):
+    """A simulated n x n DPC window (30 ms exposures, each frame the sample at ``instants`` times
+    across its exposure) and its problem as the reconstructor builds it (``config`` None: DPC's)."""
     from nstm_acquire.hardware.simulated.setup import simulated_config
     from nstm_acquire.hardware.simulated.windows import simulate_dpc_window
     from nstm_acquire.recon.problem import ProblemBuilder
 
+    config = default_config("dpc") if config is None else config
     win = simulate_dpc_window(
         simulated_config(frame_shape=(n, n)), shape=(n, n), motion=motion, exposure_s=0.03, seed=0, exposure_subsamples=instants
     )
-    builder = ProblemBuilder(win.optics, win.illumination, (n, n), 1, default_config("dpc"), background=win.background[:, None])
+    builder = ProblemBuilder(win.optics, win.illumination, (n, n), 1, config, background=win.background[:, None])
     return win, builder.problem_from_arrays(win.raw[:, None], win.timestamps_s[:, None], win.exposure_s[:, None])
 
 
