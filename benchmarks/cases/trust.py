@@ -199,17 +199,21 @@ def _sim_case(name: str, kind: str, motion: str, start: str, n: int) -> dict:
     sc = score(win, result)
     # sim_window's frames are photo-electrons (counts less the offset, times the gain): 1 e per unit
     report, rmap = window_trust(prob, result, win.raw, win.optics.cutoff_per_um, 1.0, CameraNoise().read_noise_e)
-    # the true motion: the largest deviation of points across the field from their mean position
-    # over the shots, in output pixels (2x finer than the camera's)
-    side = n * win.optics.pixel_size_um
-    grid = np.stack(np.meshgrid(*(np.linspace(0.1 * side, 0.9 * side, 5),) * 2, indexing="ij"), -1).reshape(-1, 2)
-    mids = (win.timestamps_s + 0.5 * win.exposure_s)[:, 0]
-    where = np.stack([win.sample.positions_at(float(t), grid) for t in mids])
-    true_px = float(np.abs(where - where.mean(0)).max() / (win.optics.pixel_size_um / 2))
+    true_px = _true_motion_px(win, n)
     return {
         "case": name, "motion": motion, "start": start,
         **_scored(float(sc["nstm_corr"]), float(sc["wiener_corr"]), report, rmap, time.perf_counter() - t0, true_px),
     }
+
+
+def _true_motion_px(win, n: int) -> float:
+    """The largest deviation of points across an n x n SIM window's field from their mean
+    position over its frames, in output pixels (2x finer than the camera's)."""
+    side = n * win.optics.pixel_size_um
+    grid = np.stack(np.meshgrid(*(np.linspace(0.1 * side, 0.9 * side, 5),) * 2, indexing="ij"), -1).reshape(-1, 2)
+    mids = (win.timestamps_s + 0.5 * win.exposure_s).reshape(-1)  # every frame (of every plane)
+    where = np.stack([win.sample.positions_at(float(t), grid) for t in mids])
+    return float(np.abs(where - where.mean(0)).max() / (win.optics.pixel_size_um / 2))
 
 
 def _sim3d_cases() -> list[tuple[str, str, str, str]]:
@@ -274,11 +278,7 @@ def _sim3d_case(name: str, motion: str, order: str, start: str) -> dict:
         result = reconstruct_window(prob, config)
     sc = score(win, in_sim_band(win, result))
     report, rmap = window_trust(prob, result, win.raw, win.optics.cutoff_per_um, 1.0, CameraNoise().read_noise_e)
-    side = n * win.optics.pixel_size_um
-    grid = np.stack(np.meshgrid(*(np.linspace(0.1 * side, 0.9 * side, 5),) * 2, indexing="ij"), -1).reshape(-1, 2)
-    mids = (win.timestamps_s + 0.5 * win.exposure_s).reshape(-1)
-    where = np.stack([win.sample.positions_at(float(t), grid) for t in mids])
-    true_px = float(np.abs(where - where.mean(0)).max() / (win.optics.pixel_size_um / 2))
+    true_px = _true_motion_px(win, n)
     return {
         "case": name, "motion": motion, "plane_order": order, "start": start,
         **_scored(float(sc["nstm_corr"]), float(sc["wiener_corr"]), report, rmap, time.perf_counter() - t0, true_px),
