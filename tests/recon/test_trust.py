@@ -17,6 +17,7 @@ from nstm_acquire.recon.trust import (
     TrustThresholds,
     divided_data_sigma_adu,
     estimated_sigma,
+    fitted_units,
     heldout_noise_ratio,
     jacobian_determinant,
     motion_plausibility,
@@ -125,7 +126,11 @@ def test_verdict_levels_and_reasons():
     label, reasons = verdict({**good, "heldout_noise_ratio": 5.0})
     assert label == "untrusted" and len(reasons) == 1 and "held-out residual" in reasons[0]
     label, reasons = verdict({**good, "max_displacement_fraction": 0.3, "lowfreq_correlation": 0.5})
-    assert label == "doubtful" and len(reasons) == 2
+    assert label == "doubtful" and len(reasons) == 1  # the displacement is reported, not judged
+    label, reasons = verdict(
+        {**good, "max_displacement_fraction": 0.3, "lowfreq_correlation": 0.5}, TrustThresholds(displacement_doubtful=0.25)
+    )
+    assert label == "doubtful" and len(reasons) == 2 and "30% of the field" in reasons[0]
     label, _ = verdict({**good, "heldout_noise_ratio": float("nan")})  # not judged
     assert label == "ok"
     label, reasons = verdict(good, TrustThresholds(lowfreq_doubtful=0.99))
@@ -137,6 +142,33 @@ def test_verdict_levels_and_reasons():
     assert verdict(moving) == ("ok", [])
     label, reasons = verdict({**moving, "lowfreq_motion_periods": 0.9})
     assert label == "doubtful" and "conventional" in reasons[0]
+
+
+def test_background_noise_of_a_sparse_sample_is_not_signal():
+    """One bright object over a noisy dark field: the weight lies on the object only, so a
+    large motion (or a fold) of the empty corner is neither the sample's displacement nor its fold."""
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:32, 0:32].astype(float)
+    blob = np.exp(-((y - 16) ** 2 + (x - 16) ** 2) / (2 * 2.0**2))
+    scene = (blob + 0.03 * rng.standard_normal((3, 32, 32)))[:, None, None]  # (T, C, Z, Y, X)
+    w = signal_weight(scene)
+    assert np.all(w[:, :, np.hypot(y - 16, x - 16) > 6] == 0)  # the noise floor: 3 % of the peak
+    assert np.all(w[:, :, 16, 16] > 0)
+    motion = np.zeros((3, 2, 1, 32, 32))
+    motion[:, 1, 0] = 0.5 * np.array([-1.0, 0.0, 1.0])[:, None, None]  # the object: +-0.5 px
+    motion[:, 1, 0, :8, :8] = 12.0 * np.array([-1.0, 0.0, 1.0])[:, None, None]  # the empty corner: +-12 px
+    report = motion_plausibility(motion, weight=w)
+    assert report["max_displacement_px"] == pytest.approx(12.0)
+    assert report["max_signal_displacement_px"] == pytest.approx(0.5)
+    assert report["folded_signal_fraction"] == 0.0 and report["folded_fraction"] > 0  # the corner's edge folds
+    th = TrustThresholds(displacement_doubtful=0.25)  # judged only when a limit is given
+    assert verdict({"heldout_noise_ratio": 1.0, **report}, th) == ("ok", [])
+    # a report without the signal numbers (stored before them) is judged on the whole field
+    old = {k: v for k, v in report.items() if "signal" not in k}
+    label, reasons = verdict({"heldout_noise_ratio": 1.0, **old}, th)
+    assert label == "doubtful" and any("38% of the field" in r for r in reasons)  # 12 px of 32
+    label, reasons = verdict({"heldout_noise_ratio": 1.0, **old})  # the default: the displacement not judged
+    assert len(reasons) == 1 and "folds" in reasons[0] and "of the field" in reasons[0]
 
 
 @pytest.fixture(scope="module")
@@ -172,6 +204,34 @@ def test_a_good_fit_is_ok(fitted_window):
     assert report["lowfreq_correlation"] > 0.9
     assert rmap.ndim == 2 and np.isfinite(rmap).any()
     assert report["noise_model"].startswith("camera")
+
+
+def test_dpc_fitted_units_give_back_the_camera_counts(fitted_window):
+    problem, _, raw, cutoff, _ = fitted_window
+    units = fitted_units(problem, raw, cutoff)
+    counts = units.counts_per_unit * (np.asarray(problem.data.measurements) + units.offset_units)
+    np.testing.assert_allclose(counts, raw[np.asarray(problem.data.shots), 0], rtol=1e-5, atol=1e-3)
+    assert units.channel == problem.channel_names.index("phase_rad")
+    assert units.band_per_um == pytest.approx((0.1 * cutoff, 0.5 * cutoff))
+
+
+@pytest.mark.filterwarnings("ignore:SIM parameters:UserWarning")  # a 32 x 32 window's estimate is rough
+def test_sim_fitted_units_give_back_the_camera_counts():
+    from sim_data import OPTICS, illumination, simulate_moving_2d
+
+    from nstm_acquire.hardware.simulated.phantoms import BeadPhantom
+    from nstm_acquire.nstm.config import default_config
+    from nstm_acquire.recon.problem import ProblemBuilder
+
+    ill = illumination(False)
+    phantom = BeadPhantom((32 * OPTICS.pixel_size_um,) * 2, n_beads=10, seed=2, n_pairs_each=0)
+    raw, starts, _ = simulate_moving_2d(ill, phantom, "static", n=32)
+    builder = ProblemBuilder(OPTICS, ill, (32, 32), 1, default_config("sim2d"))
+    problem = builder.problem_from_arrays(raw, starts, np.full_like(starts, 0.01))
+    units = fitted_units(problem, raw, OPTICS.cutoff_per_um)
+    counts = units.counts_per_unit * (np.asarray(problem.data.measurements) + units.offset_units)
+    np.testing.assert_allclose(counts, raw[:, 0], rtol=1e-5, atol=1e-3)
+    assert units.band_per_um == pytest.approx((0.2 * OPTICS.cutoff_per_um, OPTICS.cutoff_per_um))
 
 
 def test_a_scene_replaced_by_noise_is_untrusted(fitted_window):

@@ -39,7 +39,10 @@ __all__ = [
     "TrustThresholds",
     "assess_window",
     "divided_data_sigma_adu",
+    "FittedUnits",
+    "LENSLESS_BAND_PER_PX",
     "estimated_sigma",
+    "fitted_units",
     "heldout_noise_ratio",
     "jacobian_determinant",
     "lowfreq_correlation",
@@ -48,6 +51,7 @@ __all__ = [
     "predict_measurements",
     "projected_lowfreq_correlation",
     "residual_map",
+    "SIGNAL_FLOOR",
     "signal_weight",
     "verdict",
     "window_trust",
@@ -68,8 +72,10 @@ class TrustThresholds:
         Share of the sample's signal (``folded_signal_fraction``; without it, of the (pixel,
         time) samples) where the motion's Jacobian determinant is <= 0.
     displacement_doubtful
-        Largest displacement within the window (about its time mean) as a fraction of the
-        field's shorter side.
+        Largest displacement within the window (about its time mean) where the sample has
+        signal (``max_signal_displacement_fraction``; without it, anywhere) as a fraction of
+        the field's shorter side; None (the default): reported, not judged (on 45 benchmark
+        windows it never flagged a bad window the residual had not, and flagged a good one).
     lowfreq_doubtful, lowfreq_untrusted
         Correlation of the window-mean NSTM scene with the conventional result in the shared
         low-frequency band.
@@ -84,7 +90,7 @@ class TrustThresholds:
     residual_untrusted: float = 2.0
     folded_doubtful: float = 0.001
     folded_untrusted: float = 0.02
-    displacement_doubtful: float = 0.25
+    displacement_doubtful: float | None = None
     lowfreq_doubtful: float = 0.6
     lowfreq_untrusted: float = 0.3
     lowfreq_max_motion_periods: float = 1.0
@@ -192,15 +198,23 @@ def jacobian_determinant(motion_px: np.ndarray) -> np.ndarray:
     return np.linalg.det(np.moveaxis(jac, (0, 1), (-2, -1)))
 
 
-def signal_weight(scene: np.ndarray) -> np.ndarray:
+#: :func:`signal_weight` counts a sample as signal where its distance from the background is at
+#: least this fraction of the window's largest (below it: background and its noise, which on a
+#: sparse sample would otherwise outweigh the objects; docs/trust.md, "Lensless")
+SIGNAL_FLOOR = 0.2
+
+
+def signal_weight(scene: np.ndarray, floor: float = SIGNAL_FLOOR) -> np.ndarray:
     """Where a window's scene ``(T, C, Z, Y, X)`` has signal: ``(T, Z, Y, X)``, the sum over
     channels of each value's distance from its channel's median at that time (the background
-    of a sparse sample, the mean level of a textured one)."""
+    of a sparse sample, the mean level of a textured one), zero where it is below ``floor`` x
+    its largest value in the window."""
     s = np.asarray(scene, np.float64)
     if s.ndim != 5:
         raise ValueError(f"scene has shape {s.shape}; give (T, C, Z, Y, X)")
     median = np.median(s.reshape(*s.shape[:2], -1), axis=-1)[..., None, None, None]
-    return np.sum(np.abs(s - median), axis=1)
+    w = np.sum(np.abs(s - median), axis=1)
+    return np.where(w >= floor * w.max(), w, 0.0) if w.size else w
 
 
 def motion_plausibility(
@@ -214,7 +228,9 @@ def motion_plausibility(
     explain, free of the model's arbitrary global offset) and ``max_displacement_fraction``
     (that over the field's shorter lateral side). ``margin_px`` border pixels are left out.
     With ``weight`` ``(T, Z, Y, X)`` (:func:`signal_weight`), also ``folded_signal_fraction``:
-    the share of the weight on folded samples (what :func:`verdict` judges when present)."""
+    the share of the weight on folded samples, and ``max_signal_displacement_px`` /
+    ``_fraction``: the largest displacement where the weight is not zero (what :func:`verdict`
+    judges when present: the motion of empty background is not seen, so not fitted)."""
     u = np.asarray(motion_px, np.float64)
     if u.ndim != 5:
         raise ValueError(f"motion_px has shape {u.shape}; give (T, D, Z, Y, X)")
@@ -241,6 +257,9 @@ def motion_plausibility(
     if w is not None:
         total = float(np.sum(w))
         out["folded_signal_fraction"] = float(np.sum(w * (det <= 0)) / total) if total > 0 else 0.0
+        seen = dist[w > 0]
+        out["max_signal_displacement_px"] = float(seen.max()) if seen.size else 0.0
+        out["max_signal_displacement_fraction"] = out["max_signal_displacement_px"] / side
     return out
 
 
@@ -303,7 +322,7 @@ def projected_lowfreq_correlation(
 def verdict(numbers: dict[str, Any], thresholds: TrustThresholds | None = None) -> tuple[str, list[str]]:
     """``("ok" | "doubtful" | "untrusted", reasons)`` from the numbers of :func:`assess_window`
     (``heldout_noise_ratio``, ``folded_signal_fraction`` or else ``folded_fraction``,
-    ``max_displacement_fraction``,
+    ``max_signal_displacement_fraction`` or else ``max_displacement_fraction``,
     ``lowfreq_correlation``, judged only where ``lowfreq_motion_periods`` is at most
     ``lowfreq_max_motion_periods`` or missing; a missing or NaN number is not judged). One
     sentence per reason."""
@@ -332,8 +351,10 @@ def verdict(numbers: dict[str, Any], thresholds: TrustThresholds | None = None) 
         lvl = 2 if f > th.folded_untrusted else 1
         flag(lvl, f"the motion folds (Jacobian <= 0) {share.format(100 * f)}: "
                   "no physical deformation does that")  # fmt: skip
-    d = num("max_displacement_fraction")
-    if d is not None and d > th.displacement_doubtful:
+    d = num("max_signal_displacement_fraction")
+    if d is None:  # no signal weight (a report stored before it): the whole field's
+        d = num("max_displacement_fraction")
+    if d is not None and th.displacement_doubtful is not None and d > th.displacement_doubtful:
         flag(1, f"motion within the window reaches {100 * d:.0f}% of the field "
                 f"(limit {100 * th.displacement_doubtful:.0f}%): large motion is often not recovered")  # fmt: skip
     c = num("lowfreq_correlation")
@@ -381,7 +402,7 @@ def assess_window(
     motion_px: np.ndarray,
     scene: np.ndarray,
     conventional: np.ndarray,
-    channel: int,
+    channel: int | None,
     pixel_size_um: float,
     band_per_um: tuple[float, float],
     thresholds: TrustThresholds | None = None,
@@ -397,7 +418,8 @@ def assess_window(
     give the predicted noise; without them it is estimated from the frames
     (:func:`estimated_sigma`, recorded in ``noise_model``). ``motion_px`` ``(T, D, Z, Y, X)``,
     ``scene`` ``(T, C, Z, Y, X)``, ``conventional`` ``(C, Z, Y, X)``; ``channel`` is the one
-    compared in ``band_per_um`` cycles/µm on the ``pixel_size_um`` grid.
+    compared in ``band_per_um`` cycles/µm on the ``pixel_size_um`` grid (None: the sum of all
+    channels).
 
     Returns the report (numbers, ``verdict``, ``reasons``, ``noise_model``, ``thresholds``) and
     the float32 residual map ``(Y / b, X / b)`` (RMS held-out residual / predicted sigma per
@@ -435,9 +457,11 @@ def assess_window(
     block = max(1, -(-max(y.shape[-2:]) // map_side_px))
     rmap = residual_map(z, held, block)
     motion = motion_plausibility(np.asarray(motion_px), margin_px=0, weight=signal_weight(scene))
-    mean_scene = np.asarray(scene, np.float64).mean(axis=0)[channel]  # (Z, Y, X)
+    mean_scene = np.asarray(scene, np.float64).mean(axis=0)  # (C, Z, Y, X)
+    conv = np.asarray(conventional, np.float64)
+    mean_scene, conv = (mean_scene.sum(0), conv.sum(0)) if channel is None else (mean_scene[channel], conv[channel])
     corr = projected_lowfreq_correlation(
-        mean_scene, np.asarray(conventional, np.float64)[channel], pixel_size_um, band_per_um,
+        mean_scene, conv, pixel_size_um, band_per_um,
         margin_px=min(cfg.loss_margin_px, min(mean_scene.shape[-2:]) // 4),
     )  # fmt: skip
     numbers: dict[str, Any] = {
@@ -448,7 +472,7 @@ def assess_window(
         "lowfreq_band_per_um": [float(band_per_um[0]), float(band_per_um[1])],
         # how many periods of the band's highest frequency the motion within the window spans
         "lowfreq_motion_periods": float(motion["max_displacement_px"]) * pixel_size_um * float(band_per_um[1]),
-        "lowfreq_channel": int(channel),
+        "lowfreq_channel": None if channel is None else int(channel),
         "residual_map_block_px": int(block),
     }
     label, reasons = verdict(numbers, th)
@@ -472,6 +496,60 @@ def assess_window(
     return report, rmap
 
 
+#: rolling_shutter: the band of the low-frequency check, cycles per scene pixel (DPC's 0.1-0.5 NA/λ
+#: on a Nyquist-sampled camera); a lensless store's optics say nothing about its scene's sampling
+LENSLESS_BAND_PER_PX = (0.025, 0.125)
+
+
+@dataclasses.dataclass(frozen=True)
+class FittedUnits:
+    """How a window's fitted measurements relate to its camera counts, and what to compare.
+
+    Camera counts (offset removed) = ``counts_per_unit * (measurements + offset_units)``, in the
+    layout of ``problem.data.measurements``. ``channel`` is the scene channel the low-frequency
+    check compares (None: the sum of all channels), in ``band_per_um`` cycles/µm;
+    ``scale_noise_frames`` as in :func:`assess_window`.
+    """
+
+    counts_per_unit: np.ndarray | float
+    offset_units: float
+    channel: int | None
+    band_per_um: tuple[float, float]
+    scale_noise_frames: int | None
+
+
+def fitted_units(problem: Any, raw_counts: np.ndarray, cutoff_per_um: float) -> FittedUnits:
+    """The :class:`FittedUnits` of a :class:`~nstm_acquire.recon.problem.WindowProblem` whose
+    frames are ``raw_counts`` ``(S, Z, Y, X)`` (counts, offset removed).
+
+    DPC: ``y = raw / scale - 1`` with a per-pixel scale (the background), phase compared in
+    0.1-0.5 ``cutoff_per_um`` (the coherent cutoff NA/λ). SIM: ``y = raw / mean(raw)``, compared
+    in 0.2-1 of the incoherent cutoff ``2 cutoff_per_um``. Rolling shutter (lensless): row blocks
+    of ``raw / scale_counts`` (the problem's ``info``), every colour compared in
+    :data:`LENSLESS_BAND_PER_PX`.
+    """
+    data = problem.data
+    raw = np.asarray(raw_counts, np.float64)
+    y = np.asarray(data.measurements, np.float64)
+    names = list(problem.channel_names)
+    if "phase_rad" in names:  # DPC: counts = raw / (y + 1) x (y + 1)
+        raw = raw[np.asarray(data.shots)]  # the frame of every data row (row-exact timing: one per row block)
+        if raw.shape[0] != y.shape[0] or raw.shape[2:] != y.shape[1:]:
+            raise ValueError(f"raw_counts {raw.shape} do not match the DPC measurements {y.shape}")
+        denom = y + 1.0
+        per_unit = np.where(np.abs(denom) > 1e-3, raw[:, 0] / np.where(denom == 0, 1, denom), 0.0)
+        # divided by one measured sample-free frame per shot: its noise is in the data too
+        scale_frames = 1 if problem.info.get("normalisation") == "background" else None
+        band = (0.1 * cutoff_per_um, 0.5 * cutoff_per_um)
+        return FittedUnits(per_unit, 1.0, names.index("phase_rad"), band, scale_frames)
+    if "scale_counts" in problem.info:  # rolling shutter: y = row blocks of raw / scale
+        px = float(problem.pixel_size_um)
+        band = (LENSLESS_BAND_PER_PX[0] / px, LENSLESS_BAND_PER_PX[1] / px)
+        return FittedUnits(float(problem.info["scale_counts"]), 0.0, None, band, None)
+    # SIM: y = raw / mean(raw)
+    return FittedUnits(float(raw.mean()), 0.0, 0, (0.2 * cutoff_per_um, cutoff_per_um), None)
+
+
 def window_trust(
     problem: Any,
     result: Any,
@@ -485,32 +563,16 @@ def window_trust(
     :class:`~nstm_acquire.recon.arrays.WindowResult`.
 
     ``raw_counts`` ``(S, Z, Y, X)``: the window's frames, counts with the offset removed (they
-    give the fitted units' scale: DPC ``raw / (y + 1)``, SIM the mean of ``raw``);
-    ``cutoff_per_um`` the coherent cutoff NA/λ (the compared band is 0.1-0.5 of it for DPC, of
-    the incoherent cutoff 2 NA/λ for SIM).
+    give the fitted units' scale, :func:`fitted_units`); ``cutoff_per_um`` the coherent cutoff
+    NA/λ (the compared band is 0.1-0.5 of it for DPC, of the incoherent cutoff 2 NA/λ for SIM).
     """
     data = problem.data
-    raw = np.asarray(raw_counts, np.float64)
-    y = np.asarray(data.measurements, np.float64)
-    names = list(problem.channel_names)
-    if "phase_rad" in names:  # DPC: counts = raw / (y + 1) x (y + 1)
-        raw = raw[np.asarray(data.shots)]  # the frame of every data row (row-exact timing: one per row block)
-        if raw.shape[0] != y.shape[0] or raw.shape[2:] != y.shape[1:]:
-            raise ValueError(f"raw_counts {raw.shape} do not match the DPC measurements {y.shape}")
-        denom = y + 1.0
-        per_unit: np.ndarray | float = np.where(np.abs(denom) > 1e-3, raw[:, 0] / np.where(denom == 0, 1, denom), 0.0)
-        offset, channel, band = 1.0, names.index("phase_rad"), (0.1 * cutoff_per_um, 0.5 * cutoff_per_um)
-        # divided by one measured sample-free frame per shot: its noise is in the data too
-        scale_frames = 1 if problem.info.get("normalisation") == "background" else None
-    else:  # SIM: y = raw / mean(raw)
-        per_unit, offset, channel = float(raw.mean()), 0.0, 0
-        band = (0.2 * cutoff_per_um, cutoff_per_um)
-        scale_frames = None
+    units = fitted_units(problem, raw_counts, cutoff_per_um)
     return assess_window(
-        forward=problem.forward, fit_result=result.fit, measurements=y, times_s=data.times_s,
-        shots=data.shots, weights=data.weights, counts_per_unit=per_unit, counts_offset_units=offset,
-        gain_e_per_adu=gain_e_per_adu, read_noise_e=read_noise_e, motion_px=result.motion,
-        scene=result.scene, conventional=problem.conventional, channel=channel,
-        pixel_size_um=problem.pixel_size_um, band_per_um=band, thresholds=thresholds,
-        scale_noise_frames=scale_frames,
+        forward=problem.forward, fit_result=result.fit, measurements=np.asarray(data.measurements, np.float64),
+        times_s=data.times_s, shots=data.shots, weights=data.weights, counts_per_unit=units.counts_per_unit,
+        counts_offset_units=units.offset_units, gain_e_per_adu=gain_e_per_adu, read_noise_e=read_noise_e,
+        motion_px=result.motion, scene=result.scene, conventional=problem.conventional, channel=units.channel,
+        pixel_size_um=problem.pixel_size_um, band_per_um=units.band_per_um, thresholds=thresholds,
+        scale_noise_frames=units.scale_noise_frames,
     )  # fmt: skip
