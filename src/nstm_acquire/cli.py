@@ -769,7 +769,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.modality == "rolling_shutter":  # a CPU-sized lensless demo (docs/rolling_shutter.md)
         args.shape = args.shape or (24, 24)
         args.windows = 2 if args.windows == 6 else args.windows
-        args.steps = args.steps or 300
     session, microscope = open_session(args, out, overwrite=True)
     run_session(session, microscope)
     print(format_info(StoreReader(out)))

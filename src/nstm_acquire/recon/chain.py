@@ -66,6 +66,7 @@ from nstm_acquire.store import ReconWriter, StoreError, StoreReader
 
 __all__ = [
     "modality_default_config",
+    "COLD_MODALITIES",
     "CAMERA_MAX_ADU",
     "CAMERA_MIN_ADU",
     "EXPLODED_FACTOR",
@@ -78,6 +79,7 @@ __all__ = [
     "open_recon_writer",
     "recon_config",
     "resume_conflict",
+    "warm_starts",
     "window_data_problem",
 ]
 
@@ -325,6 +327,18 @@ def open_recon_writer(
     return writer
 
 
+#: modalities whose windows are always fitted cold: a lensless video's objects move on between
+#: windows, so the last window's scene starts the next one in the wrong place (3 of 3 warm fits of
+#: the rolling-shutter demo worse than cold ones: two rejected by the refit guard, the third
+#: 24.0 dB against 30.6 dB cold; docs/rolling_shutter.md)
+COLD_MODALITIES = ("rolling_shutter",)
+
+
+def warm_starts(modality: str, warm_start: bool) -> bool:
+    """Whether a chain of ``modality`` windows warm-starts when ``warm_start`` is asked for."""
+    return bool(warm_start) and modality not in COLD_MODALITIES
+
+
 class StoreReconstructor:
     """Reconstruct the complete windows of a store into ``recon/<name>``.
 
@@ -342,7 +356,8 @@ class StoreReconstructor:
     overwrite
         Replace an existing ``recon/<name>``.
     warm_start
-        Start each window from the previous window's fitted networks.
+        Start each window from the previous window's fitted networks (DPC and SIM; a
+        ``rolling_shutter`` store's windows are always fitted cold: :func:`warm_starts`).
     write
         Write results into the store (False: only return them, e.g. on a Dask worker whose
         results the client writes).
@@ -378,7 +393,7 @@ class StoreReconstructor:
         self.out = Path(out) if out is not None else Path(store)
         self.name = name
         self.overwrite = overwrite
-        self.warm_start = warm_start
+        self.warm_start = warm_starts(self.reader.modality, warm_start)
         self.builder = ProblemBuilder.for_store(
             self.reader,
             self.config,

@@ -103,7 +103,7 @@ def reconstruct_distributed(
     there yet). A window that fails on a worker is recorded as failed (with its reason) and the
     others go on. An unreachable ``scheduler`` raises ``OSError`` after ``connect_timeout_s``.
     """
-    from nstm_acquire.recon.chain import modality_default_config, open_recon_writer, recon_config
+    from nstm_acquire.recon.chain import modality_default_config, open_recon_writer, recon_config, warm_starts
     from nstm_acquire.store import StoreReader
 
     store = str(store)
@@ -111,7 +111,7 @@ def reconstruct_distributed(
     config = config or modality_default_config(reader.modality)  # as the chain and the worker choose
     todo = reader.require_complete(windows)
     out_path = Path(out) if out is not None else Path(store)
-    group_config = recon_config(config, store, reader.modality, warm_start, distributed=True)
+    group_config = recon_config(config, store, reader.modality, warm_starts(reader.modality, warm_start), distributed=True)
     resume = resume and not overwrite
     if resume:
         from nstm_acquire.recon.chain import resume_conflict
