@@ -128,3 +128,26 @@ def test_pre_fitted_start_is_made_only_for_a_cold_fit_or_the_refit_of_a_rejected
     assert len(calls) == 1  # accepted warm fit: no pre-fit
     refit = fit(model, _Identity(), data, init_params=cold.params, reference_val_loss=1e-12, start_params=start)
     assert len(calls) == 2 and refit.rejected_warm_fit is not None
+
+
+def test_restarts_keep_the_run_with_the_lowest_held_out_loss():
+    """fit.restarts cold fits from random networks (seeds seed, seed + 1, ...; the held-out
+    pixels of seed): the first run is the single-start fit, and the one with the lowest held-out
+    loss is kept."""
+    from nstm_acquire.nstm.fit import FitData, fit
+
+    base = NSTMConfig(
+        scene=SceneNetConfig(levels=2, log2_table_size=8, hidden=8, margin_fraction=0.0625),
+        motion=MotionNetConfig(levels=2, log2_table_size=8, hidden=8, stride_px=4, spatial_finest_cells=2),
+    ).with_fit(max_steps=6, eval_every=2, scene_sampling="grid", validation_fraction=0.1, loss_margin_px=0)
+    data = FitData(np.stack([_blobs((16, 16))] * 2), np.array([[0.0], [1.0]]), np.arange(2))
+    single = fit(build_model(base, (16, 16), 1), _Identity(), data)
+    best = fit(build_model(base.with_fit(restarts=3), (16, 16), 1), _Identity(), data)
+    losses = [r["final_val_loss"] for r in best.restarts]
+    assert [r["seed"] for r in best.restarts] == [0, 1, 2] and len(set(losses)) == 3  # different starts
+    assert losses[0] == pytest.approx(single.final_val_loss, rel=1e-6)
+    assert best.final_val_loss == min(losses) and [r["kept"] for r in best.restarts] == [v == min(losses) for v in losses]
+    assert best.wall_s >= max(r["wall_s"] for r in best.restarts) and "best of 3 starts" in best.summary()
+    # a start given (pre-fitted networks) or a warm start is one run
+    assert fit(build_model(base.with_fit(restarts=3), (16, 16), 1), _Identity(), data,
+               start_params=single.params).restarts is None  # fmt: skip

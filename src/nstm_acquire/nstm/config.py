@@ -214,6 +214,14 @@ class FitConfig(_Frozen):
         "(recon.start.warm_start_params; docs/model.md, '2D SIM: warm motion from a registration')",
     )
     seed: int = 0
+    restarts: int = Field(
+        default=1,
+        ge=1,
+        le=8,
+        description="a cold fit from random networks runs this many times (network seeds seed, seed + 1, ...; "
+        "the same held-out pixels) and keeps the run with the lowest held-out loss (rolling_shutter: 3; "
+        "docs/rolling_shutter.md)",
+    )
 
     def c2f_steps(self) -> int:
         return self.coarse_to_fine_steps or max(1, int(0.8 * self.max_steps))

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from nstm_acquire.nstm.config import NSTMConfig
+from nstm_acquire.nstm.config import FitConfig, NSTMConfig
 from nstm_acquire.nstm.model import NSTMModel, Params, TimeMap
 
 __all__ = [
@@ -37,6 +37,8 @@ __all__ = [
     "build_model",
     "exposure_sample_times",
     "fit",
+    "fit_masks",
+    "holdout_pixels",
     "render_scenes",
 ]
 
@@ -83,6 +85,12 @@ class FitData:
     exposure_s
         None, or ``(K,)``: each row's exposure, s, centred on the mean of its ``times_s``; lets
         :meth:`sampled_in_exposure` render a row at several times across it.
+    held_out
+        None (the default: the same random ``validation_fraction`` of the trailing two axes'
+        pixels in every row, :func:`holdout_pixels`), or a 0/1 float mask broadcastable to
+        ``measurements`` of the held-out pixels, for measurements whose trailing axes are not
+        one camera pixel grid (a lensless window's row blocks: the held-out pixels are drawn
+        on the sensor and follow each block's rows).
     """
 
     measurements: np.ndarray
@@ -90,6 +98,7 @@ class FitData:
     shots: np.ndarray
     weights: np.ndarray | None = None
     exposure_s: np.ndarray | None = None
+    held_out: np.ndarray | None = None
 
     def sampled_in_exposure(self, n_sub: int) -> FitData:
         """The same rows, each rendered at the midpoints of ``n_sub`` equal parts of its exposure."""
@@ -123,6 +132,15 @@ class FitData:
                     f"weights {w.shape} must match the leading axes of measurements {self.measurements.shape}"
                 )
             self.weights = w
+        if self.held_out is not None:
+            h = np.asarray(self.held_out, np.float32)
+            try:
+                np.broadcast_shapes(h.shape, self.measurements.shape)
+            except ValueError:
+                raise ValueError(
+                    f"held_out {h.shape} must broadcast to the measurements {self.measurements.shape}"
+                ) from None
+            self.held_out = h
         if self.exposure_s is not None:
             e = np.asarray(self.exposure_s, np.float64).reshape(-1)
             if e.shape != (k,) or not np.all(np.isfinite(e) & (e >= 0)):
@@ -148,6 +166,7 @@ class FitResult:
     history: list[dict[str, float]]
     reference_val_loss: float | None = None
     rejected_warm_fit: dict[str, Any] | None = None
+    restarts: list[dict[str, Any]] | None = None  # fit.restarts > 1: each run (seed, held-out loss, steps, s)
 
     def summary(self) -> str:
         """One line for people: steps, how it stopped, loss, seconds, how it started."""
@@ -161,6 +180,8 @@ class FitResult:
                 f", warm start rejected (held-out loss {loss} vs reference "
                 f"{self.reference_val_loss:.3e}), fitted from scratch"
             )
+        if self.restarts:
+            start += f", best of {len(self.restarts)} starts"
         return (
             f"{self.steps} steps ({self.stop_reason}), loss {self.final_loss:.3e}, "
             f"{self.wall_s:.1f} s{start}"
@@ -179,6 +200,7 @@ class FitResult:
             "warm_start": self.warm_start,
             "reference_val_loss": self.reference_val_loss,
             "rejected_warm_fit": self.rejected_warm_fit,
+            "restarts": self.restarts,
             "time_map": [self.time_map.t_start_s, self.time_map.t_end_s],
         }
 
@@ -361,19 +383,43 @@ def compiled_steps(model: NSTMModel, chunk: int) -> tuple[Callable, optax.Gradie
     return jax.jit(run_chunk), opt
 
 
+def holdout_pixels(shape: tuple[int, int], validation_fraction: float, seed: int) -> np.ndarray:
+    """The held-out pixels of a ``shape`` = (Y, X) grid: float32 0/1, each pixel with
+    probability ``validation_fraction`` (the fit's ``seed``: the same pixels for every window)."""
+    if validation_fraction <= 0:
+        return np.zeros(shape, np.float32)
+    rng = np.random.default_rng(seed + 12345)
+    return (rng.random(shape) < validation_fraction).astype(np.float32)
+
+
 def _masks(
-    shape: tuple[int, ...], margin: int, validation_fraction: float, seed: int
+    shape: tuple[int, ...], margin: int, validation_fraction: float, seed: int, held_out: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Training and held-out pixel masks ``shape`` = (K, *measurement_shape)."""
+    """Training and held-out pixel masks ``shape`` = (K, *measurement_shape): the margin left
+    out of both; held out ``held_out`` (:class:`FitData`) or else :func:`holdout_pixels` of the
+    trailing two axes in every row."""
     inner = np.zeros(shape, np.float32)
     sl = [slice(None)] * (len(shape) - 2) + [slice(margin, shape[-2] - margin), slice(margin, shape[-1] - margin)]
     inner[tuple(sl)] = 1.0
     if validation_fraction <= 0:
         return inner, np.zeros(shape, np.float32)
-    rng = np.random.default_rng(seed + 12345)
-    held = (rng.random(shape[-2:]) < validation_fraction).astype(np.float32)
-    held = np.broadcast_to(held, shape)
+    held = holdout_pixels((shape[-2], shape[-1]), validation_fraction, seed) if held_out is None else held_out
+    held = np.broadcast_to(np.asarray(held, np.float32), shape)
     return inner * (1 - held), inner * held
+
+
+def fit_masks(data: FitData, config: FitConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The training and held-out masks of ``data`` under ``config`` (``(K, *measurement_shape)``
+    float32): the border margin out of both, the held-out pixels (``data.held_out`` or the
+    default draw) out of training, padding rows (weight 0) out of both."""
+    train, val = _masks(
+        tuple(data.measurements.shape), config.loss_margin_px, config.validation_fraction, config.seed,
+        data.held_out,
+    )  # fmt: skip
+    if data.weights is not None:  # padding rows out of the loss
+        w = data.weights.reshape(data.weights.shape + (1,) * (data.measurements.ndim - data.weights.ndim))
+        train, val = train * w, val * w
+    return train, val
 
 
 def fit(
@@ -432,6 +478,8 @@ def fit(
         )
     if callable(start_params) and not warm:
         start_params = start_params()
+    if not warm and start_params is None and cfg.restarts > 1:
+        return _best_of_restarts(model, forward, data, callback, should_stop, monitor)
     result = _fit_once(
         model, forward, data, init_params, callback, should_stop, monitor, reference,
         None if callable(start_params) else start_params,
@@ -462,6 +510,38 @@ def fit(
     return result
 
 
+def _best_of_restarts(
+    model: NSTMModel,
+    forward: ForwardModel,
+    data: FitData,
+    callback: Callable[[int, dict[str, float]], None] | None,
+    should_stop: Callable[[], bool] | None,
+    monitor: Callable[[int, Params, TimeMap], dict[str, float]] | None,
+) -> FitResult:
+    """``fit.restarts`` cold fits from random networks (seeds ``fit.seed + r``; the held-out
+    pixels stay those of ``fit.seed``), the one with the lowest held-out loss kept (without
+    held-out pixels: the lowest training loss). Its ``wall_s`` is all the runs'."""
+    cfg = model.config.fit
+    runs: list[FitResult] = []
+    for r in range(cfg.restarts):
+        runs.append(_fit_once(model, forward, data, None, callback, should_stop, monitor, None, None, init_seed=cfg.seed + r))
+        if runs[-1].stop_reason == "interrupted":
+            break
+
+    def score(run: FitResult) -> float:
+        loss = run.final_val_loss if run.final_val_loss is not None else run.final_loss
+        return float(loss) if loss is not None and np.isfinite(loss) else np.inf
+
+    best = min(runs, key=score)
+    best.restarts = [
+        {"seed": cfg.seed + i, "final_val_loss": run.final_val_loss, "steps": run.steps, "wall_s": run.wall_s,
+         "kept": run is best}
+        for i, run in enumerate(runs)
+    ]  # fmt: skip
+    best.wall_s = float(sum(run.wall_s for run in runs))
+    return best
+
+
 def _fit_once(
     model: NSTMModel,
     forward: ForwardModel,
@@ -472,18 +552,17 @@ def _fit_once(
     monitor: Callable[[int, Params, TimeMap], dict[str, float]] | None,
     reference_val_loss: float | None,
     start_params: Params | None = None,
+    init_seed: int | None = None,
 ) -> FitResult:
     """One optimisation run of :func:`fit` (warm when ``init_params`` is given; a cold run
-    starts from ``start_params`` when given, else from random networks)."""
+    starts from ``start_params`` when given, else from random networks drawn with
+    ``init_seed``, default ``fit.seed``)."""
     cfg = model.config.fit
     t_start = time.perf_counter()
     time_map = TimeMap.for_times(data.times_s)
     tn = time_map.normalise(data.times_s.reshape(-1))
     y = jnp.asarray(data.measurements)
-    train, val = _masks(tuple(y.shape), cfg.loss_margin_px, cfg.validation_fraction, cfg.seed)
-    if data.weights is not None:  # padding rows out of the loss
-        w = data.weights.reshape(data.weights.shape + (1,) * (y.ndim - data.weights.ndim))
-        train, val = train * w, val * w
+    train, val = fit_masks(data, cfg)
     plan = model.scene_plan() if cfg.scene_sampling == "grid" else None
     arrays = (tn, jnp.asarray(data.shots), y, jnp.asarray(train), jnp.asarray(val), plan)
     warm = init_params is not None
@@ -492,7 +571,7 @@ def _fit_once(
     elif start_params is not None:
         params = start_params
     else:
-        params = model.init(jax.random.PRNGKey(cfg.seed))
+        params = model.init(jax.random.PRNGKey(cfg.seed if init_seed is None else init_seed))
     # a warm start already has every level trained: start at full resolution; a cold start from
     # pre-fitted networks at the granularity they were fitted at (fit.start_alpha)
     start_alpha = 1.0 if warm else (cfg.start_alpha if start_params is not None else 0.0)
