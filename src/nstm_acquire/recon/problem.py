@@ -49,6 +49,7 @@ from nstm_acquire.physics.sim.otf import (
     three_beam_order_otfs,
 )
 from nstm_acquire.physics.sim.wiener import wiener_sim_2d, wiener_sim_3d
+from nstm_acquire.recon.rolling_shutter import sensor_holdout
 from nstm_acquire.recon.row_timing import (
     RowBlockTiming,
     auto_piece_bin_s,
@@ -392,7 +393,8 @@ class ProblemBuilder:
             raise ValueError(f"window {index} deconvolves to an all-zero scene: check the offset and the psf")
         blocks = forward.frames_to_blocks(frames / scale)
         times = forward.times_s(timing, starts)
-        data = FitData(blocks, times, np.arange(len(times)) % forward.n_time)
+        held = sensor_holdout(forward, frames.shape[0], self.config.fit)
+        data = FitData(blocks, times, np.arange(len(times)) % forward.n_time, held_out=held)
         conv = static.mean(axis=0)[:, None] / scale  # (C, Z=1, Y, X): the window as if static
         return WindowProblem(
             forward=forward,

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nstm_acquire.nstm.config import MotionNetConfig, NSTMConfig, SceneNetConfig, default_config
-from nstm_acquire.nstm.fit import FitData, FitResult, build_model, fit, render_scenes
+from nstm_acquire.nstm.config import FitConfig, MotionNetConfig, NSTMConfig, SceneNetConfig, default_config
+from nstm_acquire.nstm.fit import FitData, FitResult, build_model, fit, holdout_pixels, render_scenes
 from nstm_acquire.physics.rolling_shutter.deconvolution import tikhonov_deconvolution
 from nstm_acquire.physics.rolling_shutter.forward import RollingShutterForward
 from nstm_acquire.physics.rolling_shutter.timing import RowTiming
@@ -31,9 +31,21 @@ __all__ = [
     "RollingShutterResult",
     "reconstruct_rolling_shutter",
     "rolling_shutter_config",
+    "sensor_holdout",
     "track_points",
     "write_trajectories_csv",
 ]
+
+
+def sensor_holdout(forward: RollingShutterForward, n_frames: int, fit_config: FitConfig) -> np.ndarray:
+    """The held-out pixels of ``n_frames`` frames' row blocks ``(F * n_time, 1, B, W)``: a
+    ``validation_fraction`` of the sensor's pixels (:func:`~nstm_acquire.nstm.fit.holdout_pixels`
+    of ``(H, W)``), the same in every frame, laid out as :meth:`RollingShutterForward.frames_to_blocks`
+    lays out the frames. The default draw over a block's own ``(B, W)`` would hold out the same
+    few (row-in-block, column) positions of every block: at 24 rows, 8 blocks of 3 rows, one
+    pixel position of 72, on the sensor's edge."""
+    held = holdout_pixels(forward.conv.sensor_shape, fit_config.validation_fraction, fit_config.seed)
+    return forward.frames_to_blocks(np.broadcast_to(held, (n_frames, 1, *held.shape)))
 
 
 def rolling_shutter_config(max_steps: int = 1200) -> NSTMConfig:
@@ -47,7 +59,7 @@ def rolling_shutter_config(max_steps: int = 1200) -> NSTMConfig:
     cell per 8 time points), learning rate 1e-3; the scene at 1 cell per pixel at its finest
     (lensless data carry the full-resolution scene in every row); coarse-to-fine over the
     first third of ``max_steps``; patience 8 evaluations (the held-out loss of these noisy,
-    underdetermined data is jumpy).
+    underdetermined data is jumpy); the best of 3 random starts by held-out loss.
     """
     base = default_config()
     return base.model_copy(
@@ -62,6 +74,9 @@ def rolling_shutter_config(max_steps: int = 1200) -> NSTMConfig:
                     "loss_margin_px": 0,
                     "lr_motion": 1e-3,
                     "patience": 8,
+                    # the fit lands in a good or a poor optimum by its random start (benchmark
+                    # window: 26.9-36.4 dB over 4 seeds); the held-out loss ranks them
+                    "restarts": 3,
                 }
             ),
         }
@@ -227,7 +242,7 @@ def reconstruct_rolling_shutter(
         raise ValueError("the frames deconvolve to an all-zero scene: check the offset and the PSF")
     blocks = forward.frames_to_blocks(y / scale)
     times = forward.times_s(row_timing, starts)
-    data = FitData(blocks, times, np.arange(len(times)) % n_time)
+    data = FitData(blocks, times, np.arange(len(times)) % n_time, held_out=sensor_holdout(forward, y.shape[0], config.fit))
     model = build_model(config, forward.conv.scene_shape, y.shape[1], 2, nonnegative=True, n_shots=len(times))
     result = fit(model, forward, data)  # type: ignore[arg-type]  # channels is a frozen field
     out_times = times if render_times_s is None else np.asarray(render_times_s, np.float64).reshape(-1)

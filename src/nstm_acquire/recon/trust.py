@@ -33,7 +33,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from nstm_acquire.nstm.fit import FitResult, _masks, render_scenes
+from nstm_acquire.nstm.fit import FitData, FitResult, fit_masks, render_scenes
 
 __all__ = [
     "TrustThresholds",
@@ -80,8 +80,9 @@ class TrustThresholds:
         Correlation of the window-mean NSTM scene with the conventional result in the shared
         low-frequency band.
     lowfreq_max_motion_periods
-        The low-frequency agreement is judged only where the motion within the window
-        (``max_displacement_px``) spans at most this many periods of the band's highest
+        The low-frequency agreement is judged only where the sample's motion within the window
+        (``max_signal_displacement_px``; without it ``max_displacement_px``) spans at most this
+        many periods of the band's highest
         frequency (``lowfreq_motion_periods``): beyond that the conventional result, a static
         model's answer, is itself smeared in that band, and a right NSTM answer disagrees with it.
     """
@@ -408,12 +409,13 @@ def assess_window(
     thresholds: TrustThresholds | None = None,
     map_side_px: int = 32,
     scale_noise_frames: int | None = None,
+    held_out: np.ndarray | None = None,
 ) -> tuple[dict[str, Any], np.ndarray]:
     """The trust report of one window and its residual map.
 
     ``measurements`` ``(K, *measurement_shape)`` in the fitted units, with counts
     (offset removed) = ``counts_per_unit * (measurements + counts_offset_units)`` (DPC:
-    background, 1; SIM: the normalisation scale, 0); ``times_s``, ``shots``, ``weights`` as in
+    background, 1; SIM: the normalisation scale, 0); ``times_s``, ``shots``, ``weights``, ``held_out`` as in
     :class:`~nstm_acquire.nstm.fit.FitData`. Camera ``gain_e_per_adu`` / ``read_noise_e``
     give the predicted noise; without them it is estimated from the frames
     (:func:`estimated_sigma`, recorded in ``noise_model``). ``motion_px`` ``(T, D, Z, Y, X)``,
@@ -436,10 +438,8 @@ def assess_window(
     pred = predict_measurements(forward, fit_result, times_s, shots)
     if pred.shape != y.shape:
         raise ValueError(f"the forward model predicts {pred.shape}, the measurements are {y.shape}")
-    _, held = _masks(tuple(y.shape), cfg.loss_margin_px, cfg.validation_fraction, cfg.seed)
-    if weights is not None:
-        w = np.asarray(weights)
-        held = held * w.reshape(w.shape + (1,) * (y.ndim - w.ndim))
+    rows = FitData(y, np.zeros((y.shape[0], 1)), np.zeros(y.shape[0], np.int32), weights, held_out=held_out)
+    _, held = fit_masks(rows, cfg)
     scale = np.broadcast_to(np.asarray(counts_per_unit, np.float64), y.shape)
     resid_adu = (y - pred) * scale
     if gain_e_per_adu is not None:
@@ -470,8 +470,11 @@ def assess_window(
         **motion,
         "lowfreq_correlation": corr,
         "lowfreq_band_per_um": [float(band_per_um[0]), float(band_per_um[1])],
-        # how many periods of the band's highest frequency the motion within the window spans
-        "lowfreq_motion_periods": float(motion["max_displacement_px"]) * pixel_size_um * float(band_per_um[1]),
+        # how many periods of the band's highest frequency the sample's motion within the window
+        # spans (where it has signal: an empty background's motion smears nothing)
+        "lowfreq_motion_periods": float(motion.get("max_signal_displacement_px", motion["max_displacement_px"]))
+        * pixel_size_um
+        * float(band_per_um[1]),
         "lowfreq_channel": None if channel is None else int(channel),
         "residual_map_block_px": int(block),
     }
@@ -574,5 +577,5 @@ def window_trust(
         counts_offset_units=units.offset_units, gain_e_per_adu=gain_e_per_adu, read_noise_e=read_noise_e,
         motion_px=result.motion, scene=result.scene, conventional=problem.conventional, channel=units.channel,
         pixel_size_um=problem.pixel_size_um, band_per_um=units.band_per_um, thresholds=thresholds,
-        scale_noise_frames=units.scale_noise_frames,
+        scale_noise_frames=units.scale_noise_frames, held_out=data.held_out,
     )  # fmt: skip
