@@ -212,8 +212,8 @@ def run(quick: bool = False) -> dict:
         f"`rolling_shutter_config({c['steps']})` ({fits}). *Path error*: the objects' paths queried from the "
         "fitted motion (`RollingShutterResult.trajectories`, started at the true positions at the first time "
         "point), pixels from the truth, mean (max). Wall and peak resident memory of each reconstruction's own "
-        "process (in brackets: after imports and simulation, before it); the machine was shared with other "
-        "jobs (load about 13 on 2 cores), so the seconds are upper bounds."
+        "process (in brackets: after imports and simulation, before it); the seconds are this run's, on the "
+        "machine named below, and other jobs sharing its cores make them longer."
         + (" Run with `--quick`." if quick else ""),
         "",
         "| case | method | PSNR mean (dB) | PSNR worst (dB) | path error px | wall (s) | peak MiB |",
