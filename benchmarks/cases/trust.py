@@ -185,6 +185,7 @@ def _sim_case(name: str, kind: str, motion: str, start: str, n: int) -> dict:
     (``sim_common.score``) and given the trust report the chain stores."""
     import warnings
 
+    from benchmarks.cases.sim_drift import EXPOSURE_INSTANTS
     from benchmarks.sim_common import score, sim_window
     from nstm_acquire.hardware.simulated.noise import CameraNoise
     from nstm_acquire.recon.arrays import reconstruct_window
@@ -196,7 +197,8 @@ def _sim_case(name: str, kind: str, motion: str, start: str, n: int) -> dict:
         config = config.with_fit(motion_start="zero")
     elif start == "frozen":
         config = config.with_fit(motion_start="zero", lr_motion=1e-12)
-    win = sim_window("sim2d", n, kind, motion)
+    # each frame a continuous blur (sim_drift's 16 instants per exposure), not 3 sharp copies
+    win = sim_window("sim2d", n, kind, motion, exposure_instants=EXPOSURE_INSTANTS)
     t0 = time.perf_counter()
     with warnings.catch_warnings():  # the pattern estimate of a drifting window disagrees with the true one
         warnings.simplefilter("ignore", UserWarning)
