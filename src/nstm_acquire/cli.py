@@ -484,7 +484,9 @@ class _SessionDisplay:
         self.show()
 
     def _on_progress(self, w: int, step: int, metrics: dict) -> None:
-        self.fit = f"window {w}: step {step} loss {metrics['loss']:.2e}"
+        from nstm_acquire.nstm.fit import start_text
+
+        self.fit = f"window {w}: step {step}{start_text(metrics)} loss {metrics['loss']:.2e}"
         self.show()
 
     def show(self) -> None:
@@ -917,6 +919,7 @@ def _ranges(windows: list[int]) -> str:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from nstm_acquire.nstm.fit import start_text
     from nstm_acquire.recon.chain import StoreReconstructor, WindowFailure
 
     reader, windows = _check_reconstruct_args(args)
@@ -942,7 +945,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
         def show(w: int, step: int, metrics: dict) -> None:
             label = f"window {w} ({todo.index(w) + 1}/{len(todo)})"
-            progress.show(f"{label}: step {step}/{limit}  loss {metrics['loss']:.3e}",
+            progress.show(f"{label}: step {step}/{limit}{start_text(metrics)}  loss {metrics['loss']:.3e}",
                           completed=step, total=max(limit, step), label=label)  # fmt: skip
 
         failed: list[int] = []

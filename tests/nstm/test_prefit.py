@@ -134,7 +134,7 @@ def test_restarts_keep_the_run_with_the_lowest_held_out_loss():
     """fit.restarts cold fits from random networks (seeds seed, seed + 1, ...; the held-out
     pixels of seed): the first run is the single-start fit, and the one with the lowest held-out
     loss is kept."""
-    from nstm_acquire.nstm.fit import FitData, fit
+    from nstm_acquire.nstm.fit import FitData, fit, start_text
 
     base = NSTMConfig(
         scene=SceneNetConfig(levels=2, log2_table_size=8, hidden=8, margin_fraction=0.0625),
@@ -142,7 +142,11 @@ def test_restarts_keep_the_run_with_the_lowest_held_out_loss():
     ).with_fit(max_steps=6, eval_every=2, scene_sampling="grid", validation_fraction=0.1, loss_margin_px=0)
     data = FitData(np.stack([_blobs((16, 16))] * 2), np.array([[0.0], [1.0]]), np.arange(2))
     single = fit(build_model(base, (16, 16), 1), _Identity(), data)
-    best = fit(build_model(base.with_fit(restarts=3), (16, 16), 1), _Identity(), data)
+    seen = []
+    best = fit(build_model(base.with_fit(restarts=3), (16, 16), 1), _Identity(), data,
+               callback=lambda step, metrics: seen.append(metrics))  # fmt: skip
+    assert sorted({m["start"] for m in seen}) == [1, 2, 3] and start_text(seen[-1]) == " (start 3/3)"
+    assert start_text({"loss": 1.0}) == ""  # a single start says nothing
     losses = [r["final_val_loss"] for r in best.restarts]
     assert [r["seed"] for r in best.restarts] == [0, 1, 2] and len(set(losses)) == 3  # different starts
     assert losses[0] == pytest.approx(single.final_val_loss, rel=1e-6)

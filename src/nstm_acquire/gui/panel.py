@@ -481,7 +481,10 @@ class NstmAcquirePanel(QWidget):
 
     def _on_progress(self, w: int, step: int, metrics: dict) -> None:
         if self._session is not None:
-            self.status.fit_text = f"window {w}: step {step}, loss {metrics.get('loss', float('nan')):.3e}"
+            from nstm_acquire.nstm.fit import start_text
+
+            loss = metrics.get("loss", float("nan"))
+            self.status.fit_text = f"window {w}: step {step}{start_text(metrics)}, loss {loss:.3e}"
 
     def _on_window_done(self, w: int, result: Any) -> None:
         if self._session is None:

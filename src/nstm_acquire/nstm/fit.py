@@ -40,6 +40,7 @@ __all__ = [
     "fit_masks",
     "holdout_pixels",
     "render_scenes",
+    "start_text",
 ]
 
 
@@ -510,6 +511,17 @@ def fit(
     return result
 
 
+def _with_start(
+    callback: Callable[[int, dict[str, float]], None], start: int, starts: int
+) -> Callable[[int, dict[str, float]], None]:
+    return lambda step, metrics: callback(step, {**metrics, "start": start, "starts": starts})
+
+
+def start_text(metrics: dict[str, float]) -> str:
+    """``" (start 2/3)"`` for a progress callback's metrics during ``fit.restarts``, else ``""``."""
+    return f" (start {int(metrics['start'])}/{int(metrics['starts'])})" if "starts" in metrics else ""
+
+
 def _best_of_restarts(
     model: NSTMModel,
     forward: ForwardModel,
@@ -524,7 +536,9 @@ def _best_of_restarts(
     cfg = model.config.fit
     runs: list[FitResult] = []
     for r in range(cfg.restarts):
-        runs.append(_fit_once(model, forward, data, None, callback, should_stop, monitor, None, None, init_seed=cfg.seed + r))
+        # progress callbacks see which start this is (metrics "start", "starts": 1-based, total)
+        labelled = None if callback is None else _with_start(callback, r + 1, cfg.restarts)
+        runs.append(_fit_once(model, forward, data, None, labelled, should_stop, monitor, None, None, init_seed=cfg.seed + r))
         if runs[-1].stop_reason == "interrupted":
             break
 
