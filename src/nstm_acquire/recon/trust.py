@@ -438,8 +438,7 @@ def assess_window(
     pred = predict_measurements(forward, fit_result, times_s, shots)
     if pred.shape != y.shape:
         raise ValueError(f"the forward model predicts {pred.shape}, the measurements are {y.shape}")
-    rows = FitData(y, np.zeros((y.shape[0], 1)), np.zeros(y.shape[0], np.int32), weights, held_out=held_out)
-    _, held = fit_masks(rows, cfg)
+    _, held = fit_masks(FitData(y, times_s, shots, weights, held_out=held_out), cfg)
     scale = np.broadcast_to(np.asarray(counts_per_unit, np.float64), y.shape)
     resid_adu = (y - pred) * scale
     if gain_e_per_adu is not None:
@@ -472,9 +471,7 @@ def assess_window(
         "lowfreq_band_per_um": [float(band_per_um[0]), float(band_per_um[1])],
         # how many periods of the band's highest frequency the sample's motion within the window
         # spans (where it has signal: an empty background's motion smears nothing)
-        "lowfreq_motion_periods": float(motion.get("max_signal_displacement_px", motion["max_displacement_px"]))
-        * pixel_size_um
-        * float(band_per_um[1]),
+        "lowfreq_motion_periods": float(motion["max_signal_displacement_px"]) * pixel_size_um * float(band_per_um[1]),
         "lowfreq_channel": None if channel is None else int(channel),
         "residual_map_block_px": int(block),
     }
