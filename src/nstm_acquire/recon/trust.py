@@ -81,8 +81,8 @@ class TrustThresholds:
         low-frequency band.
     lowfreq_max_motion_periods
         The low-frequency agreement is judged only where the sample's motion within the window
-        (``max_signal_displacement_px``; without it ``max_displacement_px``) spans at most this
-        many periods of the band's highest
+        (``max_signal_displacement_px``: where the scene has signal) spans at most this many
+        periods of the band's highest
         frequency (``lowfreq_motion_periods``): beyond that the conventional result, a static
         model's answer, is itself smeared in that band, and a right NSTM answer disagrees with it.
     """
