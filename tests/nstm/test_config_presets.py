@@ -12,10 +12,11 @@ def test_sim2d_defaults_change_only_the_schedule_the_motion_stride_and_the_scene
     # DPC: the motion of a cold fit starts from a registration of the shots (large motion), on a
     # motion grid of at least 4 cells (the next test), and a fast sample is rendered at several
     # times across each exposure (6 px of blur or more); its warm windows stop within 2 % of the
-    # reference held-out loss (5 % for the others)
+    # reference held-out loss (5 % for the others), their motion the previous window's moved by
+    # how far the sample travelled since
     dpc_motion = base.motion.model_copy(update={"spatial_min_cells": 4.0})
     large = {"motion_start": "registration", "exposure_blur_px": 6.0}
-    dpc_fit = {**large, "warm_target_tolerance": 0.02}
+    dpc_fit = {**large, "warm_target_tolerance": 0.02, "warm_motion_start": "offset"}
     assert default_config("dpc") == base.model_copy(update={"motion": dpc_motion}).with_fit(**dpc_fit)
     assert base.fit.warm_target_tolerance == 0.05 == default_config("sim2d").fit.warm_target_tolerance
     # 2D SIM too (a drift of many pattern periods); the base and 3D SIM start from zero motion

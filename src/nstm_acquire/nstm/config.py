@@ -207,11 +207,13 @@ class FitConfig(_Frozen):
         description="where a cold fit's motion network starts: zero (published) or pre-fitted to a "
         "registration of the window's shots (recon.registration; docs/model.md, 'Large motion')",
     )
-    warm_motion_start: Literal["previous", "registration"] = Field(
+    warm_motion_start: Literal["previous", "registration", "offset"] = Field(
         default="previous",
-        description="where a warm fit's motion network starts: the previous window's as it ended, or "
+        description="where a warm fit's motion network starts: the previous window's as it ended; "
         "pre-fitted to a registration of this window's shots against the previous window's scene "
-        "(recon.start.warm_start_params; docs/model.md, '2D SIM: warm motion from a registration')",
+        "(registration; docs/model.md, '2D SIM: warm motion from a registration'); or the previous "
+        "window's moved by one translation, how far the sample travelled since (offset, DPC's; "
+        "docs/model.md, 'DPC warm windows: the motion carried on'); recon.start.warm_start_params",
     )
     seed: int = 0
     restarts: int = Field(
@@ -309,8 +311,11 @@ def default_config(modality: str | None = None) -> NSTMConfig:
         # a warm window stops within 2 % of the reference, not 5 %: a fast sample's warm window
         # (24 px within it) stopped 0.02 short of its own cold fit at 5 % (docs/model.md,
         # "DPC warm windows: a tighter reference")
+        # a warm window's motion is the previous window's moved by how far the sample has
+        # travelled since (docs/model.md, "DPC warm windows: the motion carried on")
         return base.model_copy(update={"motion": motion}).with_fit(
-            motion_start="registration", exposure_blur_px=EXPOSURE_BLUR_PX, warm_target_tolerance=0.02
+            motion_start="registration", exposure_blur_px=EXPOSURE_BLUR_PX, warm_target_tolerance=0.02,
+            warm_motion_start="offset",
         )
     if modality == "sim2d":  # and a drift of many pattern periods (docs/model.md, "Large motion")
         return sim2d_schedule(base).with_fit(motion_start="registration", exposure_blur_px=EXPOSURE_BLUR_PX)

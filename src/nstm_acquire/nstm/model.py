@@ -309,6 +309,16 @@ class NSTMModel:
             d = upsample_linear(d, self._motion_axes, self._grid_axes)
         return d
 
+    def with_motion_offset(self, params: Params, offset_px: jax.Array | np.ndarray) -> Params:
+        """``params`` with a constant displacement ``offset_px`` ``(D,)`` (output pixels, the
+        motion's axis order) added to the motion everywhere and at every time: the motion MLP's
+        output bias moved by ``offset_px`` over the output scale. Exact; nothing else changes."""
+        offset = jnp.asarray(offset_px, jnp.float32).reshape(self.motion_dims)
+        layers = list(params["motion"]["mlp"])
+        last = layers[-1]
+        layers[-1] = {**last, "b": last["b"] + offset / self.motion_scale}
+        return {**params, "motion": {**params["motion"], "mlp": layers}}
+
     # -------------------------------------------------------------- rendering
     def scenes(
         self,

@@ -14,9 +14,11 @@ several times across its exposure, as the camera integrated it.
 
 None (the default configuration asks for neither) means random networks, as published.
 
-:func:`warm_start_params` does the same for a warm fit's motion (2D SIM's default): the previous
-window's motion network pre-fitted to a registration of this window's shots against the previous
-window's scene (``fit.warm_motion_start``).
+:func:`warm_start_params` does the same for a warm fit's motion (``fit.warm_motion_start``): 2D
+SIM's default pre-fits the previous window's motion network to a registration of this window's
+shots against the previous window's scene; DPC's moves the previous window's motion by one
+translation, how far the sample has travelled since (registered against what the previous
+networks predict for this window).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nstm_acquire.nstm.config import NSTMConfig
-from nstm_acquire.nstm.model import NSTMModel, Params
+from nstm_acquire.nstm.model import NSTMModel, Params, TimeMap
 from nstm_acquire.nstm.prefit import prefit_scene
 from nstm_acquire.recon.problem import WindowProblem
 from nstm_acquire.recon.registration import (
@@ -164,8 +166,11 @@ def warm_start_params(model: NSTMModel, problem: WindowProblem, config: NSTMConf
     When a shot does not register, ``params`` is returned unchanged. Either way
     ``problem.info["warm_motion_start"]`` says what was done.
     """
-    if config.fit.warm_motion_start != "registration":
+    mode = config.fit.warm_motion_start
+    if mode == "previous":
         return params
+    if mode == "offset":
+        return _offset_motion(model, problem, params)
     template = np.asarray(_template_fn(model)(params, jnp.asarray(model.output_coords)))
     motion, info = motion_against_rendering(problem, _render_static(problem, template))
     if motion is None:
@@ -174,3 +179,58 @@ def warm_start_params(model: NSTMModel, problem: WindowProblem, config: NSTMConf
     params, fit_info = prefit_registered_motion(model, problem, params, motion, start_alpha=1.0)
     problem.info["warm_motion_start"] = {**info, **fit_info}
     return params
+
+
+#: the common translation (output pixels, either axis) below which ``warm_motion_start = "offset"``
+#: leaves the previous window's motion as it is: a static sample registers within a few tenths
+OFFSET_MIN_PX = 1.0
+
+
+@functools.lru_cache(maxsize=16)
+def _predict_fn(model: NSTMModel):
+    """The rows a model predicts: its scenes at normalised times ``tn`` ``(K * n_sub,)``, averaged
+    over each row's ``n_sub`` exposure samples and rendered through the forward model, compiled
+    once per model; with the motion's mean over the times and the field ``(D,)``, output pixels."""
+
+    def predict(params, tn, plan, forward, shots):
+        scenes, motion = model.scenes(params, tn, 1.0, plan)
+        k = shots.shape[0]
+        rows = forward.render(scenes.reshape(k, -1, *scenes.shape[1:]).mean(axis=1), shots)
+        return rows, jnp.mean(motion, axis=(0, *range(2, motion.ndim)))
+
+    return jax.jit(predict)
+
+
+def _offset_motion(model: NSTMModel, problem: WindowProblem, params: Params) -> Params:
+    """``params`` with the motion moved by one constant translation, as ``fit.warm_motion_start
+    = "offset"`` asks: the previous window's networks predict this window's rows (their motion
+    carried on to this window's times, each row's exposure samples averaged, so a fast sample's
+    blur is in the prediction too); each shot's frame is registered against its prediction
+    (:func:`~nstm_acquire.recon.registration.motion_against_rendering`), and the mean of those
+    residual shifts over the shots is added to the motion everywhere
+    (:meth:`NSTMModel.with_motion_offset`). The previous window's deformation and its course in
+    time are kept; only how far the sample has travelled since is added. When a shot does not
+    register, or the offset is below :data:`OFFSET_MIN_PX`, ``params`` is returned unchanged;
+    ``problem.info["warm_motion_start"]`` says what was done."""
+    data = problem.data
+    tn = jnp.asarray(TimeMap.for_times(data.times_s).normalise(data.times_s.reshape(-1)))
+    plan = model.scene_plan() if model.config.fit.scene_sampling == "grid" else None
+    predicted, mean_motion = _predict_fn(model)(params, tn, plan, problem.forward, jnp.asarray(data.shots))
+    predicted, mean_motion = np.asarray(predicted), np.asarray(mean_motion)
+    residual, info = motion_against_rendering(problem, predicted)
+    if residual is None:
+        problem.info["warm_motion_start"] = {**info, "prefit": False}
+        return params
+    offset = np.mean(residual, axis=(0, *range(2, residual.ndim)))
+    info = {**info, "prefit": False, "offset_px": [round(float(v), 2) for v in offset]}
+    # the template stays where the previous window left it and the motion carries the sample
+    # from there: only as far as the scene's margin reaches (plus the edge the loss leaves out),
+    # beyond which the template has no grid to hold what comes into the field (the fit from the
+    # previous networks moves the template itself)
+    total = np.abs(mean_motion + offset)[-2:]
+    reach = np.asarray(model.margin_px, np.float64) + model.config.fit.loss_margin_px
+    within = bool(np.all(total <= reach))
+    applied = bool(np.max(np.abs(offset)) >= OFFSET_MIN_PX) and within
+    info["mean_motion_px"] = [round(float(v), 2) for v in mean_motion + offset]
+    problem.info["warm_motion_start"] = {**info, "offset_applied": applied}
+    return model.with_motion_offset(params, offset) if applied else params
