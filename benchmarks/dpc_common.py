@@ -132,22 +132,41 @@ def registered_start(config: NSTMConfig, win: SimulatedWindow) -> tuple[Any, dic
     the shots), what the registration found (``None``: nothing was tried; with the samples per
     exposure where ``fit.exposure_blur_px`` asked for more than one), and the fit data it is for
     (:func:`nstm_acquire.recon.start.exposure_sampled`)."""
-    from nstm_acquire.recon.problem import WindowProblem
     from nstm_acquire.recon.start import exposure_sampled, start_params
 
-    fwd, data, conv = problem(win)
     n = win.raw.shape[-1]
-    prob = WindowProblem(
-        forward=fwd, data=data, scene_shape=(n, n), channels=2, channel_names=["absorption", "phase_rad"],
-        motion_dims=2, render_times_s=win.midpoints_s, conventional=conv[:, None],
-        pixel_size_um=win.optics.pixel_size_um, z_step_um=None, info={},
-    )
-    prob = exposure_sampled(prob, config)
+    prob = exposure_sampled(_window_problem(win), config)
     start = start_params(build_model(config, (n, n), 2), prob, config)
     found = prob.info.get("motion_start")
     if found is not None and "exposure_samples" in prob.info:
         found = {**found, "exposure_samples": prob.info["exposure_samples"]}
     return start, found, prob.data
+
+
+def warm_start(config: NSTMConfig, win: SimulatedWindow, params: Any, samples: int = 1) -> tuple[Any, dict | None, FitData]:
+    """Where the reconstructor starts a warm fit of ``win`` from the previous window's networks
+    ``params`` (:func:`nstm_acquire.recon.start.warm_start_params`, as ``fit.warm_motion_start``
+    asks), what it did (``None``: nothing), and the fit data it is for (each shot rendered at
+    the chain's cold fit's ``samples`` per exposure)."""
+    from nstm_acquire.recon.start import exposure_sampled, warm_start_params
+
+    prob = _window_problem(win)
+    prob = exposure_sampled(prob, config, samples=samples)
+    n = win.raw.shape[-1]
+    init = warm_start_params(build_model(config, (n, n), 2), prob, config, params)
+    return init, prob.info.get("warm_motion_start"), prob.data
+
+
+def _window_problem(win: SimulatedWindow):
+    from nstm_acquire.recon.problem import WindowProblem
+
+    fwd, data, conv = problem(win)
+    n = win.raw.shape[-1]
+    return WindowProblem(
+        forward=fwd, data=data, scene_shape=(n, n), channels=2, channel_names=["absorption", "phase_rad"],
+        motion_dims=2, render_times_s=win.midpoints_s, conventional=conv[:, None],
+        pixel_size_um=win.optics.pixel_size_um, z_step_um=None, info={},
+    )
 
 
 def public(result: dict[str, Any]) -> dict[str, Any]:
