@@ -98,23 +98,25 @@ def _subprocess(kind: str, n: int) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def run(quick: bool = False) -> dict:
-    sizes = [64, 128] if quick else SIZES
-    numbers = {}
-    rows = []
-    for n in sizes:
-        d = _subprocess("defaults", n)
-        p = _subprocess("published", n)
-        numbers[n] = {"defaults": d, "published": p}
-        c, a, w = d["cold"], d["cold_compiled"], d["warm"]
-        rows.append(
-            f"| {n}x{n} | {c['compile_s']:.1f} | {a['s_per_step'] * 1000:.0f} | {c['steps']} ({c['best_step']}) | "
-            f"{c['wall_s']:.1f} | {a['wall_s']:.1f} | {c['corr']:.3f} | {w['steps']} ({_stop(w)}) | {w['wall_s'] + w['start_s']:.1f} | "
-            f"{w['corr']:.3f} | {d['steps_to_target'] or '-'} | {_seconds(d['seconds_to_target'])} | "
-            f"{d['warm_steps_to_cold_quality'] or '-'} | "
-            f"{d['peak_mib']:.0f} | {p['s_per_step'] * 1000:.0f} | {p['estimated_5000_steps_min']:.0f} min | "
-            f"{p['peak_mib']:.0f} |"
-        )
+def _measure(n: int) -> dict:
+    return {"defaults": _subprocess("defaults", n), "published": _subprocess("published", n)}
+
+
+def _row(n: str, numbers: dict) -> str:
+    d, p = numbers["defaults"], numbers["published"]
+    c, a, w = d["cold"], d["cold_compiled"], d["warm"]
+    return (
+        f"| {n}x{n} | {c['compile_s']:.1f} | {a['s_per_step'] * 1000:.0f} | {c['steps']} ({c['best_step']}) | "
+        f"{c['wall_s']:.1f} | {a['wall_s']:.1f} | {c['corr']:.3f} | {w['steps']} ({_stop(w)}) | {w['wall_s'] + w['start_s']:.1f} | "
+        f"{w['corr']:.3f} | {d['steps_to_target'] or '-'} | {_seconds(d['seconds_to_target'])} | "
+        f"{d['warm_steps_to_cold_quality'] or '-'} | "
+        f"{d['peak_mib']:.0f} | {p['s_per_step'] * 1000:.0f} | {p['estimated_5000_steps_min']:.0f} min | "
+        f"{p['peak_mib']:.0f} |"
+    )
+
+
+def _save(numbers: dict) -> None:
+    rows = [_row(n, numbers[n]) for n in sorted(numbers, key=int)]
     md = "\n".join(
         [
             "## DPC reconstruction speed and memory",
@@ -141,7 +143,20 @@ def run(quick: bool = False) -> dict:
         ]
     )
     save_result("dpc_speed", numbers, md, order=25)
+
+
+def run(quick: bool = False) -> dict:
+    numbers = {str(n): _measure(n) for n in ([64, 128] if quick else SIZES)}
+    _save(numbers)
     return numbers
+
+
+def refresh(sizes: list[int]) -> None:
+    """Re-measure ``sizes`` alone (each in its own processes, as :func:`run`) and keep the saved
+    numbers of the others (``python -c "from benchmarks.cases.dpc_speed import refresh; refresh([512])"``)."""
+    numbers = json.loads((RESULTS / "dpc_speed.json").read_text())["numbers"]
+    numbers.update({str(n): _measure(n) for n in sizes})
+    _save(numbers)
 
 
 if __name__ == "__main__":

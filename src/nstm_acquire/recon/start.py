@@ -210,7 +210,8 @@ def _offset_motion(model: NSTMModel, problem: WindowProblem, params: Params) -> 
     residual shifts over the shots is added to the motion everywhere
     (:meth:`NSTMModel.with_motion_offset`). The previous window's deformation and its course in
     time are kept; only how far the sample has travelled since is added. When a shot does not
-    register, or the offset is below :data:`OFFSET_MIN_PX`, ``params`` is returned unchanged;
+    register, the offset is below :data:`OFFSET_MIN_PX`, or it would carry the motion's mean
+    beyond the scene's margin plus ``fit.loss_margin_px``, ``params`` is returned unchanged;
     ``problem.info["warm_motion_start"]`` says what was done."""
     data = problem.data
     tn = jnp.asarray(TimeMap.for_times(data.times_s).normalise(data.times_s.reshape(-1)))
