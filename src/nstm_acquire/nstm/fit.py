@@ -39,6 +39,7 @@ __all__ = [
     "fit",
     "fit_masks",
     "holdout_pixels",
+    "render_normalised",
     "render_scenes",
     "start_text",
 ]
@@ -686,17 +687,25 @@ def _fit_once(
 
 def render_scenes(result: FitResult, times_s: np.ndarray, batch: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """Scene and motion at any times (s): ``((T, C, *scene_shape), (T, D, *scene_shape))``."""
-    model = result.model
     tn_all = np.asarray(result.time_map.normalise(np.asarray(times_s, np.float64).reshape(-1)))
+    return render_normalised(result.model, result.params, tn_all, batch)
+
+
+def render_normalised(
+    model: NSTMModel, params: Params, tn: np.ndarray, batch: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scene and motion of ``params`` at normalised times ``tn`` (T,):
+    ``((T, C, *scene_shape), (T, D, *scene_shape))``; ``batch`` times at a time, one compiled
+    function per model (shared with :func:`render_scenes`)."""
     scenes, motions = [], []
     fn = _render_fn(model)
-    for i in range(0, len(tn_all), batch):
-        tn = tn_all[i : i + batch]
-        pad = batch - len(tn)
-        tn_p = np.concatenate([tn, np.repeat(tn[-1:], pad)]) if pad else tn
-        s, m = fn(result.params, jnp.asarray(tn_p, jnp.float32))
-        scenes.append(np.asarray(s)[: len(tn)])
-        motions.append(np.asarray(m)[: len(tn)])
+    for i in range(0, len(tn), batch):
+        part = tn[i : i + batch]
+        pad = batch - len(part)
+        padded = np.concatenate([part, np.repeat(part[-1:], pad)]) if pad else part
+        s, m = fn(params, jnp.asarray(padded, jnp.float32))
+        scenes.append(np.asarray(s)[: len(part)])
+        motions.append(np.asarray(m)[: len(part)])
     return np.concatenate(scenes), np.concatenate(motions)
 
 

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nstm_acquire.nstm.config import NSTMConfig
+from nstm_acquire.nstm.fit import render_normalised
 from nstm_acquire.nstm.model import NSTMModel, Params, TimeMap
 from nstm_acquire.nstm.prefit import prefit_scene
 from nstm_acquire.recon.problem import WindowProblem
@@ -186,19 +187,9 @@ def warm_start_params(model: NSTMModel, problem: WindowProblem, config: NSTMConf
 OFFSET_MIN_PX = 1.0
 
 
-@functools.lru_cache(maxsize=16)
-def _predict_fn(model: NSTMModel):
-    """The rows a model predicts: its scenes at normalised times ``tn`` ``(K * n_sub,)``, averaged
-    over each row's ``n_sub`` exposure samples and rendered through the forward model, compiled
-    once per model; with the motion's mean over the times and the field ``(D,)``, output pixels."""
-
-    def predict(params, tn, plan, forward, shots):
-        scenes, motion = model.scenes(params, tn, 1.0, plan)
-        k = shots.shape[0]
-        rows = forward.render(scenes.reshape(k, -1, *scenes.shape[1:]).mean(axis=1), shots)
-        return rows, jnp.mean(motion, axis=(0, *range(2, motion.ndim)))
-
-    return jax.jit(predict)
+@jax.jit
+def _render_each(forward, scenes: jax.Array, shots: jax.Array) -> jax.Array:
+    return forward.render(scenes, shots)
 
 
 def _offset_motion(model: NSTMModel, problem: WindowProblem, params: Params) -> Params:
@@ -214,10 +205,13 @@ def _offset_motion(model: NSTMModel, problem: WindowProblem, params: Params) -> 
     beyond the scene's margin plus ``fit.loss_margin_px``, ``params`` is returned unchanged;
     ``problem.info["warm_motion_start"]`` says what was done."""
     data = problem.data
-    tn = jnp.asarray(TimeMap.for_times(data.times_s).normalise(data.times_s.reshape(-1)))
-    plan = model.scene_plan() if model.config.fit.scene_sampling == "grid" else None
-    predicted, mean_motion = _predict_fn(model)(params, tn, plan, problem.forward, jnp.asarray(data.shots))
-    predicted, mean_motion = np.asarray(predicted), np.asarray(mean_motion)
+    k, n_sub = data.times_s.shape
+    tn = np.asarray(TimeMap.for_times(data.times_s).normalise(data.times_s.reshape(-1)))
+    # the scenes by the function that renders every window's output (compiled already)
+    scenes, motion = render_normalised(model, params, tn)
+    scenes = scenes.reshape(k, n_sub, *scenes.shape[1:]).mean(axis=1)  # each row's exposure
+    predicted = np.asarray(_render_each(problem.forward, jnp.asarray(scenes), jnp.asarray(data.shots)))
+    mean_motion = motion.mean(axis=(0, *range(2, motion.ndim)))
     residual, info = motion_against_rendering(problem, predicted)
     if residual is None:
         problem.info["warm_motion_start"] = {**info, "prefit": False}
