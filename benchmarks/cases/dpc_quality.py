@@ -7,13 +7,14 @@ end-point error of the motion where the sample has structure.
 
 Every case is fitted twice in the same run, both as the reconstructor fits a DPC window
 (``default_config("dpc")``: the motion network pre-fitted to a registration of the shots where
-they moved 12 px or more, :mod:`nstm_acquire.recon.start`; a fast sample rendered at several times
-across each exposure): *before*, with the scene MLP of two hidden layers that DPC had until
-2026-12-07, and *now*, today's default of one (:func:`configs`); and today's default without
-coarse-to-fine. The sweep moves the sample 8, 16, 24 and 32 px (largest deviation from the
-window's mean position, as ``true motion``) by translation, swirl and shear, at 128 x 128 and
-256 x 256, each frame integrating the sample over its exposure at 16 instants. Earlier
-comparisons (the motion grid, the exposure sampling) are in docs/model.md.
+they moved 12 px or more, :mod:`nstm_acquire.recon.start`). The small motions: *before*, with
+the motion grid of the published rule (0.012 x the field in cells, at least 2:
+``motion.spatial_min_cells = 2``), and *now*, with today's DPC default of at least 4 cells; and
+today's default without coarse-to-fine. The sweep moves the sample 8, 16, 24 and 32 px (largest
+deviation from the window's mean position, as ``true motion``) by translation, swirl and shear,
+at 128 x 128 and 256 x 256, each frame integrating the sample over its exposure at 16 instants:
+*before*, every shot rendered at its exposure midpoint, and *now*, today's default, at several
+times across the exposure of a fast sample (``fit.exposure_blur_px``).
 """
 
 from __future__ import annotations
@@ -100,8 +101,8 @@ def _row(name: str, before: dict, now: dict, abl: dict | None) -> str:
     best = max(before["corr"], now["corr"])
     fmt = lambda r: f"**{r['corr']:.3f}**" if r["corr"] == best else f"{r['corr']:.3f}"  # noqa: E731
     return (
-        f"| {name} | {now['true_motion_px']:.1f} | {now['conventional']:.3f} | "
-        f"{fmt(before)} ({min(before['corr_per_shot']):.3f}) | {fmt(now)} "
+        f"| {name} | {now['true_motion_px']:.1f} | {now['conventional']:.3f} | {before['motion_cells']:g}: "
+        f"{fmt(before)} ({min(before['corr_per_shot']):.3f}) | {now['motion_cells']:g}: {fmt(now)} "
         f"({min(now['corr_per_shot']):.3f}) | {before['epe_px']:.2f} / {now['epe_px']:.2f} |{no_c2f} "
         f"{before['steps']} ({before['best_step']}) / {now['steps']} ({now['best_step']}) | "
         f"{before['wall_s'] + before['start_s']:.1f} / {now['wall_s'] + now['start_s']:.1f} |"
@@ -109,14 +110,14 @@ def _row(name: str, before: dict, now: dict, abl: dict | None) -> str:
 
 
 HEADER = [
-    "| motion | true motion (px) | conventional | NSTM before (2 hidden layers): phase corr. | NSTM now (1): phase corr. "
+    "| motion | true motion (px) | conventional | NSTM before: cells, phase corr. | NSTM now: cells, phase corr. "
     "| EPE (px) before / now | no c2f | steps before / now | wall (s) before / now |",
     "|---|---|---|---|---|---|---|---|---|",
 ]
 
 
 SWEEP_HEADER = [
-    "| motion | true motion (px) | conventional | NSTM before (2 hidden layers): phase corr. | NSTM now (1): samples per exposure, "
+    "| motion | true motion (px) | conventional | NSTM before: phase corr. | NSTM now: samples per exposure, "
     "phase corr. | EPE (px) before / now | steps before / now | wall (s) before / now |",
     "|---|---|---|---|---|---|---|---|",
 ]
@@ -126,9 +127,10 @@ def _sweep_row(name: str, before: dict, now: dict) -> str:
     best = max(before["corr"], now["corr"])
     fmt = lambda r: f"**{r['corr']:.3f}**" if r["corr"] == best else f"{r['corr']:.3f}"  # noqa: E731
     samples = ((now.get("registration") or {}).get("exposure_samples") or {}).get("samples", 1)
+    same = " (the same fit)" if now.get("same_as_before") else ""
     return (
         f"| {name} | {now['true_motion_px']:.1f} | {now['conventional']:.3f} | {fmt(before)} "
-        f"({min(before['corr_per_shot']):.3f}) | {samples}: {fmt(now)} ({min(now['corr_per_shot']):.3f}) | "
+        f"({min(before['corr_per_shot']):.3f}) | {samples}: {fmt(now)} ({min(now['corr_per_shot']):.3f}){same} | "
         f"{before['epe_px']:.2f} / {now['epe_px']:.2f} | {before['steps']} ({before['best_step']}) / "
         f"{now['steps']} ({now['best_step']}) | {before['wall_s'] + before['start_s']:.1f} / "
         f"{now['wall_s'] + now['start_s']:.1f} |"
@@ -152,7 +154,7 @@ def markdown(numbers: dict) -> str:
         fig_rows.append(f"![{name}](figures/{_figure_name(name)})")
     return "\n".join(
         [
-            "## DPC quality against ground truth (NSTM vs conventional; the scene MLP before and now)",
+            "## DPC quality against ground truth (NSTM vs conventional; the motion grid before and now)",
             "",
             f"`python -m benchmarks.run dpc_quality`. {n} x {n} pixels (0.5 µm), simulated cells moving",
             "during one four-shot window (30 ms exposures). *Phase corr.*: correlation with the true",
@@ -163,10 +165,10 @@ def markdown(numbers: dict) -> str:
             "has structure, relative to the window mean. Each window fitted in the same run as the",
             "reconstructor fits a DPC window (`default_config(\"dpc\")`: the motion network pre-fitted to a",
             "registration of the shots where they moved 12 px or more, docs/model.md \"Large motion\"),",
-            "*before* with the scene MLP of two hidden layers (2 x 32, DPC's default until 2026-12-07)",
-            "and *now* with one (1 x 32, as SIM's; docs/model.md \"DPC: a one-layer scene MLP\").",
-            "*No c2f*: today's default with every hash level on from the first step. Steps: run (kept,",
-            "by held-out loss).",
+            "*before* with the motion grid of the published rule (finest level 0.012 x the field in",
+            "cells, at least 2) and *now* with at least 4 cells (`motion.spatial_min_cells`, docs/model.md",
+            "\"DPC swirls\"); *cells*: the motion grid's finest cells across the field. *No c2f*: today's",
+            "default with every hash level on from the first step. Steps: run (kept, by held-out loss).",
             "Wall: registration, pre-fit and fit, including compilation.",
             "",
             *HEADER,
@@ -182,12 +184,14 @@ def markdown(numbers: dict) -> str:
             f"and `swirl 16 px`). Each frame here averages the sample at {numbers.get('sweep_instants', 3)} times across its",
             "exposure (a camera integrates continuously; a 32 px window blurs each shot by 20 px, and a",
             "frame made of three sharp copies would reward a model that renders three). Both fits as the",
-            "reconstructor starts them (registration, pre-fit where the shots moved 12 px or more, each",
-            "shot rendered at `ceil(blur / 6 px)` times across its exposure, at most 4, where the",
-            "registration finds the sample moving more than 6 px within one: docs/model.md, \"Large",
-            "motion: the blur within an exposure\"; *samples per exposure*: what it chose), *before* and",
-            "*now* the scene MLP as above. The swirls register as no common translation and start",
-            "from zero motion:",
+            "reconstructor starts them (registration, pre-fit where the shots moved 12 px or more),",
+            "*before* rendering every shot at its exposure midpoint (`fit.exposure_blur_px = None`), *now*",
+            "as today's DPC default: at `ceil(blur / 6 px)` times across its exposure (at most 4) where",
+            "the registration finds the sample moving more than 6 px within one (docs/model.md, \"Large",
+            "motion: the blur within an exposure\"); *samples per exposure*: what it chose. Where the",
+            "shots register as no common translation (the swirls) or as one below 12 px (the 8 px",
+            "translation; the shears, whose mean shift is small), nothing is pre-fitted, nothing",
+            "changes and the two fits are one:",
             "",
             *SWEEP_HEADER,
             *sweep_rows,
@@ -204,11 +208,17 @@ def markdown(numbers: dict) -> str:
 
 
 def configs() -> tuple[NSTMConfig, NSTMConfig]:
-    """(before, now): DPC's defaults with the scene MLP of two hidden layers (and no smallest
-    number of warm steps) that they had until 2026-12-07, and as they are."""
+    """(before, now): DPC's defaults with the motion grid of the published rule, and as they are."""
     now = default_config("dpc")
-    before = now.model_copy(update={"scene": now.scene.model_copy(update={"layers": 2})}).with_fit(min_steps=0)
+    before = now.model_copy(update={"motion": now.motion.model_copy(update={"spatial_min_cells": 2.0})})
     return before, now
+
+
+def sweep_configs() -> tuple[NSTMConfig, NSTMConfig]:
+    """(before, now) of the large-motion sweep: DPC's defaults rendering every shot at its
+    exposure midpoint, and as they are (several times across a fast sample's exposure)."""
+    now = default_config("dpc")
+    return now.with_fit(exposure_blur_px=None), now
 
 
 #: the sweep's frames average the sample at this many times across each exposure
@@ -223,12 +233,16 @@ def _fitted(config: NSTMConfig, win: SimulatedWindow) -> dict[str, Any]:
 
 def _compare(numbers: dict, section: str, cases: dict[str, str], n: int, figures: bool = False) -> None:
     sweep = section != "cases"
-    before_config, now_config = configs()
+    before_config, now_config = sweep_configs() if sweep else configs()
     numbers[section] = {}
     for name, motion in cases.items():
         win = window(n, motion, exposure_instants=SWEEP_INSTANTS) if sweep else window(n, motion)
         before = _fitted(before_config, win)
-        now = _fitted(now_config, win)
+        if sweep and not ((before.get("registration") or {}).get("prefit")):
+            # not pre-fitted: exposure_blur_px is never looked at, the fit is the same
+            now = {**before, "same_as_before": True}
+        else:
+            now = _fitted(now_config, win)
         numbers[section][name] = {"before": public(before), "now": public(now)}
         if section == "cases":
             numbers[section][name]["no_coarse_to_fine"] = public(

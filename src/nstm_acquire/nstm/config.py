@@ -264,8 +264,7 @@ def default_config(modality: str | None = None) -> NSTMConfig:
     shots drifted 12 output pixels or more) and a motion grid of at least 4 finest cells across
     the field (``motion.spatial_min_cells``: 2 cells across 128 px cannot hold a swirl; docs/model.md,
     "DPC swirls"), a warm window that stops within 2 % of the reference held-out loss instead of 5 %
-    (``fit.warm_target_tolerance``) but not before 50 steps (``fit.min_steps``), a scene MLP of
-    one hidden layer as SIM's (docs/model.md, "DPC: a one-layer scene MLP"), and (DPC and 2D SIM) every shot rendered at several times across its exposure
+    (``fit.warm_target_tolerance``), and (DPC and 2D SIM) every shot rendered at several times across its exposure
     when the registration finds the sample moving more than 6 output pixels within one
     (``fit.exposure_blur_px``); ``"sim3d"``: the schedule of :func:`sim3d_schedule` (the scene started from the
     Wiener volume, at most 450 steps); None: the settings below.
@@ -314,14 +313,9 @@ def default_config(modality: str | None = None) -> NSTMConfig:
         # "DPC warm windows: a tighter reference")
         # a warm window's motion is the previous window's moved by how far the sample has
         # travelled since (docs/model.md, "DPC warm windows: the motion carried on")
-        # a scene MLP of one hidden layer, as SIM's (1.26x faster steps; a 512 x 512 warm window
-        # 11.9 -> 9.6 s), and warm windows of at least 50 steps: the shallower network reaches
-        # the reference sooner, and a static sample's warm window stopped at 25 steps 0.0025
-        # below its cold fit (docs/model.md, "DPC: a one-layer scene MLP")
-        scene = base.scene.model_copy(update={"layers": 1})
-        return base.model_copy(update={"motion": motion, "scene": scene}).with_fit(
+        return base.model_copy(update={"motion": motion}).with_fit(
             motion_start="registration", exposure_blur_px=EXPOSURE_BLUR_PX, warm_target_tolerance=0.02,
-            warm_motion_start="offset", min_steps=50,
+            warm_motion_start="offset",
         )
     if modality == "sim2d":  # and a drift of many pattern periods (docs/model.md, "Large motion")
         return sim2d_schedule(base).with_fit(motion_start="registration", exposure_blur_px=EXPOSURE_BLUR_PX)
