@@ -39,6 +39,7 @@ __all__ = [
     "fit",
     "fit_masks",
     "holdout_pixels",
+    "predict_rows",
     "render_normalised",
     "render_scenes",
     "start_text",
@@ -707,6 +708,25 @@ def render_normalised(
         scenes.append(np.asarray(s)[: len(part)])
         motions.append(np.asarray(m)[: len(part)])
     return np.concatenate(scenes), np.concatenate(motions)
+
+
+def predict_rows(
+    model: NSTMModel, params: Params, forward: ForwardModel, tn: np.ndarray, shots: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The measurements ``params`` predict for rows rendered at normalised times ``tn``
+    ``(K, n_sub)`` (each row's scene averaged over its ``n_sub`` exposure samples, then through
+    ``forward.render`` for rows ``shots`` ``(K,)``): ``(K, *measurement_shape)`` float32, and the
+    motion at those times ``(K n_sub, D, *scene_shape)``."""
+    k, n_sub = tn.shape
+    scenes, motion = render_normalised(model, params, tn.reshape(-1))
+    scenes = scenes.reshape(k, n_sub, *scenes.shape[1:]).mean(axis=1)
+    pred = _render_each_row(forward, jnp.asarray(scenes, jnp.float32), jnp.asarray(shots, jnp.int32))
+    return np.asarray(pred), motion
+
+
+@jax.jit
+def _render_each_row(forward: ForwardModel, scenes: jax.Array, shots: jax.Array) -> jax.Array:
+    return forward.render(scenes, shots)
 
 
 @functools.lru_cache(maxsize=32)

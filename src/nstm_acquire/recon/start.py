@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nstm_acquire.nstm.config import NSTMConfig
-from nstm_acquire.nstm.fit import render_normalised
+from nstm_acquire.nstm.fit import predict_rows
 from nstm_acquire.nstm.model import NSTMModel, Params, TimeMap
 from nstm_acquire.nstm.prefit import prefit_scene
 from nstm_acquire.recon.problem import WindowProblem
@@ -187,11 +187,6 @@ def warm_start_params(model: NSTMModel, problem: WindowProblem, config: NSTMConf
 OFFSET_MIN_PX = 1.0
 
 
-@jax.jit
-def _render_each(forward, scenes: jax.Array, shots: jax.Array) -> jax.Array:
-    return forward.render(scenes, shots)
-
-
 def _offset_motion(model: NSTMModel, problem: WindowProblem, params: Params) -> Params:
     """``params`` with the motion moved by one constant translation, as ``fit.warm_motion_start
     = "offset"`` asks: the previous window's networks predict this window's rows (their motion
@@ -204,13 +199,11 @@ def _offset_motion(model: NSTMModel, problem: WindowProblem, params: Params) -> 
     register, the offset is below :data:`OFFSET_MIN_PX`, or it would carry the motion's mean
     beyond the scene's margin plus ``fit.loss_margin_px``, ``params`` is returned unchanged;
     ``problem.info["warm_motion_start"]`` says what was done."""
-    data = problem.data
-    k, n_sub = data.times_s.shape
-    tn = np.asarray(TimeMap.for_times(data.times_s).normalise(data.times_s.reshape(-1)))
-    # the scenes by the function that renders every window's output (compiled already)
-    scenes, motion = render_normalised(model, params, tn)
-    scenes = scenes.reshape(k, n_sub, *scenes.shape[1:]).mean(axis=1)  # each row's exposure
-    predicted = np.asarray(_render_each(problem.forward, jnp.asarray(scenes), jnp.asarray(data.shots)))
+    times = problem.data.times_s
+    # this window's times as the warm fit will see them; the scenes by the function that renders
+    # every window's output (compiled already)
+    tn = np.asarray(TimeMap.for_times(times).normalise(times.reshape(-1))).reshape(times.shape)
+    predicted, motion = predict_rows(model, params, problem.forward, tn, problem.data.shots)
     mean_motion = motion.mean(axis=(0, *range(2, motion.ndim)))
     residual, info = motion_against_rendering(problem, predicted)
     if residual is None:

@@ -30,10 +30,9 @@ import dataclasses
 import math
 from typing import Any
 
-import jax.numpy as jnp
 import numpy as np
 
-from nstm_acquire.nstm.fit import FitData, FitResult, fit_masks, render_scenes
+from nstm_acquire.nstm.fit import FitData, FitResult, fit_masks, predict_rows
 
 __all__ = [
     "TrustThresholds",
@@ -381,10 +380,8 @@ def predict_measurements(forward: Any, fit_result: FitResult, times_s: np.ndarra
     each row's times ``times_s`` ``(K, n_sub)`` (s), averaged over the exposure, through
     ``forward.render`` for rows ``shots`` ``(K,)``."""
     t = np.asarray(times_s, np.float64)
-    k, n_sub = t.shape
-    scenes, _ = render_scenes(fit_result, t.reshape(-1))
-    scenes = scenes.reshape(k, n_sub, *scenes.shape[1:]).mean(axis=1)
-    pred = forward.render(jnp.asarray(scenes, jnp.float32), jnp.asarray(shots, jnp.int32))
+    tn = np.asarray(fit_result.time_map.normalise(t.reshape(-1))).reshape(t.shape)
+    pred, _ = predict_rows(fit_result.model, fit_result.params, forward, tn, shots)
     return np.asarray(pred, np.float64)
 
 
