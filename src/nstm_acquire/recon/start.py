@@ -215,10 +215,10 @@ def _offset_motion(model: NSTMModel, problem: WindowProblem, params: Params) -> 
     # from there: only as far as the scene's margin reaches (plus the edge the loss leaves out),
     # beyond which the template has no grid to hold what comes into the field (the fit from the
     # previous networks moves the template itself)
-    total = np.abs(mean_motion + offset)[-2:]
+    carried = mean_motion + offset
     reach = np.asarray(model.margin_px, np.float64) + model.config.fit.loss_margin_px
-    within = bool(np.all(total <= reach))
+    within = bool(np.all(np.abs(carried)[-2:] <= reach))
     applied = bool(np.max(np.abs(offset)) >= OFFSET_MIN_PX) and within
-    info["mean_motion_px"] = [round(float(v), 2) for v in mean_motion + offset]
+    info["mean_motion_px"] = [round(float(v), 2) for v in carried]
     problem.info["warm_motion_start"] = {**info, "offset_applied": applied}
     return model.with_motion_offset(params, offset) if applied else params
