@@ -84,6 +84,12 @@ class MotionNetConfig(_Frozen):
     spatial_min_cells: float = Field(
         default=2.0, gt=0, description="the fewest finest spatial cells the 0.012 x field rule may give"
     )
+    spatial_max_cell_px: float | None = Field(
+        default=None,
+        gt=0,
+        description="with the 0.012 x field rule: finest cells at most this many pixels wide (the field / this, "
+        "where that gives more cells); None: off, as published",
+    )
     temporal_base_cells: float = Field(default=1.0, gt=0)
     temporal_finest_cells: float = Field(default=2.0, gt=0)
     temporal_cells_per_shot: float | None = Field(
@@ -207,6 +213,22 @@ class FitConfig(_Frozen):
         description="where a cold fit's motion network starts: zero (published) or pre-fitted to a "
         "registration of the window's shots (recon.registration; docs/model.md, 'Large motion')",
     )
+    deformation_start: Literal["zero", "velocity"] = Field(
+        default="zero",
+        description="with motion_start='registration': where a cold fit starts its motion when the window's shots "
+        "share no common translation (a deformation): zero, or fitted first as the flow of one stationary "
+        "velocity field (velocity: nstm.velocity, recon.start; docs/model.md, 'DPC swirls: a stationary "
+        "velocity field start'); 2D only",
+    )
+    velocity_spacing_px: float = Field(
+        default=25.0, gt=0, description="deformation_start='velocity': output pixels between the field's control points"
+    )
+    velocity_lr: float = Field(
+        default=1.0,
+        gt=0,
+        description="deformation_start='velocity': Adam's learning rate of the field (output pixels per unit of "
+        "normalised time), decayed as the motion's",
+    )
     warm_motion_start: Literal["previous", "registration", "offset"] = Field(
         default="previous",
         description="where a warm fit's motion network starts: the previous window's as it ended; "
@@ -261,8 +283,11 @@ def default_config(modality: str | None = None) -> NSTMConfig:
     (:func:`sim2d_schedule`); ``"dpc"``: the settings below with a cold fit's motion network
     pre-fitted to a registration of the shots where they moved 12 px or more
     (``fit.motion_start="registration"``; docs/model.md, "Large motion"; 2D SIM too, where the
-    shots drifted 12 output pixels or more) and a motion grid of at least 4 finest cells across
-    the field (``motion.spatial_min_cells``: 2 cells across 128 px cannot hold a swirl; docs/model.md,
+    shots drifted 12 output pixels or more), where they share no common translation to the flow
+    of a stationary velocity field fitted first (``fit.deformation_start="velocity"``; docs/model.md,
+    "DPC swirls: a stationary velocity field start"), and a motion grid of at least 4 finest
+    cells across the field, none wider than 32 px (``motion.spatial_min_cells``,
+    ``motion.spatial_max_cell_px``: 2 cells across 128 px cannot hold a swirl; docs/model.md,
     "DPC swirls"), a warm window that stops within 2 % of the reference held-out loss instead of 5 %
     (``fit.warm_target_tolerance``), and (DPC and 2D SIM) every shot rendered at several times across its exposure
     when the registration finds the sample moving more than 6 output pixels within one
@@ -305,7 +330,9 @@ def default_config(modality: str | None = None) -> NSTMConfig:
     )
     if modality == "dpc":  # large motion within a window: the motion starts from a registration,
         # on a motion grid of at least 4 cells across the field (docs/model.md, "DPC swirls")
-        motion = base.motion.model_copy(update={"spatial_min_cells": 4.0})
+        # and cells no wider than 32 px on larger fields (as 4 cells across 128 px), which hold the
+        # flow of a velocity-field start (docs/model.md, "DPC swirls: a stationary velocity field start")
+        motion = base.motion.model_copy(update={"spatial_min_cells": 4.0, "spatial_max_cell_px": 32.0})
         # and a fast sample is rendered at several times across each exposure (docs/model.md,
         # "Large motion: the blur within an exposure")
         # a warm window stops within 2 % of the reference, not 5 %: a fast sample's warm window
@@ -315,7 +342,7 @@ def default_config(modality: str | None = None) -> NSTMConfig:
         # travelled since (docs/model.md, "DPC warm windows: the motion carried on")
         return base.model_copy(update={"motion": motion}).with_fit(
             motion_start="registration", exposure_blur_px=EXPOSURE_BLUR_PX, warm_target_tolerance=0.02,
-            warm_motion_start="offset",
+            warm_motion_start="offset", deformation_start="velocity",
         )
     if modality == "sim2d":  # and a drift of many pattern periods (docs/model.md, "Large motion")
         return sim2d_schedule(base).with_fit(motion_start="registration", exposure_blur_px=EXPOSURE_BLUR_PX)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -175,6 +176,8 @@ class NSTMModel:
         # ---- motion grid: (t, [z,] y, x)
         field_px = max(lateral)
         finest = mc.spatial_finest_cells or max(mc.spatial_min_cells, round(0.012 * field_px))
+        if mc.spatial_finest_cells is None and mc.spatial_max_cell_px is not None:
+            finest = max(finest, math.ceil(field_px / mc.spatial_max_cell_px))
         m_lo = [-1.0] + ([-0.5] if self.ndim == 3 else []) + [-0.5, -0.5]
         m_hi = [1.0] + ([self.scene_shape[0] - 0.5] if self.ndim == 3 else []) + [
             lateral[0] - 0.5,

@@ -6,7 +6,10 @@ A cold fit from random networks spends most of its steps discovering the scene a
 
 * the scene network pre-fitted to the window's conventional (static) reconstruction;
 * the motion network pre-fitted to a registration of the window's shots (DPC and 2D SIM;
-  :func:`~nstm_acquire.recon.registration.motion_from_registration`), after the scene pre-fit.
+  :func:`~nstm_acquire.recon.registration.motion_from_registration`), after the scene pre-fit;
+* where those shots share no common translation (a deformation), the motion network pre-fitted
+  to the flow of a stationary velocity field fitted to the window first (``fit.deformation_start
+  = "velocity"``, :func:`motion_from_velocity_field`), and the scene network from that fit.
 
 :func:`exposure_sampled` prepares a cold fit's data first: where that registration finds the
 sample moving far within one exposure (``fit.exposure_blur_px``), every shot is rendered at
@@ -26,15 +29,18 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from nstm_acquire.nstm.config import NSTMConfig
-from nstm_acquire.nstm.fit import predict_rows
+from nstm_acquire.nstm.fit import fit, predict_rows
 from nstm_acquire.nstm.model import NSTMModel, Params, TimeMap
 from nstm_acquire.nstm.prefit import prefit_scene
+from nstm_acquire.nstm.prefit_motion import prefit_motion
+from nstm_acquire.nstm.velocity import VelocityFieldModel, build_velocity_model
 from nstm_acquire.recon.problem import WindowProblem
 from nstm_acquire.recon.registration import (
     PREFIT_MIN_PX,
@@ -46,7 +52,7 @@ from nstm_acquire.recon.registration import (
     window_motion,
 )
 
-__all__ = ["EXPOSURE_SAMPLES_MAX", "exposure_sampled", "start_params", "warm_start_params"]
+__all__ = ["EXPOSURE_SAMPLES_MAX", "exposure_sampled", "motion_from_velocity_field", "start_params", "warm_start_params"]
 
 #: the most times :func:`exposure_sampled` renders a shot within its exposure
 EXPOSURE_SAMPLES_MAX = 4
@@ -59,7 +65,62 @@ def start_params(model: NSTMModel, problem: WindowProblem, config: NSTMConfig) -
         params = scene_from_conventional(model, problem, config, params)
     if config.fit.motion_start == "registration":
         params = motion_from_registration(model, problem, config, params)
+        if config.fit.deformation_start == "velocity" and not problem.info["motion_start"]["registered"]:
+            params = motion_from_velocity_field(model, problem, config, params)
     return params
+
+
+def motion_from_velocity_field(
+    model: NSTMModel, problem: WindowProblem, config: NSTMConfig, params: Params | None = None
+) -> Params | None:
+    """``params`` with the motion network pre-fitted to the flow of a stationary velocity field
+    fitted to the window, and the scene network from that fit; or ``params`` unchanged where the
+    flow moves the sample less than :data:`~nstm_acquire.recon.registration.PREFIT_MIN_PX`
+    (which the fit from zero finds by itself).
+
+    The field's fit (:class:`~nstm_acquire.nstm.velocity.VelocityFieldModel`, control points
+    ``fit.velocity_spacing_px`` apart, learning rate ``fit.velocity_lr``) is a whole cold fit with
+    the window's schedule, started from ``params``' scene network when given (a pre-fitted one);
+    its displacement at the rows' times (exposure samples averaged, as a registration's) is the
+    motion network's pre-fit target. What was done goes to ``problem.info["motion_start"]["velocity"]``.
+    """
+    cfg = config.fit
+    t0 = time.perf_counter()
+    vmodel = build_velocity_model(
+        config.with_fit(lr_motion=cfg.velocity_lr), model.scene_shape, model.channels, model.nonnegative,
+        model.n_shots, cfg.velocity_spacing_px,
+    )
+    start = None
+    if params is not None:
+        start = {"scene": params["scene"], "motion": vmodel.init(jax.random.PRNGKey(cfg.seed))["motion"]}
+    stage = fit(vmodel, problem.forward, problem.data, start_params=start)
+    times = problem.data.times_s
+    tn = np.asarray(TimeMap.for_times(times).normalise(times.mean(axis=1)))
+    motion = np.asarray(_velocity_motion(vmodel)(stage.params, jnp.asarray(tn)))
+    largest = largest_deviation_px(motion)
+    found = {
+        "steps": stage.steps,
+        "val_loss": None if stage.final_val_loss is None else round(float(stage.final_val_loss), 6),
+        "largest_px": round(largest, 2),
+        "control_points": list(vmodel.control_shape),
+    }
+    if largest < PREFIT_MIN_PX:  # the fit from zero finds this by itself: start as before
+        problem.info["motion_start"] = {**problem.info["motion_start"], "velocity": {**found, "prefit": False, "seconds": round(time.perf_counter() - t0, 2)}}
+        return params
+    if params is None:
+        params = model.init(jax.random.PRNGKey(cfg.seed))
+    params = {**params, "scene": stage.params["scene"]}
+    params, fit_info = prefit_motion(model, params, tn, motion, start_alpha=cfg.start_alpha)
+    found.update(prefit=True, **{k: round(v, 4) for k, v in fit_info.items()})
+    found["seconds"] = round(time.perf_counter() - t0, 2)
+    problem.info["motion_start"] = {**problem.info["motion_start"], "velocity": found}
+    return params
+
+
+@functools.lru_cache(maxsize=8)
+def _velocity_motion(vmodel: VelocityFieldModel):
+    """The velocity field's displacement at normalised times, compiled once per model."""
+    return jax.jit(lambda params, tn: vmodel.motion(params, tn, None))
 
 
 def exposure_sampled(problem: WindowProblem, config: NSTMConfig, samples: int | None = None) -> WindowProblem:
