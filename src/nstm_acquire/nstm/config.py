@@ -216,15 +216,15 @@ class FitConfig(_Frozen):
     deformation_start: Literal["zero", "velocity"] = Field(
         default="zero",
         description="with motion_start='registration': where a cold fit starts its motion when the window's shots "
-        "share no common translation (a deformation): zero, or fitted first as the flow of one stationary "
-        "velocity field (velocity: nstm.velocity, recon.start; docs/model.md, 'DPC swirls: a stationary "
-        "velocity field start'); 2D only",
+        "share no common translation, or (a field of 256 px or more) a patch of it moves unlike the whole "
+        "(a deformation): zero, or fitted first as the flow of one stationary velocity field (velocity: "
+        "nstm.velocity, recon.start; docs/model.md, 'DPC swirls: a stationary velocity field start'); 2D only",
     )
     velocity_spacing_px: float = Field(
         default=25.0, gt=0, description="deformation_start='velocity': output pixels between the field's control points"
     )
     velocity_lr: float = Field(
-        default=1.0,
+        default=0.5,
         gt=0,
         description="deformation_start='velocity': Adam's learning rate of the field (output pixels per unit of "
         "normalised time), decayed as the motion's",

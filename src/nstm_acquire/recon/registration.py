@@ -55,6 +55,9 @@ __all__ = [
     "motion_from_registration",
     "PREFIT_MIN_PX",
     "pair_shift",
+    "PATCH_DEVIATION_PX",
+    "PATCH_MIN_FIELD_PX",
+    "patch_registration",
     "pattern_frequency",
     "prefit_registered_motion",
     "shot_translations",
@@ -503,6 +506,56 @@ def _window_motion(problem: WindowProblem) -> tuple[np.ndarray | None, dict[str,
         info["shot_shift_unit"] = "camera pixels"
     ny, nx = problem.scene_shape
     return motion_fields((ny, nx), glob[row_shot], scale=scale), info
+
+
+#: fields at least this many pixels across are also registered in patches of half the field
+#: (:func:`patch_registration`): a deformation confined to part of a large field (a swirl 64 px
+#: across in a 256 x 256 field) registers as the still rest of it, and only a patch sees it
+PATCH_MIN_FIELD_PX = 256
+
+#: a patch whose shots register this many pixels (either axis) away from the whole field's
+#: shifts moves unlike the whole
+PATCH_DEVIATION_PX = 3.0
+
+
+def patch_registration(problem: WindowProblem) -> dict[str, Any]:
+    """Whether parts of a large field move unlike the whole: its shots registered in 3 x 3
+    overlapping patches of half the field (each axis at least :data:`PATCH_MIN_FIELD_PX` px and
+    even; else nothing is tried), as :func:`window_motion` registers the whole.
+
+    Returns ``{"patches": n, "unregistered": m, "largest_deviation_px": d, "deformed": bool}``
+    (``deformed``: a patch did not register, or registered more than :data:`PATCH_DEVIATION_PX`
+    from the whole field's shifts), or ``{"patches": 0}`` where the field is too small. A patch's
+    transfer functions are the field's at the patch's frequencies (every other one: exact for a
+    patch of half an even field).
+    """
+    y, transfer, shots, _ = _shared_content(problem, "fit.deformation_start='velocity'", "fit.deformation_start='zero'")
+    ny, nx = y.shape[1:]
+    if min(ny, nx) < PATCH_MIN_FIELD_PX or ny % 2 or nx % 2:
+        return {"patches": 0}
+    _, first, row_shot = np.unique(shots, return_index=True, return_inverse=True)
+    times = problem.data.times_s.mean(axis=1)
+    shot_times = np.array([times[row_shot == i].mean() for i in range(len(first))])
+    frames, tf = y[first], transfer[first][:, ::2, ::2]
+    whole, _ = shot_translations(frames, transfer[first], times_s=shot_times)
+    py, px = ny // 2, nx // 2
+    unregistered, deviation = 0, 0.0
+    for oy in (0, ny // 4, ny // 2):
+        for ox in (0, nx // 4, nx // 2):
+            patch = frames[:, oy : oy + py, ox : ox + px]
+            shifts, _ = shot_translations(patch, tf, times_s=shot_times)
+            if shifts is None:
+                shifts, _ = shot_translations(patch, tf, times_s=shot_times, whitening=BLURRED_WHITENING)
+            if shifts is None:
+                unregistered += 1
+            elif whole is not None:
+                deviation = max(deviation, float(np.max(np.abs(shifts - whole))))
+    return {
+        "patches": 9,
+        "unregistered": unregistered,
+        "largest_deviation_px": round(deviation, 2),
+        "deformed": bool(unregistered > 0 or deviation > PATCH_DEVIATION_PX),
+    }
 
 
 def motion_against_rendering(problem: WindowProblem, rendered: np.ndarray) -> tuple[np.ndarray | None, dict[str, Any]]:

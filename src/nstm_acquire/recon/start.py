@@ -48,6 +48,7 @@ from nstm_acquire.recon.registration import (
     largest_deviation_px,
     motion_against_rendering,
     motion_from_registration,
+    patch_registration,
     prefit_registered_motion,
     window_motion,
 )
@@ -65,9 +66,24 @@ def start_params(model: NSTMModel, problem: WindowProblem, config: NSTMConfig) -
         params = scene_from_conventional(model, problem, config, params)
     if config.fit.motion_start == "registration":
         params = motion_from_registration(model, problem, config, params)
-        if config.fit.deformation_start == "velocity" and not problem.info["motion_start"]["registered"]:
+        if config.fit.deformation_start == "velocity" and _deformed(problem, model):
             params = motion_from_velocity_field(model, problem, config, params)
     return params
+
+
+def _deformed(problem: WindowProblem, model: NSTMModel) -> bool:
+    """Whether a window not pre-fitted from its registration moves in a way one translation
+    does not describe: its shots do not register, or (a large field) a patch of it moves unlike
+    the whole (:func:`~nstm_acquire.recon.registration.patch_registration`, recorded as
+    ``problem.info["motion_start"]["patches"]``). 2D windows only."""
+    found = problem.info["motion_start"]
+    if found.get("prefit") or len(model.scene_shape) != 2:
+        return False
+    if not found["registered"]:
+        return True
+    patches = patch_registration(problem)
+    problem.info["motion_start"] = {**found, "patches": patches}
+    return bool(patches.get("deformed", False))
 
 
 def motion_from_velocity_field(
