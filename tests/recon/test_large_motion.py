@@ -238,8 +238,9 @@ def test_a_swirl_that_does_not_register_is_found_by_the_velocity_field_start():
     """A 64 x 64 swirl turning its centre by about 2.7 rad within the window (16 instants per
     exposure): its shots share no common translation, and from zero the NSTM settles on a wrong
     motion (phase correlation 0.15, measured with ``fit.deformation_start = "zero"``). DPC's
-    default first fits the window with its motion the flow of one stationary velocity field,
-    which finds the swirl, and starts the NSTM's motion network there."""
+    default first fits the window with its motion the flow of one stationary velocity field (at
+    two learning rates, keeping the lower held-out loss), which finds the swirl, and starts the
+    NSTM's motion network there."""
     from nstm_acquire.recon.arrays import reconstruct_window
 
     win, problem = _dpc_problem(64, "swirl:omega=28,radius=16", 16)
@@ -250,4 +251,27 @@ def test_a_swirl_that_does_not_register_is_found_by_the_velocity_field_start():
     # the flow carries the sample about as far as the swirl does (largest deviation from its mean)
     truth = win.truth_displacement_px - win.truth_displacement_px.mean(axis=0)
     assert 0.7 * np.abs(truth).max() < found["velocity"]["largest_px"] < 1.5 * np.abs(truth).max()
-    assert _phase_correlation(win, result.scene) >= 0.7
+    assert [t["lr"] for t in found["velocity"]["tried"]] == [0.5, 1.0]  # both rates, the lower held-out loss kept
+    assert found["velocity"]["val_loss"] == min(t["val_loss"] for t in found["velocity"]["tried"])
+    assert _phase_correlation(win, result.scene) >= 0.6  # 0.73 measured (0.15 from zero)
+
+
+def test_a_swirl_in_part_of_a_large_field_is_found_by_the_patches_a_translation_is_not():
+    """At 256 x 256 a swirl 64 px across leaves most of the field still: the whole field registers
+    as (almost) no translation, so the velocity-field start is asked for only because a patch of
+    half the field does not register. Cells translating 3 px register alike in every patch."""
+    from nstm_acquire.recon.registration import patch_registration, window_motion
+
+    _, swirl = _dpc_problem(256, "swirl:omega=28,radius=16", 3)
+    motion, info = window_motion(swirl)
+    assert info["registered"] and np.abs(motion).max() < 1.0
+    found = patch_registration(swirl)
+    assert found["patches"] == 9 and found["unregistered"] >= 1 and found["deformed"]
+
+    _, moving = _dpc_problem(256, "translation:vx=30,vy=15", 3)
+    found = patch_registration(moving)
+    assert found == {"patches": 9, "unregistered": 0, "largest_deviation_px": found["largest_deviation_px"], "deformed": False}
+    assert found["largest_deviation_px"] < 1.0
+
+    _, small = _dpc_problem(128, "swirl:omega=28,radius=16", 3)
+    assert patch_registration(small) == {"patches": 0}  # 128 x 128: the whole field tells

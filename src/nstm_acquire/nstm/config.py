@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "FitConfig",
@@ -223,11 +223,13 @@ class FitConfig(_Frozen):
     velocity_spacing_px: float = Field(
         default=25.0, gt=0, description="deformation_start='velocity': output pixels between the field's control points"
     )
-    velocity_lr: float = Field(
-        default=0.5,
-        gt=0,
-        description="deformation_start='velocity': Adam's learning rate of the field (output pixels per unit of "
-        "normalised time), decayed as the motion's",
+    velocity_lrs: tuple[float, ...] = Field(
+        default=(0.5, 1.0),
+        min_length=1,
+        max_length=4,
+        description="deformation_start='velocity': Adam's learning rates of the field (output pixels per unit of "
+        "normalised time), decayed as the motion's; the field is fitted once with each and the fit with the "
+        "lowest held-out loss kept",
     )
     warm_motion_start: Literal["previous", "registration", "offset"] = Field(
         default="previous",
@@ -246,6 +248,13 @@ class FitConfig(_Frozen):
         "the same held-out pixels) and keeps the run with the lowest held-out loss (rolling_shutter: 3; "
         "docs/rolling_shutter.md)",
     )
+
+    @field_validator("velocity_lrs")
+    @classmethod
+    def _positive_rates(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not (r > 0) for r in v):
+            raise ValueError(f"velocity_lrs={v}: every learning rate must be positive, e.g. (0.5, 1.0)")
+        return v
 
     def c2f_steps(self) -> int:
         return self.coarse_to_fine_steps or max(1, int(0.8 * self.max_steps))

@@ -95,21 +95,34 @@ def motion_from_velocity_field(
     (which the fit from zero finds by itself).
 
     The field's fit (:class:`~nstm_acquire.nstm.velocity.VelocityFieldModel`, control points
-    ``fit.velocity_spacing_px`` apart, learning rate ``fit.velocity_lr``) is a whole cold fit with
-    the window's schedule, started from ``params``' scene network when given (a pre-fitted one);
-    its displacement at the rows' times (exposure samples averaged, as a registration's) is the
-    motion network's pre-fit target. What was done goes to ``problem.info["motion_start"]["velocity"]``.
+    ``fit.velocity_spacing_px`` apart) is a whole cold fit with the window's schedule, started from
+    ``params``' scene network when given (a pre-fitted one), run once per learning rate of
+    ``fit.velocity_lrs`` (a fit can wander off from either: the 32 px DPC swirl at 128 x 128 was
+    found at 0.5 and lost at 1.0, the 24 px one at 64 x 64 the other way round) and the one with
+    the lowest held-out loss kept. Its displacement at the rows' times (exposure samples averaged,
+    as a registration's) is the motion network's pre-fit target. What was done goes to
+    ``problem.info["motion_start"]["velocity"]``.
     """
     cfg = config.fit
     t0 = time.perf_counter()
-    vmodel = build_velocity_model(
-        config.with_fit(lr_motion=cfg.velocity_lr), model.scene_shape, model.channels, model.nonnegative,
-        model.n_shots, cfg.velocity_spacing_px,
-    )
-    start = None
-    if params is not None:
-        start = {"scene": params["scene"], "motion": vmodel.init(jax.random.PRNGKey(cfg.seed))["motion"]}
-    stage = fit(vmodel, problem.forward, problem.data, start_params=start)
+    stage, vmodel, tried, best_loss = None, None, [], np.inf
+    for lr in cfg.velocity_lrs:
+        candidate_model = build_velocity_model(
+            config.with_fit(lr_motion=lr), model.scene_shape, model.channels, model.nonnegative,
+            model.n_shots, cfg.velocity_spacing_px,
+        )
+        start = None
+        if params is not None:
+            start = {"scene": params["scene"], "motion": candidate_model.init(jax.random.PRNGKey(cfg.seed))["motion"]}
+        candidate = fit(candidate_model, problem.forward, problem.data, start_params=start)
+        loss = candidate.final_val_loss if candidate.final_val_loss is not None else candidate.final_loss
+        tried.append({"lr": lr, "steps": candidate.steps, "val_loss": round(float(loss), 6)})
+        if np.isfinite(loss) and float(loss) < best_loss:
+            stage, vmodel, best_loss = candidate, candidate_model, float(loss)
+    if stage is None or vmodel is None:  # every try diverged: start as before
+        found_none = {"tried": tried, "prefit": False, "seconds": round(time.perf_counter() - t0, 2)}
+        problem.info["motion_start"] = {**problem.info["motion_start"], "velocity": found_none}
+        return params
     times = problem.data.times_s
     tn = np.asarray(TimeMap.for_times(times).normalise(times.mean(axis=1)))
     motion = np.asarray(_velocity_motion(vmodel)(stage.params, jnp.asarray(tn)))
@@ -117,6 +130,7 @@ def motion_from_velocity_field(
     found = {
         "steps": stage.steps,
         "val_loss": None if stage.final_val_loss is None else round(float(stage.final_val_loss), 6),
+        "tried": tried,
         "largest_px": round(largest, 2),
         "control_points": list(vmodel.control_shape),
     }
