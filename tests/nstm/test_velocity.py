@@ -85,3 +85,20 @@ def test_the_levels_sum_to_one_field_at_the_finest_control_points(model):
 def test_a_volume_is_refused_with_the_setting_to_change():
     with pytest.raises(ValueError, match="deformation_start='zero'"):
         VelocityFieldModel(default_config(), (4, 16, 16), 1, motion_dims=2)
+
+
+def test_dpc_defaults_ask_for_the_velocity_start_and_check_its_rates():
+    from pydantic import ValidationError
+
+    from nstm_acquire.nstm.config import FitConfig
+
+    fit = default_config("dpc").fit
+    assert fit.deformation_start == "velocity" and fit.velocity_lrs == (0.5, 1.0)
+    assert default_config("sim2d").fit.deformation_start == "zero"  # measured on DPC only
+    with pytest.raises(ValidationError, match="velocity_lrs"):
+        FitConfig(velocity_lrs=(0.5, 0.0))
+    # the motion grid: cells at most 32 px wide on DPC's larger fields, 4 across 128 px as before
+    from nstm_acquire.nstm.fit import build_model
+
+    cells = [build_model(default_config("dpc"), (n, n), 2).motion_encoding.finest_resolution[-1] for n in (128, 256, 512)]
+    assert cells == [4.0, 8.0, 16.0]
