@@ -7,9 +7,10 @@ A cold fit from random networks spends most of its steps discovering the scene a
 * the scene network pre-fitted to the window's conventional (static) reconstruction;
 * the motion network pre-fitted to a registration of the window's shots (DPC and 2D SIM;
   :func:`~nstm_acquire.recon.registration.motion_from_registration`), after the scene pre-fit;
-* where those shots share no common translation (a deformation), the motion network pre-fitted
-  to the flow of a stationary velocity field fitted to the window first (``fit.deformation_start
-  = "velocity"``, :func:`motion_from_velocity_field`), and the scene network from that fit.
+* where those shots share no common translation, or a patch of a large field moves unlike the
+  whole (a deformation), the motion network pre-fitted to the flow of a stationary velocity field
+  fitted to the window first (``fit.deformation_start = "velocity"``,
+  :func:`motion_from_velocity_field`), and the scene network from that fit.
 
 :func:`exposure_sampled` prepares a cold fit's data first: where that registration finds the
 sample moving far within one exposure (``fit.exposure_blur_px``), every shot is rendered at
@@ -119,9 +120,13 @@ def motion_from_velocity_field(
         tried.append({"lr": lr, "steps": candidate.steps, "val_loss": round(float(loss), 6)})
         if np.isfinite(loss) and float(loss) < best_loss:
             stage, vmodel, best_loss = candidate, candidate_model, float(loss)
+
+    def record(found: dict) -> None:
+        found["seconds"] = round(time.perf_counter() - t0, 2)
+        problem.info["motion_start"] = {**problem.info["motion_start"], "velocity": found}
+
     if stage is None or vmodel is None:  # every try diverged: start as before
-        found_none = {"tried": tried, "prefit": False, "seconds": round(time.perf_counter() - t0, 2)}
-        problem.info["motion_start"] = {**problem.info["motion_start"], "velocity": found_none}
+        record({"tried": tried, "prefit": False})
         return params
     times = problem.data.times_s
     tn = np.asarray(TimeMap.for_times(times).normalise(times.mean(axis=1)))
@@ -135,15 +140,13 @@ def motion_from_velocity_field(
         "control_points": list(vmodel.control_shape),
     }
     if largest < PREFIT_MIN_PX:  # the fit from zero finds this by itself: start as before
-        problem.info["motion_start"] = {**problem.info["motion_start"], "velocity": {**found, "prefit": False, "seconds": round(time.perf_counter() - t0, 2)}}
+        record({**found, "prefit": False})
         return params
     if params is None:
         params = model.init(jax.random.PRNGKey(cfg.seed))
     params = {**params, "scene": stage.params["scene"]}
     params, fit_info = prefit_motion(model, params, tn, motion, start_alpha=cfg.start_alpha)
-    found.update(prefit=True, **{k: round(v, 4) for k, v in fit_info.items()})
-    found["seconds"] = round(time.perf_counter() - t0, 2)
-    problem.info["motion_start"] = {**problem.info["motion_start"], "velocity": found}
+    record({**found, "prefit": True, **{k: round(v, 4) for k, v in fit_info.items()}})
     return params
 
 
