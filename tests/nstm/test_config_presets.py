@@ -13,10 +13,11 @@ def test_sim2d_defaults_change_only_the_schedule_the_motion_stride_and_the_scene
     # motion grid of at least 4 cells (the next test), and a fast sample is rendered at several
     # times across each exposure (6 px of blur or more); its warm windows stop within 2 % of the
     # reference held-out loss (5 % for the others), their motion the previous window's moved by
-    # how far the sample travelled since
-    dpc_motion = base.motion.model_copy(update={"spatial_min_cells": 4.0})
+    # how far the sample travelled since; a window whose shots move unlike one translation starts
+    # from a velocity-field fit, on a motion grid of cells at most 32 px wide
+    dpc_motion = base.motion.model_copy(update={"spatial_min_cells": 4.0, "spatial_max_cell_px": 32.0})
     large = {"motion_start": "registration", "exposure_blur_px": 6.0}
-    dpc_fit = {**large, "warm_target_tolerance": 0.02, "warm_motion_start": "offset"}
+    dpc_fit = {**large, "warm_target_tolerance": 0.02, "warm_motion_start": "offset", "deformation_start": "velocity"}
     assert default_config("dpc") == base.model_copy(update={"motion": dpc_motion}).with_fit(**dpc_fit)
     assert base.fit.warm_target_tolerance == 0.05 == default_config("sim2d").fit.warm_target_tolerance
     # 2D SIM too (a drift of many pattern periods); the base and 3D SIM start from zero motion
@@ -73,12 +74,14 @@ def test_an_unknown_modality_is_refused_in_one_line():
 
 @pytest.mark.parametrize(
     ("field_px", "base_cells", "dpc_cells"),
-    [(64, 2, 4), (128, 2, 4), (256, 3, 4), (512, 6, 6)],  # round(0.012 x field), at least 2 / at least 4
+    # round(0.012 x field), at least 2 / at least 4 and at least one per 32 px
+    [(64, 2, 4), (128, 2, 4), (256, 3, 8), (512, 6, 16), (300, 4, 10)],
 )
 def test_the_motion_grid_has_0_012_cells_per_pixel_and_dpc_at_least_four(field_px, base_cells, dpc_cells):
     """The finest spatial level of the motion grid: the published 0.012 x the field in cells, which
-    DPC raises to 4 where that is fewer (a swirl needs more than 2 cells across the field); the
-    temporal resolution is untouched."""
+    DPC raises to 4 where that is fewer (a swirl needs more than 2 cells across the field) and to
+    one cell per 32 px where that is more (the flow of a velocity-field start on a large field);
+    the temporal resolution is untouched."""
     for modality, cells in ((None, base_cells), ("dpc", dpc_cells)):
         model = build_model(default_config(modality), (field_px, field_px), 2, n_shots=4)
         t_base, *lateral_base = model.motion_encoding.base_resolution
