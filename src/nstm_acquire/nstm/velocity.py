@@ -55,6 +55,11 @@ class VelocityFieldModel(NSTMModel):
         Output pixels between the velocity's control points (:func:`control_grid_shape`).
     integration_steps
         Midpoint steps from the reference time to a row's time.
+    levels
+        Levels of control points, coarse to fine, each twice as far apart as the next, summed into
+        one field at the finest points (:meth:`control_velocity`): Adam then moves the field's
+        broad parts as fast as its details (one level lost the 24 px DPC swirl from one seed in
+        three, three found it from every seed tried; docs/model.md).
     """
 
     def __init__(
