@@ -12,10 +12,11 @@ of the motion network restricts the search to motions that are consistent in tim
 from zero finds them.
 
 :class:`VelocityFieldModel` is an :class:`~nstm_acquire.nstm.model.NSTMModel` whose motion is
-that flow: the scene network is the NSTM's; the motion parameters are ``{"velocity": (2, Gy, Gx)}``,
-output pixels per unit of normalised time (:class:`~nstm_acquire.nstm.model.TimeMap`), at control
-points spaced evenly from the first to the last output pixel, interpolated bilinearly (constant
-beyond them) and integrated with midpoint (second-order Runge-Kutta) steps. Any fit runs on it
+that flow: the scene network is the NSTM's; the motion parameters are ``{"velocity": [(2, gy, gx),
+...]}``, levels of control points (coarse to fine) summed into one field at the finest points, output
+pixels per unit of normalised time (:class:`~nstm_acquire.nstm.model.TimeMap`), spaced evenly from
+the first to the last output pixel, interpolated bilinearly (constant beyond them) and integrated
+with midpoint (second-order Runge-Kutta) steps. Any fit runs on it
 (:func:`nstm_acquire.nstm.fit.fit`); :mod:`nstm_acquire.recon.start` fits it first where a
 window's shots share no common translation and starts the NSTM's motion network from its flow.
 2D scenes only.
@@ -127,7 +128,8 @@ class VelocityFieldModel(NSTMModel):
         """Displacement at normalised times ``tn`` (K,) -> ``(K, 2, Y, X)`` output pixels:
         ``d(r, t) = Φ_{-t}(r) - r`` (the template is the sample at ``t = 0``), integrated on the
         motion grid (``motion.stride_px``) and interpolated as the NSTM's. ``weights`` (the
-        motion network's coarse-to-fine weights) are not used: the field has no levels."""
+        motion network's coarse-to-fine weights) are not used: every control-point level is on
+        from the first step."""
         velocity = self.control_velocity(params["motion"]["velocity"])
         base = jnp.stack(jnp.meshgrid(*[jnp.asarray(a) for a in self._motion_axes], indexing="ij"))
         d = jax.vmap(lambda t: self.flow(velocity, base, -t) - base)(jnp.asarray(tn, jnp.float32))
