@@ -238,22 +238,48 @@ def test_a_swirl_that_does_not_register_is_found_by_the_velocity_field_start():
     """A 64 x 64 swirl turning its centre by about 2.7 rad within the window (16 instants per
     exposure): its shots share no common translation, and from zero the NSTM settles on a wrong
     motion (phase correlation 0.15, measured with ``fit.deformation_start = "zero"``). DPC's
-    default first fits the window with its motion the flow of one stationary velocity field (at
-    two learning rates, keeping the lower held-out loss), which finds the swirl, and starts the
-    NSTM's motion network there."""
+    default first fits the window with its motion the flow of one stationary velocity field,
+    which finds the swirl, and starts the NSTM's motion network there. (One of the default's two
+    learning rates, the one that finds this swirl, to keep the test short; the choice between
+    rates is the next test.)"""
     from nstm_acquire.recon.arrays import reconstruct_window
 
     win, problem = _dpc_problem(64, "swirl:omega=28,radius=16", 16)
-    result = reconstruct_window(problem, default_config("dpc"))
+    result = reconstruct_window(problem, default_config("dpc").with_fit(velocity_lrs=(1.0,)))
     found = result.info["motion_start"]
     assert not found["registered"]
     assert found["velocity"]["prefit"] and found["velocity"]["rms_error_px"] < 2.0
     # the flow carries the sample about as far as the swirl does (largest deviation from its mean)
     truth = win.truth_displacement_px - win.truth_displacement_px.mean(axis=0)
     assert 0.7 * np.abs(truth).max() < found["velocity"]["largest_px"] < 1.5 * np.abs(truth).max()
-    assert [t["lr"] for t in found["velocity"]["tried"]] == [0.5, 1.0]  # both rates, the lower held-out loss kept
-    assert found["velocity"]["val_loss"] == min(t["val_loss"] for t in found["velocity"]["tried"])
     assert _phase_correlation(win, result.scene) >= 0.6  # 0.73 measured (0.15 from zero)
+
+
+@pytest.mark.parametrize(("losses", "kept"), [({0.5: 0.004, 1.0: 0.002}, 0.002), ({0.5: float("nan"), 1.0: float("nan")}, None)])
+def test_the_velocity_start_keeps_the_rate_with_the_lower_held_out_loss(monkeypatch, losses, kept):
+    """Every rate of ``fit.velocity_lrs`` is fitted and the lowest held-out loss kept (each rate
+    lost a swirl the other found); fits that all diverged leave the start as it was. The fits
+    are stubbed: each returns a still field with the held-out loss given for its rate."""
+    import nstm_acquire.recon.start as start
+    from nstm_acquire.nstm.fit import FitResult
+
+    _, problem = _dpc_problem(32, "static", 3)
+    config = default_config("dpc")
+    model = build_model(config, (32, 32), 2)
+
+    def stub_fit(vmodel, forward, data, start_params=None):
+        params = vmodel.init(jax.random.PRNGKey(0))
+        return FitResult(params, vmodel, None, 50, 50, 0.0, losses[vmodel.config.fit.lr_motion], 0.0, 0.0, "converged", False, [])
+
+    monkeypatch.setattr(start, "fit", stub_fit)
+    problem.info["motion_start"] = {"registered": False, "prefit": False}
+    assert start.motion_from_velocity_field(model, problem, config, None) is None  # a still field: nothing kept
+    found = problem.info["motion_start"]["velocity"]
+    assert [t["lr"] for t in found["tried"]] == [0.5, 1.0] and found["prefit"] is False
+    if kept is None:
+        assert "val_loss" not in found
+    else:
+        assert found["val_loss"] == kept and found["largest_px"] == 0.0
 
 
 def test_a_swirl_in_part_of_a_large_field_is_found_by_the_patches_a_translation_is_not():
