@@ -264,7 +264,8 @@ def _compare(numbers: dict, section: str, cases: dict[str, str], n: int, figures
         before = _fitted(before_config, win)
         same_grid = _cells(before_config, n) == _cells(now_config, n)
         if sweep and same_grid and (before.get("registration") or {}).get("registered"):
-            # registered: the velocity-field start is never asked for, the fit is the same
+            # registered on the same grid (below 256 px, where no patches are registered): the
+            # velocity-field start is never asked for, the fit is the same
             now = {**before, "same_as_before": True}
         else:
             now = _fitted(now_config, win)

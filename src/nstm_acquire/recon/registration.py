@@ -53,6 +53,7 @@ __all__ = [
     "motion_against_rendering",
     "motion_fields",
     "motion_from_registration",
+    "normalised_row_times",
     "PREFIT_MIN_PX",
     "pair_shift",
     "PATCH_DEVIATION_PX",
@@ -483,13 +484,26 @@ def window_motion(problem: WindowProblem) -> tuple[np.ndarray | None, dict[str, 
     return motion, dict(info)
 
 
+def _frame_per_shot(problem: WindowProblem, shots: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One frame per shot: with row-exact timing (a rolling-shutter camera) every shot's frame is
+    in the data once per block of rows (recon.row_timing), each at its block's time. Returns the
+    first row of every shot ``(S,)``, every row's shot ``(K,)`` and every shot's mean time ``(S,)`` (s)."""
+    _, first, row_shot = np.unique(shots, return_index=True, return_inverse=True)
+    times = problem.data.times_s.mean(axis=1)
+    shot_times = np.array([times[row_shot == i].mean() for i in range(len(first))])
+    return first, row_shot, shot_times
+
+
+def normalised_row_times(problem: WindowProblem) -> np.ndarray:
+    """Every row's time ``(K,)`` on the fit's normalised axis (its exposure samples averaged):
+    where a motion measured for the window is pre-fitted."""
+    times = problem.data.times_s
+    return np.asarray(TimeMap.for_times(times).normalise(times.mean(axis=1)))
+
+
 def _window_motion(problem: WindowProblem) -> tuple[np.ndarray | None, dict[str, Any]]:
     y, transfer, shots, scale = _shared_content(problem, "fit.motion_start='registration'", "fit.motion_start='zero'")
-    # one frame per shot: with row-exact timing (a rolling-shutter camera) every shot's frame is
-    # in the data once per block of rows (recon.row_timing), each at its block's time
-    unique, first, row_shot = np.unique(shots, return_index=True, return_inverse=True)
-    times = problem.data.times_s.mean(axis=1)
-    shot_times = np.array([times[row_shot == i].mean() for i in range(len(unique))])
+    first, row_shot, shot_times = _frame_per_shot(problem, shots)
     glob, sig = shot_translations(y[first], transfer[first], times_s=shot_times)
     info: dict[str, Any] = {
         "registered": glob is not None,
@@ -529,15 +543,15 @@ def patch_registration(problem: WindowProblem) -> dict[str, Any]:
     transfer functions are the field's at the patch's frequencies (every other one: exact for a
     patch of half an even field).
     """
-    y, transfer, shots, _ = _shared_content(problem, "fit.deformation_start='velocity'", "fit.deformation_start='zero'")
+    y, transfer, shots, scale = _shared_content(problem, "fit.deformation_start='velocity'", "fit.deformation_start='zero'")
     ny, nx = y.shape[1:]
     if min(ny, nx) < PATCH_MIN_FIELD_PX or ny % 2 or nx % 2:
         return {"patches": 0}
-    _, first, row_shot = np.unique(shots, return_index=True, return_inverse=True)
-    times = problem.data.times_s.mean(axis=1)
-    shot_times = np.array([times[row_shot == i].mean() for i in range(len(first))])
+    first, _, shot_times = _frame_per_shot(problem, shots)
     frames, tf = y[first], transfer[first][:, ::2, ::2]
-    whole, _ = shot_translations(frames, transfer[first], times_s=shot_times)
+    # the whole field's shifts as window_motion found them (cached on the problem): d = -scale c
+    motion, _ = window_motion(problem)
+    whole = None if motion is None else -motion[first][:, :, 0, 0].astype(np.float64) / scale
     py, px = ny // 2, nx // 2
     unregistered, deviation = 0, 0.0
     for oy in (0, ny // 4, ny // 2):
@@ -577,7 +591,7 @@ def motion_against_rendering(problem: WindowProblem, rendered: np.ndarray) -> tu
     rendered = np.asarray(rendered, np.float64)
     if rendered.shape != y.shape:
         raise ValueError(f"rendered has shape {rendered.shape}, the window's measurements {y.shape}")
-    _, first, row_shot = np.unique(shots, return_index=True, return_inverse=True)
+    first, row_shot, _ = _frame_per_shot(problem, shots)
     shifts, sig = [], []
     for i in first:
         s, z = pair_shift(rendered[i], y[i], transfer[i], transfer[i])
@@ -661,8 +675,8 @@ def prefit_registered_motion(
     *scene_shape)`` at the window's shot times (each row's exposure samples averaged, on the
     fit's normalised time axis), from granularity ``start_alpha`` on
     (:func:`~nstm_acquire.nstm.prefit_motion.prefit_motion`); and what the pre-fit reached, for
-    the window's attributes (``prefit`` True and the rounded errors)."""
-    times = problem.data.times_s
-    tn = np.asarray(TimeMap.for_times(times).normalise(times.mean(axis=1)))
+    the window's attributes (``prefit`` True and the rounded errors). Any motion measured for the
+    window (a velocity field's flow, :mod:`nstm_acquire.recon.start`) is pre-fitted the same way."""
+    tn = normalised_row_times(problem)
     params, fit_info = prefit_motion(model, params, tn, motion, start_alpha=start_alpha)
     return params, {"prefit": True, **{k: round(v, 4) for k, v in fit_info.items()}}

@@ -40,7 +40,6 @@ from nstm_acquire.nstm.config import NSTMConfig
 from nstm_acquire.nstm.fit import fit, predict_rows
 from nstm_acquire.nstm.model import NSTMModel, Params, TimeMap
 from nstm_acquire.nstm.prefit import prefit_scene
-from nstm_acquire.nstm.prefit_motion import prefit_motion
 from nstm_acquire.nstm.velocity import VelocityFieldModel, build_velocity_model
 from nstm_acquire.recon.problem import WindowProblem
 from nstm_acquire.recon.registration import (
@@ -49,6 +48,7 @@ from nstm_acquire.recon.registration import (
     largest_deviation_px,
     motion_against_rendering,
     motion_from_registration,
+    normalised_row_times,
     patch_registration,
     prefit_registered_motion,
     window_motion,
@@ -128,8 +128,7 @@ def motion_from_velocity_field(
     if stage is None or vmodel is None:  # every try diverged: start as before
         record({"tried": tried, "prefit": False})
         return params
-    times = problem.data.times_s
-    tn = np.asarray(TimeMap.for_times(times).normalise(times.mean(axis=1)))
+    tn = normalised_row_times(problem)
     motion = np.asarray(_velocity_motion(vmodel)(stage.params, jnp.asarray(tn)))
     largest = largest_deviation_px(motion)
     found = {
@@ -144,9 +143,8 @@ def motion_from_velocity_field(
         return params
     if params is None:
         params = model.init(jax.random.PRNGKey(cfg.seed))
-    params = {**params, "scene": stage.params["scene"]}
-    params, fit_info = prefit_motion(model, params, tn, motion, start_alpha=cfg.start_alpha)
-    record({**found, "prefit": True, **{k: round(v, 4) for k, v in fit_info.items()}})
+    params, fit_info = prefit_registered_motion(model, problem, {**params, "scene": stage.params["scene"]}, motion, cfg.start_alpha)
+    record({**found, **fit_info})
     return params
 
 
